@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// AuditEntry is one row of the audit log.
+type AuditEntry struct {
+	UserID    string
+	Action    string // e.g. "login", "token.create", "user.create"
+	Resource  string
+	Params    map[string]any
+	Result    string // "success" or "error.<code>"
+	ClientIP  string
+	RequestID string
+}
+
+// Audit appends to the audit log. Failures are logged, never returned: an audit
+// hiccup must not fail the request it describes.
+func (s *Store) Audit(ctx context.Context, e AuditEntry) {
+	params := ""
+	if len(e.Params) > 0 {
+		b, _ := json.Marshal(e.Params)
+		params = string(b)
+	}
+	if e.Result == "" {
+		e.Result = "success"
+	}
+	err := s.Write(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			uuid.NewString(), s.now(), nullable(e.UserID), e.Action, nullable(e.Resource), nullable(params),
+			e.Result, nullable(e.ClientIP), nullable(e.RequestID))
+		return err
+	})
+	if err != nil {
+		slog.WarnContext(ctx, "audit write failed", "action", e.Action, "err", err)
+	}
+}
+
+// AuditRecord is an audit row as read back.
+type AuditRecord struct {
+	AuditEntry
+	ID string
+	TS time.Time
+}
+
+// ListAudit returns the newest audit rows, optionally of one action.
+func (s *Store) ListAudit(ctx context.Context, action string, limit int) ([]*AuditRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, ts, coalesce(user_id, ''), action, coalesce(resource, ''),
+		coalesce(params, ''), result, coalesce(client_ip, ''), coalesce(request_id, '')
+		FROM audit_log WHERE (? = '' OR action = ?) ORDER BY ts DESC LIMIT ?`, action, action, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*AuditRecord
+	for rows.Next() {
+		r := &AuditRecord{}
+		var params string
+		if err := rows.Scan(&r.ID, &r.TS, &r.UserID, &r.Action, &r.Resource, &params, &r.Result, &r.ClientIP, &r.RequestID); err != nil {
+			return nil, err
+		}
+		if params != "" {
+			_ = json.Unmarshal([]byte(params), &r.Params)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
