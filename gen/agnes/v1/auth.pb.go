@@ -1877,13 +1877,16 @@ const file_agnes_v1_auth_proto_rawDesc = "" +
 	"\vresource_id\x18\x02 \x01(\tR\n" +
 	"resourceId\x121\n" +
 	"\n" +
-	"via_groups\x18\x03 \x03(\v2\x12.agnes.v1.GroupRefR\tviaGroups2\xf4\f\n" +
-	"\vAuthService\x12f\n" +
-	"\tBootstrap\x12\x1a.agnes.v1.BootstrapRequest\x1a\x1b.agnes.v1.BootstrapResponse\" \xca\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/auth/bootstrap\x12}\n" +
-	"\x12CreateSessionToken\x12#.agnes.v1.CreateSessionTokenRequest\x1a$.agnes.v1.CreateSessionTokenResponse\"\x1c\xca\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/auth/token\x12w\n" +
-	"\rPasswordLogin\x12\x1e.agnes.v1.PasswordLoginRequest\x1a\x1f.agnes.v1.PasswordLoginResponse\"%\xca\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/auth/password/login\x12x\n" +
-	"\rSendMagicLink\x12\x1e.agnes.v1.SendMagicLinkRequest\x1a\x1f.agnes.v1.SendMagicLinkResponse\"&\xca\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/auth/email/send-link\x12{\n" +
-	"\x0fVerifyMagicLink\x12 .agnes.v1.VerifyMagicLinkRequest\x1a!.agnes.v1.VerifyMagicLinkResponse\"#\xca\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/auth/email/verify\x12P\n" +
+	"via_groups\x18\x03 \x03(\v2\x12.agnes.v1.GroupRefR\tviaGroups2\xfe\f\n" +
+	"\vAuthService\x12h\n" +
+	"\tBootstrap\x12\x1a.agnes.v1.BootstrapRequest\x1a\x1b.agnes.v1.BootstrapResponse\"\"\xca\xf3\x18\x04\b\x01(\x03\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/auth/bootstrap\x12\x7f\n" +
+	"\x12CreateSessionToken\x12#.agnes.v1.CreateSessionTokenRequest\x1a$.agnes.v1.CreateSessionTokenResponse\"\x1e\xca\xf3\x18\x04\b\x01(\n" +
+	"\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/auth/token\x12y\n" +
+	"\rPasswordLogin\x12\x1e.agnes.v1.PasswordLoginRequest\x1a\x1f.agnes.v1.PasswordLoginResponse\"'\xca\xf3\x18\x04\b\x01(\n" +
+	"\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/auth/password/login\x12z\n" +
+	"\rSendMagicLink\x12\x1e.agnes.v1.SendMagicLinkRequest\x1a\x1f.agnes.v1.SendMagicLinkResponse\"(\xca\xf3\x18\x04\b\x01(\x05\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/auth/email/send-link\x12}\n" +
+	"\x0fVerifyMagicLink\x12 .agnes.v1.VerifyMagicLinkRequest\x1a!.agnes.v1.VerifyMagicLinkResponse\"%\xca\xf3\x18\x04\b\x01(\n" +
+	"\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/auth/email/verify\x12P\n" +
 	"\x05GetMe\x12\x16.agnes.v1.GetMeRequest\x1a\x17.agnes.v1.GetMeResponse\"\x16\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/auth/me\x12Z\n" +
 	"\x06Logout\x12\x17.agnes.v1.LogoutRequest\x1a\x18.agnes.v1.LogoutResponse\"\x1d\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/auth/logout\x12p\n" +

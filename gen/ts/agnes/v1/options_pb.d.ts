@@ -44,6 +44,13 @@ export declare type Policy = Message<"agnes.v1.Policy"> & {
    * @generated from field: bool session_only = 4;
    */
   sessionOnly: boolean;
+
+  /**
+   * Calls allowed per client IP per minute (0 = unlimited); set on sign-in RPCs.
+   *
+   * @generated from field: int32 rate_per_minute = 5;
+   */
+  ratePerMinute: number;
 };
 
 /**

@@ -1,0 +1,25 @@
+// Package extract is the extract.duckdb contract between connectors and the
+// orchestrator: its types, a writer connectors use to produce it, and the
+// validator that both sides trust.
+//
+// Every source writes one directory, $DATA_DIR/extracts/<source>/:
+//
+//	extract.duckdb   _meta (one row per table), one view per row,
+//	                 optionally _remote_attach (remote sources to ATTACH)
+//	data/<t>.parquet or data/<t>/*.parquet   the local tables' data
+//
+// The package sits at the bottom of the dependency graph: connectors write
+// the contract and the orchestrator reads it, so it imports neither.
+//
+// Files are never rewritten in place. Parquet is written to a hidden temp
+// name in data/ and renamed over the old file; extract.duckdb is written to a
+// temp file and renamed too, so a reader sees either the old or the new
+// version, never half of one. The MD5 of each Parquet file is computed once,
+// when it is written, and stored in _meta (column md5) so that nobody has to
+// re-read the data to learn its content hash.
+//
+// Views reference Parquet by absolute path: DuckDB resolves relative paths
+// against the process working directory, not against the database file.
+// extract.duckdb is rewritten on every sync, so a moved data directory heals
+// on the next sync (see docs/adr/0006-extract-contract-and-rebuild.md).
+package extract

@@ -1,0 +1,226 @@
+package extract
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+)
+
+// readAlias is the name an extract is attached under when read on its own.
+const readAlias = "extract"
+
+// metaColumns are _meta's required columns and their DuckDB types.
+var metaColumns = []struct{ name, typ string }{
+	{"table_name", "VARCHAR"},
+	{"description", "VARCHAR"},
+	{"rows", "BIGINT"},
+	{"size_bytes", "BIGINT"},
+	{"extracted_at", "TIMESTAMP"},
+	{"query_mode", "VARCHAR"},
+}
+
+var remoteColumns = []string{"alias", "extension", "url", "token_env"}
+
+// Read returns what the extract in dir describes. It opens extract.duckdb
+// read-only. A missing extract is an error matching fs.ErrNotExist.
+func Read(ctx context.Context, dir string) (Contents, error) {
+	path := filepath.Join(dir, DBFile)
+	if _, err := os.Stat(path); err != nil {
+		return Contents{}, fmt.Errorf("read extract: %w", err)
+	}
+	db, err := openMemory()
+	if err != nil {
+		return Contents{}, err
+	}
+	defer db.Close()
+	if err := Attach(ctx, db, path, readAlias); err != nil {
+		return Contents{}, err
+	}
+	return ReadAttached(ctx, db, readAlias)
+}
+
+// ReadAttached reads _meta, _remote_attach and the tables' view definitions
+// of an extract attached under alias. It is lenient about column types
+// (Validate is the strict one) but needs every required _meta column.
+func ReadAttached(ctx context.Context, c Conn, alias string) (Contents, error) {
+	cols, err := columns(ctx, c, alias, metaTable)
+	if err != nil {
+		return Contents{}, err
+	}
+	if len(cols) == 0 {
+		return Contents{}, fmt.Errorf("extract %s: no %s table", alias, metaTable)
+	}
+	sel := make([]string, 0, len(metaColumns)+1)
+	for _, mc := range metaColumns {
+		if _, ok := cols[mc.name]; !ok {
+			return Contents{}, fmt.Errorf("extract %s: %s has no column %s", alias, metaTable, mc.name)
+		}
+		sel = append(sel, "CAST("+quoteIdent(mc.name)+" AS "+mc.typ+")")
+	}
+	if _, ok := cols["md5"]; ok {
+		sel = append(sel, "CAST(md5 AS VARCHAR)")
+	} else {
+		sel = append(sel, "NULL::VARCHAR")
+	}
+	rows, err := c.QueryContext(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+quoteIdent(alias)+".main."+metaTable)
+	if err != nil {
+		return Contents{}, fmt.Errorf("extract %s: read %s: %w", alias, metaTable, err)
+	}
+	var out Contents
+	for rows.Next() {
+		var (
+			name, desc, mode, sum sql.NullString
+			n, size               sql.NullInt64
+			at                    sql.NullTime
+		)
+		if err := rows.Scan(&name, &desc, &n, &size, &at, &mode, &sum); err != nil {
+			rows.Close()
+			return Contents{}, fmt.Errorf("extract %s: read %s: %w", alias, metaTable, err)
+		}
+		out.Tables = append(out.Tables, Table{Meta: Meta{
+			TableName: name.String, Description: desc.String, Rows: n.Int64, SizeBytes: size.Int64,
+			ExtractedAt: at.Time, QueryMode: mode.String, MD5: sum.String,
+		}})
+	}
+	if err := closeRows(rows); err != nil {
+		return Contents{}, fmt.Errorf("extract %s: read %s: %w", alias, metaTable, err)
+	}
+	if out.Remotes, err = readRemotes(ctx, c, alias); err != nil {
+		return Contents{}, err
+	}
+	views, err := viewSelects(ctx, c, alias)
+	if err != nil {
+		return Contents{}, err
+	}
+	for i := range out.Tables {
+		out.Tables[i].View = views[strings.ToLower(out.Tables[i].TableName)]
+	}
+	return out, nil
+}
+
+func readRemotes(ctx context.Context, c Conn, alias string) ([]RemoteAttach, error) {
+	cols, err := columns(ctx, c, alias, remoteTable)
+	if err != nil || len(cols) == 0 {
+		return nil, err
+	}
+	sel := make([]string, len(remoteColumns))
+	for i, name := range remoteColumns {
+		if _, ok := cols[name]; !ok {
+			return nil, fmt.Errorf("extract %s: %s has no column %s", alias, remoteTable, name)
+		}
+		sel[i] = "coalesce(CAST(" + quoteIdent(name) + " AS VARCHAR), '')"
+	}
+	rows, err := c.QueryContext(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+quoteIdent(alias)+".main."+remoteTable)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: read %s: %w", alias, remoteTable, err)
+	}
+	var out []RemoteAttach
+	for rows.Next() {
+		var r RemoteAttach
+		if err := rows.Scan(&r.Alias, &r.Extension, &r.URL, &r.TokenEnv); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("extract %s: read %s: %w", alias, remoteTable, err)
+		}
+		out = append(out, r)
+	}
+	if err := closeRows(rows); err != nil {
+		return nil, fmt.Errorf("extract %s: read %s: %w", alias, remoteTable, err)
+	}
+	return out, nil
+}
+
+// columns returns the columns (name → DuckDB type) of table in the attached
+// catalog, or an empty map if the table does not exist.
+func columns(ctx context.Context, c Conn, catalog, table string) (map[string]string, error) {
+	rows, err := c.QueryContext(ctx, `SELECT column_name, data_type FROM information_schema.columns
+		WHERE table_catalog = ? AND table_schema = 'main' AND table_name = ?`, catalog, table)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: columns of %s: %w", catalog, table, err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("extract %s: columns of %s: %w", catalog, table, err)
+		}
+		out[strings.ToLower(name)] = typ
+	}
+	return out, closeRows(rows)
+}
+
+// objects returns the views and tables of the attached catalog, by lower-case
+// name, with their type (VIEW or BASE TABLE).
+func objects(ctx context.Context, c Conn, catalog string) (map[string]string, error) {
+	rows, err := c.QueryContext(ctx, `SELECT table_name, table_type FROM information_schema.tables
+		WHERE table_catalog = ? AND table_schema = 'main'`, catalog)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: list objects: %w", catalog, err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("extract %s: list objects: %w", catalog, err)
+		}
+		out[strings.ToLower(name)] = typ
+	}
+	return out, closeRows(rows)
+}
+
+// viewHead matches what DuckDB puts before a view's SELECT in duckdb_views().sql.
+var viewHead = regexp.MustCompile(`(?is)^\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(?:"(?:[^"]|"")*"|[a-z0-9_.]+)\s+AS\s+`)
+
+// viewSelects returns the SELECT of each view in the catalog, by lower-case name.
+func viewSelects(ctx context.Context, c Conn, catalog string) (map[string]string, error) {
+	rows, err := c.QueryContext(ctx, `SELECT view_name, sql FROM duckdb_views()
+		WHERE database_name = ? AND schema_name = 'main' AND NOT internal`, catalog)
+	if err != nil {
+		return nil, fmt.Errorf("extract %s: list views: %w", catalog, err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("extract %s: list views: %w", catalog, err)
+		}
+		if loc := viewHead.FindStringIndex(def); loc != nil {
+			out[strings.ToLower(name)] = strings.TrimRight(strings.TrimSpace(def[loc[1]:]), ";")
+		}
+	}
+	return out, closeRows(rows)
+}
+
+// openMemory opens a private in-memory DuckDB. Extensions are never fetched
+// implicitly: offline, a path needing httpfs fails at once instead of after
+// a download attempt.
+func openMemory() (*sql.DB, error) {
+	return openDB("")
+}
+
+func openDB(path string) (*sql.DB, error) {
+	c, err := duckdb.NewConnector(path+"?autoinstall_known_extensions=false&autoload_known_extensions=false", nil)
+	if err != nil {
+		return nil, fmt.Errorf("open duckdb %s: %w", path, err)
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1) // one connection: statements run in order, state is shared
+	return db, nil
+}
+
+func closeRows(rows *sql.Rows) error {
+	return errors.Join(rows.Err(), rows.Close())
+}
+
+// notExist reports whether err says a file is missing.
+func notExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

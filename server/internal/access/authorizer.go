@@ -1,0 +1,148 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/server/internal/auth"
+	"github.com/agnesdata/agnes/server/internal/reqctx"
+)
+
+// Authorizer is the Connect interceptor that enforces each RPC's policy before the
+// handler runs. It runs after authentication (HTTP middleware) and before request
+// validation, so a caller without access learns nothing about the request schema.
+type Authorizer struct {
+	policies Policies
+	limiter  *RateLimiter // nil: no rate limits
+}
+
+// NewAuthorizer returns the interceptor; limiter may be nil to disable rate limits.
+func NewAuthorizer(p Policies, limiter *RateLimiter) *Authorizer {
+	return &Authorizer{policies: p, limiter: limiter}
+}
+
+// Check applies the policy of procedure to the caller in ctx. msg is the request
+// (nil when not yet received; then resource fields are checked on receipt).
+func (a *Authorizer) Check(ctx context.Context, procedure string, msg proto.Message) error {
+	pol := a.policies[procedure]
+	if pol == nil {
+		return connect.NewError(connect.CodePermissionDenied, errors.New("no access policy for this method"))
+	}
+	if n := pol.GetRatePerMinute(); n > 0 && a.limiter != nil {
+		if wait, ok := a.limiter.Allow(procedure, reqctx.From(ctx).ClientIP, int(n)); !ok {
+			err := connect.NewError(connect.CodeResourceExhausted,
+				fmt.Errorf("too many requests — %d per minute", n))
+			err.Meta().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			return err
+		}
+	}
+	if pol.GetAccess() == agnesv1.Access_ACCESS_PUBLIC {
+		return nil
+	}
+	p := auth.FromContext(ctx)
+	if p == nil {
+		reason := auth.FailureFromContext(ctx)
+		if reason == "" {
+			reason = "missing or invalid Authorization header"
+		}
+		return connect.NewError(connect.CodeUnauthenticated, errors.New(reason))
+	}
+	if pol.GetSessionOnly() && p.TokenType != auth.TypeSession {
+		return connect.NewError(connect.CodePermissionDenied,
+			errors.New("this action requires an interactive session, not a personal access token"))
+	}
+	switch pol.GetAccess() {
+	case agnesv1.Access_ACCESS_AUTHENTICATED:
+		return nil
+	case agnesv1.Access_ACCESS_ADMIN:
+		if !p.IsAdmin {
+			return connect.NewError(connect.CodePermissionDenied, errors.New("admin access required"))
+		}
+		return nil
+	case agnesv1.Access_ACCESS_RESOURCE:
+		if pol.GetResourceField() == "" || msg == nil {
+			return nil // the service checks (or the field is checked on receipt)
+		}
+		return CheckResource(p, pol.GetResourceType(), resourceID(msg, pol.GetResourceField()))
+	default:
+		return connect.NewError(connect.CodePermissionDenied, errors.New("unknown access policy"))
+	}
+}
+
+// CheckResource is the one resource rule: admins pass, others need a grant.
+func CheckResource(p *auth.Principal, resourceType, id string) error {
+	if p != nil && p.Can(resourceType, id) {
+		return nil
+	}
+	return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("access denied to %s '%s'", resourceType, id))
+}
+
+func resourceID(msg proto.Message, field string) string {
+	m := msg.ProtoReflect()
+	f := m.Descriptor().Fields().ByName(protoreflect.Name(field))
+	if f == nil {
+		return ""
+	}
+	return m.Get(f).String()
+}
+
+// WrapUnary implements connect.Interceptor.
+func (a *Authorizer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		msg, _ := req.Any().(proto.Message)
+		if err := a.Check(ctx, req.Spec().Procedure, msg); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+// WrapStreamingClient implements connect.Interceptor.
+func (a *Authorizer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// WrapStreamingHandler implements connect.Interceptor. The caller is checked before
+// the handler starts; resource fields are checked when the request message arrives.
+func (a *Authorizer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		procedure := conn.Spec().Procedure
+		if err := a.Check(ctx, procedure, nil); err != nil {
+			return err
+		}
+		return next(ctx, &checkedConn{StreamingHandlerConn: conn, check: func(msg proto.Message) error {
+			return a.checkResourceField(ctx, procedure, msg)
+		}})
+	}
+}
+
+func (a *Authorizer) checkResourceField(ctx context.Context, procedure string, msg proto.Message) error {
+	pol := a.policies[procedure]
+	if pol.GetAccess() != agnesv1.Access_ACCESS_RESOURCE || pol.GetResourceField() == "" {
+		return nil
+	}
+	return CheckResource(auth.FromContext(ctx), pol.GetResourceType(), resourceID(msg, pol.GetResourceField()))
+}
+
+type checkedConn struct {
+	connect.StreamingHandlerConn
+	check func(proto.Message) error
+}
+
+func (c *checkedConn) Receive(msg any) error {
+	if err := c.StreamingHandlerConn.Receive(msg); err != nil {
+		return err
+	}
+	if m, ok := msg.(proto.Message); ok {
+		return c.check(m)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agnesdata/agnes/server/internal/reqctx"
+	"github.com/agnesdata/agnes/server/internal/store"
+)
+
+// CookieName is the session cookie.
+const CookieName = "access_token"
+
+// Authenticator resolves credentials into a Principal.
+type Authenticator struct {
+	issuer *Issuer
+	store  *store.Store
+	now    func() time.Time
+}
+
+// NewAuthenticator returns an authenticator over the issuer's secret and the store.
+func NewAuthenticator(issuer *Issuer, st *store.Store) *Authenticator {
+	return &Authenticator{issuer: issuer, store: st, now: time.Now}
+}
+
+// Middleware attaches the Principal (or the reason presented credentials failed) to
+// the request context. It never rejects: whether an RPC needs a caller is the
+// authorization interceptor's decision, taken from the API's policy options.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := TokenFromRequest(r)
+		if token == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx := r.Context()
+		p, err := a.Authenticate(ctx, token)
+		if err != nil {
+			ctx = withFailure(ctx, publicReason(ctx, err))
+		} else {
+			ctx = WithPrincipal(ctx, p)
+			reqctx.From(ctx).SetUser(p.Email)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// TokenFromRequest reads `Authorization: Bearer <t>`, else the access_token cookie.
+func TokenFromRequest(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if ok && strings.EqualFold(scheme, "bearer") {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// Failure reasons, shown to the caller as the 401 detail.
+var (
+	errRevoked     = errors.New("token revoked")
+	errUnknownPAT  = errors.New("token unknown")
+	errExpiredPAT  = errors.New("token expired")
+	errDeactivated = errors.New("account deactivated")
+	errNoUser      = errors.New("user not found")
+)
+
+// publicReason is the 401 detail for a refused credential; unexpected failures
+// (a database error) are logged and not described.
+func publicReason(ctx context.Context, err error) string {
+	for _, known := range []error{ErrInvalidToken, errRevoked, errUnknownPAT, errExpiredPAT, errDeactivated, errNoUser} {
+		if errors.Is(err, known) {
+			return known.Error()
+		}
+	}
+	slog.ErrorContext(ctx, "authentication failed", "err", err, "request_id", reqctx.From(ctx).RequestID)
+	return "authentication unavailable"
+}
+
+// Authenticate verifies a token and loads the caller's current identity.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	c, err := a.issuer.Verify(token)
+	if err != nil {
+		return nil, ErrInvalidToken
+	}
+	p := &Principal{TokenType: c.Type, TokenID: c.ID}
+	if c.ExpiresAt != nil {
+		p.ExpiresAt = c.ExpiresAt.Unix()
+	}
+	switch c.Type {
+	case TypeSession:
+		if a.store.SessionRevoked(c.ID) {
+			return nil, errRevoked
+		}
+	case TypePAT:
+		row, err := a.store.GetPAT(ctx, c.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, errUnknownPAT
+		case err != nil:
+			return nil, err
+		case row.UserID != c.Subject || row.TokenHash != HashToken(token):
+			return nil, errUnknownPAT
+		case row.RevokedAt != nil:
+			return nil, errRevoked
+		case row.ExpiresAt != nil && a.now().After(*row.ExpiresAt):
+			return nil, errExpiredPAT
+		}
+		a.store.TouchPAT(row.ID, reqctx.From(ctx).ClientIP)
+	}
+	id, err := a.store.Identity(ctx, c.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errNoUser
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !id.Active {
+		return nil, errDeactivated
+	}
+	p.Identity = id
+	return p, nil
+}
+
+// SessionCookie is the cookie that carries a session token to browsers.
+func SessionCookie(token string, secure bool) *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: token, Path: "/", MaxAge: int(SessionTTL.Seconds()),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure}
+}
+
+// ClearedCookie removes the session cookie.
+func ClearedCookie(secure bool) *http.Cookie {
+	return &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure}
+}

@@ -1,0 +1,43 @@
+package auth
+
+import (
+	"context"
+
+	"github.com/agnesdata/agnes/server/internal/store"
+)
+
+// Principal is the authenticated caller of one request.
+type Principal struct {
+	*store.Identity
+	TokenType string // TypeSession or TypePAT
+	TokenID   string // jti: session id or PAT row id
+	ExpiresAt int64  // unix seconds; 0 = never (PATs without expiry)
+}
+
+type principalKey struct{}
+
+type failureKey struct{}
+
+// WithPrincipal attaches the caller to a context.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the caller, or nil for an anonymous request.
+func FromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+// withFailure records why credentials that were presented were refused, so a
+// protected RPC can say so while a public one ignores bad credentials.
+func withFailure(ctx context.Context, reason string) context.Context {
+	return context.WithValue(ctx, failureKey{}, reason)
+}
+
+// FailureFromContext returns why presented credentials were refused ("" when none
+// were presented or they were fine).
+func FailureFromContext(ctx context.Context) string {
+	s, _ := ctx.Value(failureKey{}).(string)
+	return s
+}

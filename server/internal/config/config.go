@@ -1,0 +1,213 @@
+// Package config is the server's configuration: one struct with defaults, overridden
+// in order by a YAML file (with ${ENV} references resolved), environment variables
+// and command-line flags, and validated before anything is opened.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Secret is a string that never prints itself.
+type Secret string
+
+// String implements fmt.Stringer.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// MarshalYAML keeps secrets out of dumped configs.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// Config is everything the server can be told.
+type Config struct {
+	// Addr is the one listen address for every protocol (AGNES_ADDR).
+	Addr string `yaml:"addr"`
+	// DataDir holds state/, analytics/ and extracts/ (DATA_DIR).
+	DataDir string `yaml:"data_dir"`
+	// JWTSecret signs tokens (JWT_SECRET_KEY). Empty: generated once and kept in
+	// $DATA_DIR/state/.jwt_secret.
+	JWTSecret Secret `yaml:"jwt_secret"`
+	// PublicURL is how users reach the server; https:// marks cookies Secure (AGNES_PUBLIC_URL).
+	PublicURL string `yaml:"public_url"`
+	// TrustForwardedFor takes the client IP from X-Forwarded-For: only behind a
+	// proxy that sets it (AGNES_TRUST_FORWARDED_FOR).
+	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
+	// RateLimit enables per-IP limits on sign-in RPCs (AGNES_RATE_LIMIT).
+	RateLimit bool `yaml:"rate_limit"`
+	// MaxBodyBytes caps request bodies (AGNES_MAX_BODY_BYTES).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds graceful shutdown (AGNES_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+	// Query bounds SQL execution.
+	Query Query `yaml:"query"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	// Format is "text" or "json" (AGNES_LOG_FORMAT).
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error (AGNES_LOG_LEVEL).
+	Level string `yaml:"level"`
+}
+
+// Query bounds the query engine.
+type Query struct {
+	// MaxRows caps the rows one query returns (AGNES_QUERY_MAX_ROWS).
+	MaxRows int64 `yaml:"max_rows"`
+	// MaxBytes caps the payload one query returns (AGNES_QUERY_MAX_BYTES).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// Timeout is the wall-clock limit of one query (AGNES_QUERY_TIMEOUT).
+	Timeout time.Duration `yaml:"timeout"`
+	// PerUserConcurrency caps concurrent queries per user (AGNES_QUERY_PER_USER).
+	PerUserConcurrency int `yaml:"per_user_concurrency"`
+}
+
+// Default is the embedded default a newcomer runs with.
+func Default() Config {
+	return Config{
+		Addr:            "127.0.0.1:8000",
+		DataDir:         "./data",
+		RateLimit:       true,
+		MaxBodyBytes:    10 << 20,
+		ShutdownTimeout: 15 * time.Second,
+		Log:             Log{Format: "text", Level: "info"},
+		Query: Query{
+			MaxRows:            1_000_000,
+			MaxBytes:           1 << 30,
+			Timeout:            5 * time.Minute,
+			PerUserConcurrency: 4,
+		},
+	}
+}
+
+// Load builds the config: defaults ← file (if path is set) ← environment.
+// Flags are applied by the caller afterwards, then Validate.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		expanded := os.Expand(string(raw), getenv)
+		dec := yaml.NewDecoder(strings.NewReader(expanded))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // an empty file means defaults
+			return c, fmt.Errorf("parse %s: %w", path, err)
+		}
+	}
+	return c, c.applyEnv(getenv)
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	var errs []error
+	str := func(key string, dst *string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	boolean := func(key string, dst *bool) {
+		if v := getenv(key); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			}
+			*dst = b
+		}
+	}
+	integer := func(key string, dst *int64) {
+		if v := getenv(key); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			}
+			*dst = n
+		}
+	}
+	duration := func(key string, dst *time.Duration) {
+		if v := getenv(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			}
+			*dst = d
+		}
+	}
+	str("AGNES_ADDR", &c.Addr)
+	str("DATA_DIR", &c.DataDir)
+	if v := getenv("JWT_SECRET_KEY"); v != "" {
+		c.JWTSecret = Secret(v)
+	}
+	str("AGNES_PUBLIC_URL", &c.PublicURL)
+	boolean("AGNES_TRUST_FORWARDED_FOR", &c.TrustForwardedFor)
+	boolean("AGNES_RATE_LIMIT", &c.RateLimit)
+	integer("AGNES_MAX_BODY_BYTES", &c.MaxBodyBytes)
+	duration("AGNES_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	str("AGNES_LOG_FORMAT", &c.Log.Format)
+	str("AGNES_LOG_LEVEL", &c.Log.Level)
+	integer("AGNES_QUERY_MAX_ROWS", &c.Query.MaxRows)
+	integer("AGNES_QUERY_MAX_BYTES", &c.Query.MaxBytes)
+	duration("AGNES_QUERY_TIMEOUT", &c.Query.Timeout)
+	var perUser int64 = int64(c.Query.PerUserConcurrency)
+	integer("AGNES_QUERY_PER_USER", &perUser)
+	c.Query.PerUserConcurrency = int(perUser)
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		errs = append(errs, errors.New("jwt_secret (JWT_SECRET_KEY) must be at least 32 characters"))
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
+		errs = append(errs, fmt.Errorf("public_url %q must start with http:// or https://", c.PublicURL))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("max_body_bytes must be at least 1024"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown_timeout must be positive"))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q must be text or json", c.Log.Format))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q must be debug, info, warn or error", c.Log.Level))
+	}
+	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 {
+		errs = append(errs, errors.New("query limits must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// SecureCookies reports whether cookies must carry the Secure flag.
+func (c Config) SecureCookies() bool { return strings.HasPrefix(c.PublicURL, "https://") }
+
+// StatePath is system.duckdb.
+func (c Config) StatePath() string { return filepath.Join(c.DataDir, "state", "system.duckdb") }

@@ -1,0 +1,232 @@
+// Package gateway is the REST/JSON mirror: grpc-gateway's ServeMux at the documented
+// paths, calling back into our own Connect handlers over an in-memory gRPC connection
+// so that every protocol passes the same authentication, authorization and error
+// interceptors. RegisterXHandlerServer is never used: it would skip them.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/server/internal/access"
+	"github.com/agnesdata/agnes/server/internal/apierr"
+	"github.com/agnesdata/agnes/server/internal/reqctx"
+)
+
+// Options configure the mirror.
+type Options struct {
+	MaxBodyBytes int64 // request bodies above this answer 413
+}
+
+// New returns the REST handler. conn leads to the server's own Connect handlers.
+func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.ServiceDescriptor, opts Options) (http.Handler, error) {
+	statuses := successStatuses(services)
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newMarshaler(services)),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithStreamErrorHandler(streamErrorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithIncomingHeaderMatcher(incomingHeader),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		runtime.WithMetadata(edgeMetadata),
+		runtime.WithForwardResponseOption(func(ctx context.Context, w http.ResponseWriter, _ proto.Message) error {
+			if name, ok := runtime.RPCMethod(ctx); ok {
+				if code := statuses[name]; code != 0 {
+					w.WriteHeader(code)
+				}
+			}
+			return nil
+		}),
+	)
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		agnesv1.RegisterAuthServiceHandler,
+		agnesv1.RegisterAdminServiceHandler,
+		agnesv1.RegisterSyncServiceHandler,
+		agnesv1.RegisterQueryServiceHandler,
+		agnesv1.RegisterCatalogServiceHandler,
+		agnesv1.RegisterMemoryServiceHandler,
+	} {
+		if err := register(ctx, mux, conn); err != nil {
+			return nil, err
+		}
+	}
+	return limitBody(opts.MaxBodyBytes, noBodyAfter204(mux)), nil
+}
+
+// successStatuses maps "/agnes.v1.X/Method" to its declared REST success status.
+func successStatuses(services []protoreflect.ServiceDescriptor) map[string]int {
+	out := map[string]int{}
+	for _, sd := range services {
+		for i := range sd.Methods().Len() {
+			m := sd.Methods().Get(i)
+			if code, ok := proto.GetExtension(m.Options(), agnesv1.E_HttpStatus).(int32); ok && code != 0 {
+				out[access.Procedure(m)] = int(code)
+			}
+		}
+	}
+	return out
+}
+
+// incomingHeader forwards what the Connect hop needs: credentials (Authorization is
+// forwarded by default), cookies and the request id.
+func incomingHeader(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "cookie", "x-request-id":
+		return strings.ToLower(key), true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// outgoingHeader passes the few response headers a REST client needs unprefixed.
+func outgoingHeader(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "set-cookie", "retry-after":
+		return key, true
+	}
+	return "", false
+}
+
+// edgeMetadata hands the edge's facts to the Connect hop, which trusts them only
+// because they arrive on the in-memory listener.
+func edgeMetadata(ctx context.Context, r *http.Request) metadata.MD {
+	info := reqctx.From(r.Context())
+	return metadata.Pairs(
+		strings.ToLower(reqctx.HeaderClientIP), info.ClientIP,
+		strings.ToLower(reqctx.HeaderVia), "rest",
+		strings.ToLower(reqctx.HeaderRequestID), info.RequestID,
+	)
+}
+
+func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if tooLarge(r) {
+		apierr.WriteHTTP(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, "request body too large")
+		return
+	}
+	st := status.Convert(err)
+	if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
+		for _, v := range append(md.HeaderMD.Get("retry-after"), md.TrailerMD.Get("retry-after")...) {
+			w.Header().Set("Retry-After", v)
+		}
+		for _, v := range md.HeaderMD.Get("set-cookie") {
+			w.Header().Add("Set-Cookie", v)
+		}
+	}
+	code := connect.Code(st.Code())
+	msg := st.Message()
+	if st.Code() == codes.Unknown || msg == "" {
+		code, msg = connect.CodeInternal, "internal error"
+	}
+	apierr.WriteHTTP(w, apierr.HTTPStatus(code), code, msg)
+}
+
+func streamErrorHandler(_ context.Context, err error) *status.Status {
+	return status.Convert(err)
+}
+
+func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		apierr.WriteHTTP(w, httpStatus, connect.CodeUnimplemented, "method "+r.Method+" not allowed on "+r.URL.Path)
+	case http.StatusBadRequest:
+		apierr.WriteHTTP(w, httpStatus, connect.CodeInvalidArgument, "bad request path")
+	default:
+		apierr.WriteHTTP(w, http.StatusNotFound, connect.CodeNotFound, "no route for "+r.Method+" "+r.URL.Path)
+	}
+}
+
+// noBodyAfter204 drops the "{}" the gateway writes after a 204 status.
+func noBodyAfter204(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&statusWriter{ResponseWriter: w}, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	if code == http.StatusNoContent {
+		w.Header().Del("Content-Type")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.status == http.StatusNoContent {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type bodyLimitKey struct{}
+
+type bodyLimit struct{ exceeded bool }
+
+// limitBody answers 413 for declared oversize bodies and marks streamed ones that
+// overflow, so the error handler can tell "too large" from "malformed".
+func limitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if max <= 0 || r.Body == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > max {
+			apierr.WriteHTTP(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted,
+				"request body too large (max "+strconv.FormatInt(max, 10)+" bytes)")
+			return
+		}
+		lim := &bodyLimit{}
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, max), lim: lim}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bodyLimitKey{}, lim)))
+	})
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	lim *bodyLimit
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		b.lim.exceeded = true
+	}
+	return n, err
+}
+
+func tooLarge(r *http.Request) bool {
+	lim, _ := r.Context().Value(bodyLimitKey{}).(*bodyLimit)
+	return lim != nil && lim.exceeded
+}

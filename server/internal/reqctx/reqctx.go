@@ -1,0 +1,143 @@
+// Package reqctx carries per-request facts every layer needs — request id, client IP,
+// and whether the call arrived through the REST mirror — from the HTTP edge inward.
+package reqctx
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// Headers the REST mirror uses to hand edge facts to the Connect hop. They are
+// trusted only on the in-memory listener; on the public port they are stripped.
+const (
+	HeaderRequestID = "X-Request-Id"
+	HeaderClientIP  = "X-Agnes-Client-Ip"
+	HeaderVia       = "X-Agnes-Via"
+)
+
+// Info is what is known about the request. The edge creates it; inner layers (the
+// authenticator, the RPC interceptor — also across the REST mirror's in-memory hop)
+// add who called and how the RPC ended, so the edge writes one complete log line.
+type Info struct {
+	RequestID string
+	ClientIP  string
+	Via       string // "rest" when the call came through the REST mirror
+
+	mu        sync.Mutex
+	user      string
+	procedure string
+	code      string
+}
+
+// SetUser records the authenticated caller.
+func (i *Info) SetUser(email string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.user = email
+}
+
+// SetRPC records the procedure served and its outcome ("ok" or a code).
+func (i *Info) SetRPC(procedure, code string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.procedure, i.code = procedure, code
+}
+
+// Outcome returns what inner layers recorded.
+func (i *Info) Outcome() (user, procedure, code string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.user, i.procedure, i.code
+}
+
+// inflight lets the in-memory hop find the edge's Info by request id.
+var inflight sync.Map
+
+type key struct{}
+
+// With attaches info to a context.
+func With(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, key{}, info)
+}
+
+// From returns the request's info (never nil).
+func From(ctx context.Context) *Info {
+	if i, ok := ctx.Value(key{}).(*Info); ok {
+		return i
+	}
+	return &Info{}
+}
+
+// NewID returns a random request id.
+func NewID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Edge is the outermost middleware of the public listener: it assigns the request id
+// (keeping a sane client-supplied one), decides the client IP, and drops the
+// internal headers a client might forge.
+func Edge(trustForwardedFor bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del(HeaderClientIP)
+		r.Header.Del(HeaderVia)
+		id := r.Header.Get(HeaderRequestID)
+		if !validID(id) {
+			id = NewID()
+			r.Header.Set(HeaderRequestID, id)
+		}
+		w.Header().Set(HeaderRequestID, id)
+		info := &Info{RequestID: id, ClientIP: peerIP(r.RemoteAddr)}
+		inflight.Store(id, info)
+		defer inflight.Delete(id)
+		if trustForwardedFor {
+			if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+				first, _, _ := strings.Cut(xff, ",")
+				if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
+					info.ClientIP = ip.String()
+				}
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(With(r.Context(), info)))
+	})
+}
+
+// Internal is the outermost middleware of the in-memory listener the REST mirror
+// dials: the edge facts arrive as headers set by the gateway itself.
+func Internal(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(HeaderRequestID)
+		info, ok := inflight.Load(id)
+		if !ok {
+			info = &Info{RequestID: NewID(), ClientIP: r.Header.Get(HeaderClientIP)}
+		}
+		info.(*Info).Via = r.Header.Get(HeaderVia)
+		next.ServeHTTP(w, r.WithContext(With(r.Context(), info.(*Info))))
+	})
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func peerIP(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return remote
+	}
+	return host
+}

@@ -1,0 +1,297 @@
+// Package authsvc implements agnes.v1.AuthService: bootstrap, password sign-in,
+// sessions, logout and personal access tokens.
+package authsvc
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/apierr"
+	"github.com/agnesdata/agnes/server/internal/auth"
+	"github.com/agnesdata/agnes/server/internal/reqctx"
+	"github.com/agnesdata/agnes/server/internal/service"
+	"github.com/agnesdata/agnes/server/internal/store"
+)
+
+// Service implements AuthService.
+type Service struct {
+	agnesv1connect.UnimplementedAuthServiceHandler // magic links land with the mail issue
+
+	store         *store.Store
+	issuer        *auth.Issuer
+	secureCookies bool
+	now           func() time.Time
+}
+
+var _ agnesv1connect.AuthServiceHandler = (*Service)(nil)
+
+// New returns the service. secureCookies marks the session cookie Secure (HTTPS deployments).
+func New(st *store.Store, issuer *auth.Issuer, secureCookies bool) *Service {
+	return &Service{store: st, issuer: issuer, secureCookies: secureCookies, now: time.Now}
+}
+
+func (s *Service) audit(ctx context.Context, userID, action, result string, params map[string]any) {
+	info := reqctx.From(ctx)
+	s.store.Audit(ctx, store.AuditEntry{UserID: userID, Action: action, Params: params, Result: result,
+		ClientIP: info.ClientIP, RequestID: info.RequestID})
+}
+
+// Bootstrap implements AuthService.
+func (s *Service) Bootstrap(ctx context.Context, req *agnesv1.BootstrapRequest) (*agnesv1.BootstrapResponse, error) {
+	email, err := service.Email(req.GetEmail())
+	if err != nil {
+		return nil, err
+	}
+	hash, err := service.Password(req.GetPassword())
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimSpace(req.GetName())
+	if name == "" {
+		name, _, _ = strings.Cut(email, "@")
+	}
+	u, err := s.store.Bootstrap(ctx, email, name, hash)
+	var rule *store.RuleError
+	if errors.As(err, &rule) {
+		return nil, apierr.PermissionDenied("%s", rule.Msg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	tok, _, err := s.issuer.Session(u.ID, u.Email)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, u.ID, "auth.bootstrap", "success", map[string]any{"email": u.Email})
+	return &agnesv1.BootstrapResponse{AccessToken: tok, TokenType: "bearer", UserId: u.ID, Email: u.Email, Role: "admin"}, nil
+}
+
+// dummyHash is verified against when the user does not exist, so that "no such user"
+// and "wrong password" take the same time.
+var dummyHash, _ = auth.HashPassword("agnes-timing-equalizer")
+
+var errBadCredentials = apierr.Unauthenticated("invalid email or password")
+
+// signIn checks email and password and returns the user's identity.
+func (s *Service) signIn(ctx context.Context, email, password string) (*store.Identity, error) {
+	c, err := s.store.CredentialsByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && c.PasswordHash == "") {
+		_, _ = auth.VerifyPassword(password, dummyHash)
+		s.audit(ctx, "", "auth.login", "error.unauthenticated", map[string]any{"email": store.NormalizeEmail(email)})
+		return nil, errBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	ok, err := auth.VerifyPassword(password, c.PasswordHash)
+	if err != nil || !ok {
+		s.audit(ctx, c.ID, "auth.login", "error.unauthenticated", map[string]any{"email": c.Email})
+		return nil, errBadCredentials
+	}
+	if !c.Active {
+		s.audit(ctx, c.ID, "auth.login", "error.deactivated", nil)
+		return nil, apierr.Unauthenticated("account deactivated")
+	}
+	id, err := s.store.Identity(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, c.ID, "auth.login", "success", nil)
+	return id, nil
+}
+
+// CreateSessionToken implements AuthService.
+func (s *Service) CreateSessionToken(ctx context.Context, req *agnesv1.CreateSessionTokenRequest) (*agnesv1.CreateSessionTokenResponse, error) {
+	id, err := s.signIn(ctx, req.GetEmail(), req.GetPassword())
+	if err != nil {
+		return nil, err
+	}
+	tok, _, err := s.issuer.Session(id.UserID, id.Email)
+	if err != nil {
+		return nil, err
+	}
+	return &agnesv1.CreateSessionTokenResponse{AccessToken: tok, TokenType: "bearer", UserId: id.UserID,
+		Email: id.Email, Role: service.Role(id.IsAdmin)}, nil
+}
+
+// PasswordLogin implements AuthService.
+func (s *Service) PasswordLogin(ctx context.Context, req *agnesv1.PasswordLoginRequest) (*agnesv1.PasswordLoginResponse, error) {
+	id, err := s.signIn(ctx, req.GetEmail(), req.GetPassword())
+	if err != nil {
+		return nil, err
+	}
+	tok, _, err := s.issuer.Session(id.UserID, id.Email)
+	if err != nil {
+		return nil, err
+	}
+	service.SetResponseHeader(ctx, "Set-Cookie", auth.SessionCookie(tok, s.secureCookies).String())
+	return &agnesv1.PasswordLoginResponse{AccessToken: tok, TokenType: "bearer", Email: id.Email, Role: service.Role(id.IsAdmin)}, nil
+}
+
+// GetMe implements AuthService.
+func (s *Service) GetMe(ctx context.Context, _ *agnesv1.GetMeRequest) (*agnesv1.GetMeResponse, error) {
+	p := auth.FromContext(ctx)
+	return &agnesv1.GetMeResponse{Id: p.UserID, Email: p.Email, Name: p.Name, IsAdmin: p.IsAdmin,
+		Groups: service.GroupRefs(p.Groups), TokenType: p.TokenType}, nil
+}
+
+// Logout implements AuthService.
+func (s *Service) Logout(ctx context.Context, _ *agnesv1.LogoutRequest) (*agnesv1.LogoutResponse, error) {
+	p := auth.FromContext(ctx)
+	if p.TokenType == auth.TypeSession {
+		if err := s.store.RevokeSession(ctx, p.TokenID, p.UserID, time.Unix(p.ExpiresAt, 0)); err != nil {
+			return nil, err
+		}
+	}
+	service.SetResponseHeader(ctx, "Set-Cookie", auth.ClearedCookie(s.secureCookies).String())
+	s.audit(ctx, p.UserID, "auth.logout", "success", nil)
+	return &agnesv1.LogoutResponse{Status: "logged_out"}, nil
+}
+
+// Token lifetimes.
+const (
+	defaultTokenDays = 90
+	maxTokenDays     = 3650
+	maxTokenSeconds  = 315360000
+)
+
+// CreateToken implements AuthService.
+func (s *Service) CreateToken(ctx context.Context, req *agnesv1.CreateTokenRequest) (*agnesv1.CreateTokenResponse, error) {
+	p := auth.FromContext(ctx)
+	name := strings.TrimSpace(req.GetName())
+	if name == "" {
+		return nil, apierr.InvalidArgument("token name is required")
+	}
+	if len(name) > 200 {
+		return nil, apierr.InvalidArgument("token name must be at most 200 characters")
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	var expires *time.Time
+	switch {
+	case req.NoExpiry && (req.ExpiresInDays != nil || req.TtlSeconds != nil):
+		return nil, apierr.InvalidArgument("no_expiry cannot be combined with expires_in_days or ttl_seconds")
+	case req.NoExpiry:
+	case req.TtlSeconds != nil:
+		if req.GetTtlSeconds() <= 0 || req.GetTtlSeconds() > maxTokenSeconds {
+			return nil, apierr.InvalidArgument("ttl_seconds must be between 1 and %d", maxTokenSeconds)
+		}
+		t := now.Add(time.Duration(req.GetTtlSeconds()) * time.Second)
+		expires = &t
+	default:
+		days := int32(defaultTokenDays)
+		if req.ExpiresInDays != nil {
+			days = req.GetExpiresInDays()
+		}
+		if days <= 0 || days > maxTokenDays {
+			return nil, apierr.InvalidArgument("expires_in_days must be between 1 and %d", maxTokenDays)
+		}
+		t := now.AddDate(0, 0, int(days))
+		expires = &t
+	}
+	id := uuid.NewString()
+	tok, err := s.issuer.PAT(p.UserID, p.Email, id, expires)
+	if err != nil {
+		return nil, err
+	}
+	row := &store.PAT{ID: id, UserID: p.UserID, Name: name, TokenHash: auth.HashToken(tok),
+		Prefix: strings.ReplaceAll(id, "-", "")[:8], CreatedAt: now, ExpiresAt: expires}
+	if err := s.store.CreatePAT(ctx, row); err != nil {
+		return nil, err
+	}
+	s.audit(ctx, p.UserID, "token.create", "success", map[string]any{"token_id": id, "name": name})
+	return &agnesv1.CreateTokenResponse{Id: id, Name: name, Prefix: row.Prefix, Token: tok,
+		ExpiresAt: service.Timestamp(expires), CreatedAt: service.Timestamp(&now)}, nil
+}
+
+func tokenInfo(p *store.PAT, admin bool) *agnesv1.TokenInfo {
+	t := &agnesv1.TokenInfo{Id: p.ID, Name: p.Name, Prefix: p.Prefix, CreatedAt: service.Timestamp(&p.CreatedAt),
+		ExpiresAt: service.Timestamp(p.ExpiresAt), LastUsedAt: service.Timestamp(p.LastUsedAt),
+		RevokedAt: service.Timestamp(p.RevokedAt)}
+	if admin {
+		t.UserId, t.UserEmail, t.LastUsedIp = p.UserID, p.UserEmail, p.LastUsedIP
+	}
+	return t
+}
+
+// ListTokens implements AuthService.
+func (s *Service) ListTokens(ctx context.Context, _ *agnesv1.ListTokensRequest) (*agnesv1.ListTokensResponse, error) {
+	rows, err := s.store.ListPATs(ctx, auth.FromContext(ctx).UserID, 10000, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := &agnesv1.ListTokensResponse{Tokens: []*agnesv1.TokenInfo{}}
+	for _, r := range rows {
+		out.Tokens = append(out.Tokens, tokenInfo(r, false))
+	}
+	return out, nil
+}
+
+var errTokenNotFound = apierr.NotFound("token not found")
+
+// GetToken implements AuthService.
+func (s *Service) GetToken(ctx context.Context, req *agnesv1.GetTokenRequest) (*agnesv1.GetTokenResponse, error) {
+	row, err := s.store.GetPAT(ctx, req.GetTokenId())
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.UserID != auth.FromContext(ctx).UserID) {
+		return nil, errTokenNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &agnesv1.GetTokenResponse{Token: tokenInfo(row, false)}, nil
+}
+
+// RevokeToken implements AuthService.
+func (s *Service) RevokeToken(ctx context.Context, req *agnesv1.RevokeTokenRequest) (*agnesv1.RevokeTokenResponse, error) {
+	p := auth.FromContext(ctx)
+	if err := s.store.RevokePAT(ctx, req.GetTokenId(), p.UserID); errors.Is(err, store.ErrNotFound) {
+		return nil, errTokenNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, p.UserID, "token.revoke", "success", map[string]any{"token_id": req.GetTokenId()})
+	return &agnesv1.RevokeTokenResponse{}, nil
+}
+
+// ListAllTokens implements AuthService.
+func (s *Service) ListAllTokens(ctx context.Context, req *agnesv1.ListAllTokensRequest) (*agnesv1.ListAllTokensResponse, error) {
+	limit, offset, err := service.Page(req.GetLimit(), req.GetOffset(), 1000, 10000)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.store.ListPATs(ctx, "", limit, offset)
+	if err != nil {
+		return nil, err
+	}
+	out := &agnesv1.ListAllTokensResponse{Tokens: []*agnesv1.TokenInfo{}}
+	for _, r := range rows {
+		out.Tokens = append(out.Tokens, tokenInfo(r, true))
+	}
+	return out, nil
+}
+
+// AdminRevokeToken implements AuthService.
+func (s *Service) AdminRevokeToken(ctx context.Context, req *agnesv1.AdminRevokeTokenRequest) (*agnesv1.AdminRevokeTokenResponse, error) {
+	if err := s.store.RevokePAT(ctx, req.GetTokenId(), ""); errors.Is(err, store.ErrNotFound) {
+		return nil, errTokenNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, auth.FromContext(ctx).UserID, "token.admin_revoke", "success", map[string]any{"token_id": req.GetTokenId()})
+	return &agnesv1.AdminRevokeTokenResponse{}, nil
+}
+
+// GetMyEffectiveAccess implements AuthService.
+func (s *Service) GetMyEffectiveAccess(ctx context.Context, _ *agnesv1.GetMyEffectiveAccessRequest) (*agnesv1.GetMyEffectiveAccessResponse, error) {
+	p := auth.FromContext(ctx)
+	items, err := service.EffectiveAccess(ctx, s.store, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return &agnesv1.GetMyEffectiveAccessResponse{IsAdmin: p.IsAdmin, Items: items}, nil
+}
