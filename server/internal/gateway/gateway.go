@@ -5,7 +5,9 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -64,7 +66,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.Ser
 			return nil, err
 		}
 	}
-	return limitBody(opts.MaxBodyBytes, noBodyAfter204(mux)), nil
+	return limitBody(opts.MaxBodyBytes, shapeResponses(mux)), nil
 }
 
 // successStatuses maps "/agnes.v1.X/Method" to its declared REST success status.
@@ -148,8 +150,11 @@ func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marsh
 	}
 }
 
-// noBodyAfter204 drops the "{}" the gateway writes after a 204 status.
-func noBodyAfter204(next http.Handler) http.Handler {
+// shapeResponses drops the "{}" the gateway writes after a 204, and gives errors of
+// streaming RPCs that fail before their first message the same {"detail", "code"}
+// body and status as every other REST error (the gateway would write its own
+// {"error": {...}} chunk).
+func shapeResponses(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next.ServeHTTP(&statusWriter{ResponseWriter: w}, r)
 	})
@@ -157,13 +162,22 @@ func noBodyAfter204(next http.Handler) http.Handler {
 
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status  int
+	pending int // an error status held back until its body shows whose it is
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status != 0 {
+	if w.status != 0 || w.pending != 0 {
 		return
 	}
+	if code >= 400 {
+		w.pending = code
+		return
+	}
+	w.commit(code)
+}
+
+func (w *statusWriter) commit(code int) {
 	w.status = code
 	if code == http.StatusNoContent {
 		w.Header().Del("Content-Type")
@@ -172,16 +186,37 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.WriteHeader(http.StatusOK)
+	if w.pending != 0 {
+		code := w.pending
+		w.pending = 0
+		var chunk struct {
+			Error *struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if bytes.HasPrefix(b, []byte(`{"error"`)) && json.Unmarshal(b, &chunk) == nil && chunk.Error != nil {
+			c := connect.Code(chunk.Error.Code)
+			w.status = apierr.HTTPStatus(c)
+			apierr.WriteHTTP(w.ResponseWriter, w.status, c, chunk.Error.Message)
+			w.status = -1 // swallow the stream delimiter that follows
+			return len(b), nil
+		}
+		w.commit(code)
 	}
-	if w.status == http.StatusNoContent {
+	if w.status == 0 {
+		w.commit(http.StatusOK)
+	}
+	if w.status == http.StatusNoContent || w.status == -1 {
 		return len(b), nil
 	}
 	return w.ResponseWriter.Write(b)
 }
 
 func (w *statusWriter) Flush() {
+	if w.status == 0 && w.pending == 0 {
+		return
+	}
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

@@ -1,0 +1,204 @@
+// Package testserver boots the real server in-process on a loopback port — the same
+// app, HTTP/1.1 and h2c, every protocol — and hands tests clients for Connect, gRPC
+// and REST plus tokens for an admin and a plain user.
+package testserver
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/require"
+
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/app"
+	"github.com/agnesdata/agnes/server/internal/auth"
+	"github.com/agnesdata/agnes/server/internal/config"
+	"github.com/agnesdata/agnes/server/internal/store"
+)
+
+// Secret is the JWT secret test servers use, so tests can mint tokens.
+const Secret = "test-secret-test-secret-test-secret-0123456789"
+
+// Server is a running test server.
+type Server struct {
+	URL     string
+	DataDir string
+	App     *app.App
+	Issuer  *auth.Issuer
+
+	AdminID, UserID       string
+	AdminToken, UserToken string
+}
+
+// Option adjusts the config before start.
+type Option func(*config.Config)
+
+// WithRateLimit turns the sign-in rate limits on (off by default in tests).
+func WithRateLimit() Option { return func(c *config.Config) { c.RateLimit = true } }
+
+// WithConfig applies an arbitrary change.
+func WithConfig(f func(*config.Config)) Option { return Option(f) }
+
+// New starts a server with a fresh data dir, an admin (admin@example.com) and a
+// plain user (user@example.com), both with password "password123".
+func New(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.JWTSecret = Secret
+	cfg.Addr = "127.0.0.1:0"
+	cfg.RateLimit = false
+	for _, o := range opts {
+		o(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, log)
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = a.Close()
+	})
+	issuer, err := auth.NewIssuer([]byte(Secret))
+	require.NoError(t, err)
+	s := &Server{URL: "http://" + ln.Addr().String(), DataDir: cfg.DataDir, App: a, Issuer: issuer}
+
+	hash, err := auth.HashPassword("password123")
+	require.NoError(t, err)
+	admin, err := a.Store.Bootstrap(ctx, "admin@example.com", "Admin", hash)
+	require.NoError(t, err)
+	user, err := a.Store.CreateUser(ctx, store.NewUser{Email: "user@example.com", Name: "User", PasswordHash: hash})
+	require.NoError(t, err)
+	s.AdminID, s.UserID = admin.ID, user.ID
+	s.AdminToken, s.UserToken = s.Session(t, admin.ID, admin.Email), s.Session(t, user.ID, user.Email)
+	return s
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Session mints a fresh session token for a user.
+func (s *Server) Session(t testing.TB, userID, email string) string {
+	t.Helper()
+	tok, _, err := s.Issuer.Session(userID, email)
+	require.NoError(t, err)
+	return tok
+}
+
+// HTTP2Client speaks HTTP/2 without TLS (h2c), as gRPC needs.
+func HTTP2Client() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}, Timeout: 60 * time.Second}
+}
+
+// Protocol is one way of calling the API.
+type Protocol string
+
+// The protocols every RPC test runs through.
+const (
+	Connect Protocol = "connect"
+	GRPC    Protocol = "grpc"
+	REST    Protocol = "rest"
+)
+
+// RPCProtocols are the protocols served by connect-go clients.
+var RPCProtocols = []Protocol{Connect, GRPC}
+
+// ClientOptions returns connect client options for a protocol.
+func ClientOptions(p Protocol) []connect.ClientOption {
+	if p == GRPC {
+		return []connect.ClientOption{connect.WithGRPC()}
+	}
+	return nil
+}
+
+// Bearer returns a request option adding a bearer token.
+func Bearer(token string) connect.ClientOption {
+	return connect.WithInterceptors(bearer(token))
+}
+
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if b != "" {
+			req.Header().Set("Authorization", "Bearer "+string(b))
+		}
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		if b != "" {
+			conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		}
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// Clients are typed clients for every service over one protocol, as one caller.
+type Clients struct {
+	Auth    agnesv1connect.AuthServiceClient
+	Admin   agnesv1connect.AdminServiceClient
+	Sync    agnesv1connect.SyncServiceClient
+	Query   agnesv1connect.QueryServiceClient
+	Catalog agnesv1connect.CatalogServiceClient
+	Memory  agnesv1connect.MemoryServiceClient
+}
+
+// Clients returns typed clients over protocol p (Connect or gRPC) with token.
+func (s *Server) Clients(p Protocol, token string) *Clients {
+	hc := HTTP2Client()
+	opts := append(ClientOptions(p), Bearer(token))
+	return &Clients{
+		Auth:    agnesv1connect.NewAuthServiceClient(hc, s.URL, opts...),
+		Admin:   agnesv1connect.NewAdminServiceClient(hc, s.URL, opts...),
+		Sync:    agnesv1connect.NewSyncServiceClient(hc, s.URL, opts...),
+		Query:   agnesv1connect.NewQueryServiceClient(hc, s.URL, opts...),
+		Catalog: agnesv1connect.NewCatalogServiceClient(hc, s.URL, opts...),
+		Memory:  agnesv1connect.NewMemoryServiceClient(hc, s.URL, opts...),
+	}
+}
+
+// Grant gives the plain user access to a table through a fresh group.
+func (s *Server) Grant(t testing.TB, table string) {
+	t.Helper()
+	ctx := context.Background()
+	c := s.Clients(Connect, s.AdminToken)
+	g, err := c.Admin.CreateGroup(ctx, &agnesv1.CreateGroupRequest{Name: "readers-" + table})
+	require.NoError(t, err)
+	_, err = c.Admin.AddGroupMember(ctx, &agnesv1.AddGroupMemberRequest{GroupId: g.GetGroup().GetId(), UserId: s.UserID})
+	require.NoError(t, err)
+	_, err = c.Admin.CreateGrant(ctx, &agnesv1.CreateGrantRequest{GroupId: g.GetGroup().GetId(), ResourceType: "table", ResourceId: table})
+	require.NoError(t, err)
+}
