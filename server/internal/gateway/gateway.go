@@ -66,7 +66,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.Ser
 			return nil, err
 		}
 	}
-	return limitBody(opts.MaxBodyBytes, shapeResponses(mux)), nil
+	return checkBody(opts.MaxBodyBytes, shapeResponses(mux)), nil
 }
 
 // successStatuses maps "/agnes.v1.X/Method" to its declared REST success status.
@@ -114,10 +114,6 @@ func edgeMetadata(ctx context.Context, r *http.Request) metadata.MD {
 }
 
 func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if tooLarge(r) {
-		apierr.WriteHTTP(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, "request body too large")
-		return
-	}
 	st := status.Convert(err)
 	if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
 		for _, v := range append(md.HeaderMD.Get("retry-after"), md.TrailerMD.Get("retry-after")...) {
@@ -224,44 +220,40 @@ func (w *statusWriter) Flush() {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-type bodyLimitKey struct{}
-
-type bodyLimit struct{ exceeded bool }
-
-// limitBody answers 413 for declared oversize bodies and marks streamed ones that
-// overflow, so the error handler can tell "too large" from "malformed".
-func limitBody(max int64, next http.Handler) http.Handler {
+// checkBody reads the (bounded) request body before the gateway does: an oversized
+// body answers 413 and malformed JSON a 400 that says where it breaks, instead of the
+// decoder's bare "unexpected EOF".
+func checkBody(max int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if max <= 0 || r.Body == nil {
+		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if r.ContentLength > max {
+		tooLarge := func() {
 			apierr.WriteHTTP(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted,
 				"request body too large (max "+strconv.FormatInt(max, 10)+" bytes)")
+		}
+		if r.ContentLength > max {
+			tooLarge()
 			return
 		}
-		lim := &bodyLimit{}
-		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, max), lim: lim}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bodyLimitKey{}, lim)))
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			tooLarge()
+			return
+		case err != nil:
+			apierr.WriteHTTP(w, http.StatusBadRequest, connect.CodeInvalidArgument, "could not read request body")
+			return
+		}
+		if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
+			var v any
+			err := json.Unmarshal(body, &v)
+			apierr.WriteHTTP(w, http.StatusBadRequest, connect.CodeInvalidArgument, "malformed JSON body: "+err.Error())
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
 	})
-}
-
-type limitedBody struct {
-	io.ReadCloser
-	lim *bodyLimit
-}
-
-func (b *limitedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		b.lim.exceeded = true
-	}
-	return n, err
-}
-
-func tooLarge(r *http.Request) bool {
-	lim, _ := r.Context().Value(bodyLimitKey{}).(*bodyLimit)
-	return lim != nil && lim.exceeded
 }
