@@ -1,0 +1,102 @@
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/agnesdata/agnes/client/cli"
+	ts "github.com/agnesdata/agnes/server/internal/testserver"
+)
+
+// agnes runs the CLI in-process with a private config dir and returns stdout.
+func agnes(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := cli.Main(context.Background(), "test", args, strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestCLILoginWhoamiAndAdmin(t *testing.T) {
+	s := ts.New(t)
+	cfgDir := t.TempDir()
+	t.Setenv("AGNES_CONFIG_DIR", cfgDir)
+	t.Setenv("AGNES_SERVER", "")
+	t.Setenv("AGNES_TOKEN", "")
+
+	_, stderr, code := agnes(t, "", "whoami", "--server", s.URL)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "agnes login")
+
+	out, stderr, code := agnes(t, "password123\n", "login", "--server", s.URL, "--email", "admin@example.com", "--password-stdin")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "Signed in to "+s.URL+" as admin@example.com")
+	info, err := os.Stat(filepath.Join(cfgDir, "config.json"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the token file is private")
+
+	out, _, code = agnes(t, "", "whoami", "--json")
+	require.Equal(t, 0, code)
+	var me struct {
+		Email     string `json:"email"`
+		IsAdmin   bool   `json:"is_admin"`
+		TokenType string `json:"token_type"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &me))
+	require.Equal(t, "admin@example.com", me.Email)
+	require.True(t, me.IsAdmin)
+	require.Equal(t, "pat", me.TokenType, "login stores a personal access token, not a 24 h session")
+
+	for _, args := range [][]string{
+		{"admin", "users", "create", "dana@example.com", "--name", "Dana", "--password", "password123"},
+		{"admin", "groups", "create", "sales", "--description", "Sales team"},
+		{"admin", "groups", "add-member", "sales", "dana@example.com"},
+		{"admin", "grants", "create", "sales", "orders"},
+	} {
+		_, stderr, code := agnes(t, "", args...)
+		require.Equal(t, 0, code, "%v: %s", args, stderr)
+	}
+	out, _, code = agnes(t, "", "admin", "users", "list")
+	require.Equal(t, 0, code)
+	require.Regexp(t, `(?m)^dana@example.com\s+Dana\s+no\s+yes\s+Everyone,sales`, out)
+
+	out, _, code = agnes(t, "", "admin", "grants", "list", "--json")
+	require.Equal(t, 0, code)
+	var grants []struct {
+		GroupName  string `json:"group_name"`
+		ResourceID string `json:"resource_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &grants))
+	require.Equal(t, "sales", grants[0].GroupName)
+	require.Equal(t, "orders", grants[0].ResourceID)
+
+	_, stderr, code = agnes(t, "", "admin", "groups", "create", "sales")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "already exists")
+
+	// AGNES_TOKEN wins over the stored token: Dana is no admin.
+	out, _, _ = agnes(t, "password123\n", "login", "--server", s.URL, "--email", "dana@example.com", "--password-stdin")
+	require.Contains(t, out, "dana@example.com")
+	_, stderr, code = agnes(t, "", "admin", "users", "list")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "permission denied")
+	t.Setenv("AGNES_TOKEN", s.AdminToken)
+	_, _, code = agnes(t, "", "admin", "users", "list")
+	require.Equal(t, 0, code)
+	t.Setenv("AGNES_TOKEN", "")
+
+	// Logout revokes Dana's CLI token on the server.
+	raw, err := os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	require.NoError(t, err)
+	var saved struct{ Token string }
+	require.NoError(t, json.Unmarshal(raw, &saved))
+	_, _, code = agnes(t, "", "logout")
+	require.Equal(t, 0, code)
+	require.Equal(t, "unauthenticated", getMeCode(t, s, ts.Connect, saved.Token))
+}

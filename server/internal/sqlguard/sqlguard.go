@@ -1,0 +1,172 @@
+package sqlguard
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Catalog resolves table references to views registered in the master
+// analytics DB.
+type Catalog interface {
+	// View returns the canonical view name for a reference. Match names the
+	// way DuckDB does: case-insensitively for ASCII letters only ("ORDERS"
+	// matches "orders", "É" does not match "é"). Return only the platform's
+	// registered views, never DuckDB's own (duckdb_tables, sqlite_master, ...).
+	View(name string) (canonical string, ok bool)
+}
+
+// Checked describes an accepted query.
+type Checked struct {
+	// Tables holds the canonical names of every view the query references,
+	// deduplicated and sorted, for the caller's RBAC check.
+	Tables []string
+}
+
+// Reason classifies a rejection.
+type Reason uint8
+
+// Reasons a query is rejected.
+const (
+	// NotSelect: the query is empty or not a SELECT (DDL, DML, PRAGMA, SET, ...).
+	NotSelect Reason = iota + 1
+	// MultipleStatements: more than one statement.
+	MultipleStatements
+	// SyntaxError: DuckDB cannot parse the query.
+	SyntaxError
+	// UnknownTable: a table reference is neither a CTE nor a registered view.
+	UnknownTable
+	// ForbiddenTableFunction: a table function other than range,
+	// generate_series or unnest.
+	ForbiddenTableFunction
+	// ForbiddenFunction: a function that is not an allowed built-in.
+	ForbiddenFunction
+	// ForbiddenReference: another database or schema, a file path,
+	// DESCRIBE/SUMMARIZE/SHOW.
+	ForbiddenReference
+	// Unsupported: valid SQL the sandbox does not accept, such as query
+	// parameters or a parse-tree node this version does not know.
+	Unsupported
+)
+
+var reasonNames = [...]string{
+	NotSelect:              "NotSelect",
+	MultipleStatements:     "MultipleStatements",
+	SyntaxError:            "SyntaxError",
+	UnknownTable:           "UnknownTable",
+	ForbiddenTableFunction: "ForbiddenTableFunction",
+	ForbiddenFunction:      "ForbiddenFunction",
+	ForbiddenReference:     "ForbiddenReference",
+	Unsupported:            "Unsupported",
+}
+
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) && reasonNames[r] != "" {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("Reason(%d)", r)
+}
+
+// Error is a rejection the user should see (HTTP 400 / InvalidArgument
+// upstream). Any other error returned by Check is internal.
+type Error struct {
+	Reason  Reason
+	Message string // human-readable, safe to show to the user
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func reject(r Reason, format string, args ...any) *Error {
+	return &Error{Reason: r, Message: fmt.Sprintf(format, args...)}
+}
+
+// Checker validates queries. It is safe for concurrent use.
+type Checker struct {
+	db *sql.DB
+}
+
+// New returns a Checker that parses queries with db. db is used for parsing
+// only (it runs json_serialize_sql, never the query itself), so it should be a
+// dedicated in-memory DuckDB, not the analytics engine.
+func New(db *sql.DB) *Checker {
+	return &Checker{db: db}
+}
+
+// Without the final cast the driver returns the JSON as a Go map, which
+// cannot be scanned into bytes.
+const serializeSQL = `SELECT json_serialize_sql(?::VARCHAR)::VARCHAR`
+
+// parsed is json_serialize_sql's envelope; the statements stay generic so the
+// walker sees every field, including ones this version does not know.
+type parsed struct {
+	Error        bool   `json:"error"`
+	ErrorType    string `json:"error_type"`
+	ErrorMessage string `json:"error_message"`
+	Statements   []any  `json:"statements"`
+}
+
+// Check parses query and decides whether it may run. A rejection is returned
+// as *Error; any other error (cancelled context, broken parser DB) is internal.
+func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked, error) {
+	// Go strings may hold bytes DuckDB's C strings cannot; refuse them rather
+	// than risk the parser and the engine seeing different text.
+	if !utf8.ValidString(query) {
+		return Checked{}, reject(SyntaxError, "query is not valid UTF-8")
+	}
+	if strings.IndexByte(query, 0) >= 0 {
+		return Checked{}, reject(SyntaxError, "query contains a NUL character")
+	}
+
+	var raw []byte
+	if err := c.db.QueryRowContext(ctx, serializeSQL, query).Scan(&raw); err != nil {
+		return Checked{}, fmt.Errorf("sqlguard: parse query: %w", err)
+	}
+	var p parsed
+	if err := json.Unmarshal(raw, &p); err != nil {
+		// encoding/json refuses nesting deeper than 10000 levels; DuckDB's own
+		// expression depth limit is far lower, so this is a pathological query.
+		return Checked{}, reject(Unsupported, "query is too deeply nested")
+	}
+	if p.Error {
+		return Checked{}, parseError(p.ErrorType, p.ErrorMessage)
+	}
+	switch len(p.Statements) {
+	case 0:
+		return Checked{}, reject(NotSelect, "query is empty")
+	case 1:
+	default:
+		return Checked{}, reject(MultipleStatements, "only a single SELECT statement is allowed")
+	}
+
+	w := walker{cat: cat, tables: map[string]struct{}{}}
+	if err := w.value(p.Statements[0], nil); err != nil {
+		return Checked{}, err
+	}
+	tables := make([]string, 0, len(w.tables))
+	for t := range w.tables {
+		tables = append(tables, t)
+	}
+	slices.Sort(tables)
+	return Checked{Tables: tables}, nil
+}
+
+// parseError turns json_serialize_sql's error into a rejection.
+func parseError(typ, msg string) *Error {
+	// DuckDB appends source context after a blank line; the first paragraph
+	// is the message.
+	msg, _, _ = strings.Cut(msg, "\n\n")
+	msg = strings.TrimSpace(msg)
+	switch {
+	case strings.HasPrefix(msg, "Only SELECT statements can be serialized"):
+		// Also what "SELECT 1; DROP TABLE x" gives: any non-SELECT statement.
+		return reject(NotSelect, "only a single SELECT statement is allowed")
+	case typ == "parser":
+		return reject(SyntaxError, "syntax error: %s", msg)
+	default:
+		return reject(Unsupported, "unsupported query: %s", msg)
+	}
+}
