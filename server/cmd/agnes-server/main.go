@@ -3,13 +3,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,7 +51,7 @@ func root() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&f.config, "config", os.Getenv("AGNES_CONFIG"), "YAML config file (env AGNES_CONFIG)")
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", "", "data directory (env DATA_DIR, default ./data)")
-	cmd.AddCommand(serveCmd(&f), migrateCmd(&f), adminCmd(&f))
+	cmd.AddCommand(serveCmd(&f), migrateCmd(&f), adminCmd(&f), healthCmd())
 	return cmd
 }
 
@@ -189,5 +193,35 @@ func adminCmd(f *flags) *cobra.Command {
 	create.Flags().StringVar(&password, "password", "", "initial password (at least 8 characters)")
 	create.Flags().BoolVar(&admin, "admin", false, "add to the Admin group")
 	cmd.AddCommand(create)
+	return cmd
+}
+
+// healthCmd probes a running server (container and systemd health checks).
+func healthCmd() *cobra.Command {
+	var url string
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Exit 0 when the server at --url answers /api/health with status ok",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/api/health", nil)
+			if err != nil {
+				return err
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer res.Body.Close()
+			var body struct{ Status string }
+			if err := json.NewDecoder(res.Body).Decode(&body); err != nil || body.Status != "ok" {
+				return fmt.Errorf("unhealthy (HTTP %d, status %q)", res.StatusCode, body.Status)
+			}
+			fmt.Println("ok")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8000", "server URL")
 	return cmd
 }

@@ -1,0 +1,52 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/agnesdata/agnes/server/internal/config"
+)
+
+func noEnv(string) string { return "" }
+
+// TestExampleFileIsTheDefault keeps deploy/agnes.example.yaml honest.
+func TestExampleFileIsTheDefault(t *testing.T) {
+	c, err := config.Load(filepath.Join("..", "..", "..", "deploy", "agnes.example.yaml"), noEnv)
+	require.NoError(t, err)
+	require.Equal(t, config.Default(), c)
+	require.NoError(t, c.Validate())
+}
+
+func TestLayering(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agnes.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("addr: 0.0.0.0:9000\ndata_dir: ${BASE}/data\njwt_secret: ${SECRET}\nquery:\n  timeout: 30s\n"), 0o600))
+	env := map[string]string{"BASE": "/srv", "SECRET": "file-secret-file-secret-file-secret-1", "AGNES_ADDR": "127.0.0.1:7000"}
+	c, err := config.Load(path, func(k string) string { return env[k] })
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:7000", c.Addr, "env wins over the file")
+	require.Equal(t, "/srv/data", c.DataDir, "${ENV} resolved in the file")
+	require.Equal(t, 30*time.Second, c.Query.Timeout)
+	require.Equal(t, "[redacted]", c.JWTSecret.String())
+}
+
+func TestValidationReportsEverything(t *testing.T) {
+	c := config.Default()
+	c.Addr = "nonsense"
+	c.JWTSecret = "short"
+	c.Log.Format = "xml"
+	err := c.Validate()
+	require.Error(t, err)
+	for _, want := range []string{"addr", "jwt_secret", "log.format"} {
+		require.Contains(t, err.Error(), want)
+	}
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("adress: x\n"), 0o600))
+	_, err = config.Load(path, noEnv)
+	require.ErrorContains(t, err, "adress", "unknown keys are refused, not ignored")
+	_, err = config.Load("", func(k string) string { return map[string]string{"AGNES_RATE_LIMIT": "maybe"}[k] })
+	require.ErrorContains(t, err, "AGNES_RATE_LIMIT")
+}
