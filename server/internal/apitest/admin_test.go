@@ -251,7 +251,8 @@ func TestHealthReflectionAndOpenAPI(t *testing.T) {
 		got = append(got, string(n))
 	}
 	for _, want := range []string{"agnes.v1.SyncService", "agnes.v1.QueryService", "agnes.v1.CatalogService",
-		"agnes.v1.AdminService", "agnes.v1.MemoryService", "agnes.v1.AuthService", "grpc.health.v1.Health"} {
+		"agnes.v1.AdminService", "agnes.v1.MemoryService", "agnes.v1.AuthService", "grpc.health.v1.Health",
+		"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} {
 		require.Contains(t, got, want)
 	}
 

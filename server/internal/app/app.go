@@ -120,7 +120,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	for _, sd := range services {
 		names = append(names, string(sd.FullName()))
 	}
-	reflector := grpcreflect.NewStaticReflector(append(names, grpchealth.HealthV1ServiceName)...)
+	reflector := grpcreflect.NewStaticReflector(append(names, grpchealth.HealthV1ServiceName,
+		grpcreflect.ReflectV1ServiceName, grpcreflect.ReflectV1AlphaServiceName)...)
 	rpc.Handle(grpcreflect.NewHandlerV1(reflector))
 	rpc.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	rpc.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(names...)))
