@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Part is one file of a partitioned table.
+type Part struct {
+	Name      string `json:"name"`
+	Hash      string `json:"hash"`
+	SizeBytes int64  `json:"size_bytes"`
+}
+
+// SyncState is what the server knows about a table's data: where it is, how big,
+// and its content hash (computed when written, never on the request path).
+type SyncState struct {
+	TableID   string
+	Source    string
+	QueryMode string
+	LastSync  *time.Time
+	Rows      int64
+	SizeBytes int64
+	Hash      string
+	Parts     []Part
+	Path      string // relative to DATA_DIR
+	Status    string
+	Error     string
+}
+
+// UpsertSyncStates records the tables a rebuild found, in one transaction.
+func (s *Store) UpsertSyncStates(ctx context.Context, states []SyncState) error {
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO sync_state
+			(table_id, source, query_mode, last_sync, rows, file_size_bytes, hash, parts, path, status, error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (table_id) DO UPDATE SET source = excluded.source, query_mode = excluded.query_mode,
+				last_sync = excluded.last_sync, rows = excluded.rows, file_size_bytes = excluded.file_size_bytes,
+				hash = excluded.hash, parts = excluded.parts, path = excluded.path, status = excluded.status,
+				error = excluded.error`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, st := range states {
+			parts, err := json.Marshal(nonNilParts(st.Parts))
+			if err != nil {
+				return err
+			}
+			if st.Status == "" {
+				st.Status = "ok"
+			}
+			if _, err := stmt.ExecContext(ctx, st.TableID, st.Source, st.QueryMode, st.LastSync, st.Rows, st.SizeBytes,
+				st.Hash, string(parts), st.Path, st.Status, st.Error); err != nil {
+				return fmt.Errorf("sync state %s: %w", st.TableID, err)
+			}
+		}
+		return nil
+	})
+}
+
+func nonNilParts(p []Part) []Part {
+	if p == nil {
+		return []Part{}
+	}
+	return p
+}
+
+// MarkSyncError records a failed sync of a table, keeping its last good data.
+func (s *Store) MarkSyncError(ctx context.Context, tableID, source, msg string) error {
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sync_state (table_id, source, status, error) VALUES (?, ?, 'error', ?)
+			ON CONFLICT (table_id) DO UPDATE SET status = 'error', error = excluded.error`, tableID, source, msg)
+		return err
+	})
+}
+
+// DeleteSyncState forgets a table's data.
+func (s *Store) DeleteSyncState(ctx context.Context, tableID string) error {
+	return s.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sync_state WHERE table_id = ?`, tableID)
+		return err
+	})
+}
+
+const syncStateSelect = `SELECT table_id, source, query_mode, last_sync, coalesce(rows, 0), coalesce(file_size_bytes, 0),
+	hash, parts, path, status, error FROM sync_state`
+
+func scanSyncState(row interface{ Scan(...any) error }) (*SyncState, error) {
+	st := &SyncState{}
+	var last sql.NullTime
+	var parts string
+	if err := row.Scan(&st.TableID, &st.Source, &st.QueryMode, &last, &st.Rows, &st.SizeBytes, &st.Hash, &parts,
+		&st.Path, &st.Status, &st.Error); err != nil {
+		return nil, err
+	}
+	st.LastSync = nullTime(last)
+	if err := json.Unmarshal([]byte(parts), &st.Parts); err != nil {
+		return nil, fmt.Errorf("sync state %s parts: %w", st.TableID, err)
+	}
+	return st, nil
+}
+
+// SyncStates lists every table's sync state ordered by id.
+func (s *Store) SyncStates(ctx context.Context) ([]*SyncState, error) {
+	rows, err := s.db.QueryContext(ctx, syncStateSelect+` ORDER BY table_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list sync state: %w", err)
+	}
+	defer rows.Close()
+	var out []*SyncState
+	for rows.Next() {
+		st, err := scanSyncState(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
+
+// GetSyncState returns one table's sync state.
+func (s *Store) GetSyncState(ctx context.Context, tableID string) (*SyncState, error) {
+	st, err := scanSyncState(s.db.QueryRowContext(ctx, syncStateSelect+` WHERE table_id = ?`, tableID))
+	return st, errNoRows(err)
+}
