@@ -20,6 +20,7 @@
 //
 // Views reference Parquet by absolute path: DuckDB resolves relative paths
 // against the process working directory, not against the database file.
-// extract.duckdb is rewritten on every sync, so a moved data directory heals
-// on the next sync (see docs/adr/0006-extract-contract-and-rebuild.md).
+// A moved data directory therefore needs a full Commit of each source (see
+// docs/adr/0006-extract-contract-and-rebuild.md); Validate reports the views
+// that no longer resolve.
 package extract

@@ -58,7 +58,8 @@ type Table struct {
 	// View is the SELECT the table's view runs. Empty means the default for
 	// local tables: read data/<t>.parquet, or data/<t>/*.parquet for a
 	// partitioned table. Remote tables must set it, e.g.
-	// `SELECT * FROM kbc."in.c-crm"."orders"`.
+	// `SELECT * FROM kbc."in.c-crm"."orders"`. Read returns each view's
+	// current SELECT, so Update keeps the other tables' views as they are.
 	View string
 }
 
@@ -87,10 +88,6 @@ var (
 // view or alias name: ^[a-zA-Z_][a-zA-Z0-9_]{0,63}$.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// ValidTokenEnv reports whether s has the shape of an environment variable
-// name that _remote_attach.token_env may hold.
-func ValidTokenEnv(s string) bool { return tokenEnvRE.MatchString(s) }
-
 // Reserved reports whether a table name may not be used for a view: the
 // contract's own tables, and the _agnes prefix the master database keeps
 // for its bookkeeping.
@@ -108,7 +105,7 @@ func (r RemoteAttach) Check() error {
 		return fmt.Errorf("extension %q is not a valid name", r.Extension)
 	case strings.TrimSpace(r.URL) == "":
 		return fmt.Errorf("alias %s: url is empty", r.Alias)
-	case r.TokenEnv != "" && !ValidTokenEnv(r.TokenEnv):
+	case r.TokenEnv != "" && !tokenEnvRE.MatchString(r.TokenEnv):
 		return fmt.Errorf("alias %s: token_env %q is not a valid variable name", r.Alias, r.TokenEnv)
 	}
 	return nil
@@ -145,8 +142,9 @@ func AttachRemote(ctx context.Context, c Conn, r RemoteAttach, token string, ins
 	}
 	opts := "TYPE " + r.Extension + ", READ_ONLY"
 	if token != "" {
-		// Remote extensions that take a token attach read-write by their
-		// own rules; the token is the credential, so it is never logged.
+		// With a token, access mode is the extension's business (the Python
+		// original attached Keboola this way). The statement holds the
+		// token, so errors below never quote it.
 		opts = "TYPE " + r.Extension + ", TOKEN " + quoteString(token)
 	}
 	if _, err := c.ExecContext(ctx, "ATTACH "+quoteString(r.URL)+" AS "+quoteIdent(r.Alias)+" ("+opts+")"); err != nil {
@@ -178,7 +176,7 @@ func loadExtension(ctx context.Context, c Conn, ext string, install bool) error 
 	return nil
 }
 
-// parquetPath returns the absolute path of a local table's single Parquet
+// parquetPaths returns the absolute path of a local table's single Parquet
 // file and of its partition folder; at most one of them should exist.
 func parquetPaths(dir, table string) (file, folder string) {
 	return filepath.Join(dir, DataDir, table+".parquet"), filepath.Join(dir, DataDir, table)

@@ -157,22 +157,22 @@ func columns(ctx context.Context, c Conn, catalog, table string) (map[string]str
 	return out, closeRows(rows)
 }
 
-// objects returns the views and tables of the attached catalog, by lower-case
-// name, with their type (VIEW or BASE TABLE).
-func objects(ctx context.Context, c Conn, catalog string) (map[string]string, error) {
-	rows, err := c.QueryContext(ctx, `SELECT table_name, table_type FROM information_schema.tables
+// objects returns the lower-case names of the views and tables in the
+// attached catalog.
+func objects(ctx context.Context, c Conn, catalog string) (map[string]bool, error) {
+	rows, err := c.QueryContext(ctx, `SELECT table_name FROM information_schema.tables
 		WHERE table_catalog = ? AND table_schema = 'main'`, catalog)
 	if err != nil {
 		return nil, fmt.Errorf("extract %s: list objects: %w", catalog, err)
 	}
-	out := map[string]string{}
+	out := map[string]bool{}
 	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
+		var name string
+		if err := rows.Scan(&name); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("extract %s: list objects: %w", catalog, err)
 		}
-		out[strings.ToLower(name)] = typ
+		out[strings.ToLower(name)] = true
 	}
 	return out, closeRows(rows)
 }

@@ -163,7 +163,7 @@ func (v *validator) checkRemotes(ctx context.Context, c Conn, remotes []RemoteAt
 	}
 }
 
-func (v *validator) checkTable(ctx context.Context, c Conn, dir string, t Table, objs map[string]string, seen map[string]bool) {
+func (v *validator) checkTable(ctx context.Context, c Conn, dir string, t Table, objs map[string]bool, seen map[string]bool) {
 	name := t.TableName
 	switch {
 	case name == "":
@@ -186,7 +186,7 @@ func (v *validator) checkTable(ctx context.Context, c Conn, dir string, t Table,
 	if t.MD5 != "" && !md5RE.MatchString(t.MD5) {
 		v.add(name, "md5 %q is not 32 lower-case hex digits", t.MD5)
 	}
-	if _, ok := objs[strings.ToLower(name)]; !ok {
+	if !objs[strings.ToLower(name)] {
 		v.add(name, "no view or table named %s", name)
 		return
 	}

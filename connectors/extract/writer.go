@@ -115,7 +115,11 @@ func (w *Writer) WriteRows(ctx context.Context, target string, cols []Column, ro
 	// Free the staged rows; best effort, the next call replaces the table anyway.
 	defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS temp.main."+staging) }()
 	err = conn.Raw(func(dc any) error {
-		app, err := duckdb.NewAppender(dc.(driver.Conn), "temp", "main", staging)
+		dconn, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected driver connection %T", dc)
+		}
+		app, err := duckdb.NewAppender(dconn, "temp", "main", staging)
 		if err != nil {
 			return err
 		}

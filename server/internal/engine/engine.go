@@ -75,6 +75,7 @@ func (o Options) withDefaults() Options {
 type Engine struct {
 	opts Options
 
+	loadMu  sync.Mutex // one Load at a time
 	mu      sync.Mutex
 	cur     *generation
 	closed  bool
@@ -92,10 +93,25 @@ func New(opts Options) *Engine {
 // orchestrator): the engine deletes it once the generation is replaced and
 // idle. The previous generation keeps serving its in-flight queries.
 //
+// A generation not newer than the current one is ignored: coalesced
+// rebuilds hand the same Result to several callers, and reopening the
+// current path would return its DuckDB instance, configuration locked.
+//
 // Sources or remotes that fail to attach do not fail the load (their views
 // will fail at query time); they are returned as warnings. Load fails, and
 // the current generation stays, if the master cannot be opened or hardened.
 func (e *Engine) Load(ctx context.Context, path string, gen uint64) ([]string, error) {
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	e.mu.Lock()
+	closed, cur := e.closed, e.cur
+	e.mu.Unlock()
+	switch {
+	case closed:
+		return nil, ErrClosed
+	case cur != nil && gen <= cur.num:
+		return nil, nil
+	}
 	g, warnings, err := openGeneration(ctx, path, gen, e.opts)
 	if err != nil {
 		return warnings, err

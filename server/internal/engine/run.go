@@ -304,9 +304,11 @@ func translate(ctx context.Context, timeout time.Duration, err error) error {
 	case errors.As(err, &se):
 		return se.err
 	case ctx.Err() != nil:
-		cause := context.Cause(ctx)
-		if errors.Is(cause, ErrTimeout) || errors.Is(cause, context.DeadlineExceeded) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, ErrTimeout):
 			return fmt.Errorf("%w after %s", ErrTimeout, timeout)
+		case errors.Is(cause, context.DeadlineExceeded): // the caller's deadline
+			return ErrTimeout
 		}
 		return ErrCanceled
 	case errors.As(err, &qe):
