@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/duckdb/duckdb-go/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -29,13 +31,17 @@ import (
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	"github.com/agnesdata/agnes/gen/openapi"
 	"github.com/agnesdata/agnes/server/internal/access"
+	"github.com/agnesdata/agnes/server/internal/analytics"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/config"
+	"github.com/agnesdata/agnes/server/internal/engine"
 	"github.com/agnesdata/agnes/server/internal/gateway"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/service/adminsvc"
 	"github.com/agnesdata/agnes/server/internal/service/authsvc"
+	"github.com/agnesdata/agnes/server/internal/service/querysvc"
+	"github.com/agnesdata/agnes/server/internal/sqlguard"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
@@ -57,10 +63,11 @@ func Services() []protoreflect.ServiceDescriptor {
 
 // App is a running server's parts.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	Store   *store.Store
-	handler http.Handler
+	cfg       config.Config
+	log       *slog.Logger
+	Store     *store.Store
+	Analytics *analytics.Analytics
+	handler   http.Handler
 
 	closers []func() error
 }
@@ -109,10 +116,27 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 
 	rpc := http.NewServeMux()
 	mount := func(path string, h http.Handler) { rpc.Handle(path, authn.Middleware(h)) }
+	a.Analytics = analytics.New(cfg.DataDir, a.Store, engine.Options{
+		MaxUserQueries: cfg.Query.PerUserConcurrency, MaxRows: cfg.Query.MaxRows,
+		MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
+	}, log)
+	a.closers = append(a.closers, a.Analytics.Close)
+	// The server rebuilds on start: extracts may have changed while it was down.
+	if _, err := a.Analytics.Rebuild(ctx); err != nil {
+		return nil, err
+	}
+	guard, err := newSandbox(a)
+	if err != nil {
+		return nil, err
+	}
+	queries := querysvc.New(a.Analytics.Engine, guard, querysvc.Limits{
+		MaxRows: cfg.Query.MaxRows, MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
+	})
+
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
-	mount(agnesv1connect.NewAdminServiceHandler(adminsvc.New(a.Store, Version), opts...))
+	mount(agnesv1connect.NewAdminServiceHandler(adminsvc.New(a.Store, Version, a.Analytics), opts...))
 	mount(agnesv1connect.NewSyncServiceHandler(agnesv1connect.UnimplementedSyncServiceHandler{}, opts...))
-	mount(agnesv1connect.NewQueryServiceHandler(agnesv1connect.UnimplementedQueryServiceHandler{}, opts...))
+	mount(agnesv1connect.NewQueryServiceHandler(queries, opts...))
 	mount(agnesv1connect.NewCatalogServiceHandler(agnesv1connect.UnimplementedCatalogServiceHandler{}, opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
 
@@ -145,6 +169,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	})
 	a.handler = recoverPanics(log, reqctx.Edge(cfg.TrustForwardedFor, accessLog(log, notFoundJSON(root, rpc))))
 	return a, nil
+}
+
+// newSandbox opens the private in-memory DuckDB the SQL sandbox parses with.
+func newSandbox(a *App) (*sqlguard.Checker, error) {
+	connector, err := duckdb.NewConnector("", nil)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox parser: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	a.closers = append(a.closers, db.Close)
+	return sqlguard.New(db), nil
 }
 
 // inMemoryConn serves the Connect handlers on an in-memory listener and dials it: the

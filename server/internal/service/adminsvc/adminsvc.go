@@ -10,6 +10,7 @@ import (
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/orchestrator"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
@@ -21,15 +22,36 @@ import (
 type Service struct {
 	agnesv1connect.UnimplementedAdminServiceHandler // registry and rebuild land with the query and sync issues
 
-	store   *store.Store
-	version string
+	store     *store.Store
+	version   string
+	analytics Rebuilder
+}
+
+// Rebuilder rebuilds the master analytics database (analytics.Analytics).
+type Rebuilder interface {
+	Rebuild(ctx context.Context) (*orchestrator.Result, error)
 }
 
 var _ agnesv1connect.AdminServiceHandler = (*Service)(nil)
 
 // New returns the service.
-func New(st *store.Store, version string) *Service {
-	return &Service{store: st, version: version}
+func New(st *store.Store, version string, analytics Rebuilder) *Service {
+	return &Service{store: st, version: version, analytics: analytics}
+}
+
+// RebuildAnalytics implements AdminService.
+func (s *Service) RebuildAnalytics(ctx context.Context, _ *agnesv1.RebuildAnalyticsRequest) (*agnesv1.RebuildAnalyticsResponse, error) {
+	res, err := s.analytics.Rebuild(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &agnesv1.RebuildAnalyticsResponse{Generation: int64(res.Generation), Sources: int32(len(res.Sources)),
+		Views: int32(len(res.Views)), DurationMs: res.Took.Milliseconds(), Problems: []*agnesv1.RebuildProblem{}}
+	for _, p := range res.Problems {
+		out.Problems = append(out.Problems, &agnesv1.RebuildProblem{Source: p.Source, Table: p.Table, Message: p.Message})
+	}
+	s.audit(ctx, "analytics.rebuild", "", map[string]any{"generation": res.Generation})
+	return out, nil
 }
 
 // ResourceTypes are the resource types grants can name.

@@ -1,0 +1,125 @@
+package querysvc
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// maxExactInt is the largest integer a JSON number carries exactly in every client
+// (JavaScript's 2^53); larger integers are sent as strings.
+const maxExactInt = 1 << 53
+
+// listValue converts one result row. JSON-native values (null, bool, numbers,
+// strings) stay native; everything else — dates, times, decimals, UUIDs, nested
+// values — becomes its text form, as the Python API did.
+func listValue(row []any, types []string) *structpb.ListValue {
+	out := &structpb.ListValue{Values: make([]*structpb.Value, len(row))}
+	for i, v := range row {
+		typ := ""
+		if i < len(types) {
+			typ = types[i]
+		}
+		out.Values[i] = value(v, typ)
+	}
+	return out
+}
+
+func value(v any, typ string) *structpb.Value {
+	switch x := v.(type) {
+	case nil:
+		return structpb.NewNullValue()
+	case bool:
+		return structpb.NewBoolValue(x)
+	case string:
+		return structpb.NewStringValue(x)
+	case int8, int16, int32, uint8, uint16, uint32:
+		return structpb.NewNumberValue(toFloat(x))
+	case int:
+		return intValue(int64(x))
+	case int64:
+		return intValue(x)
+	case uint64:
+		if x > maxExactInt {
+			return structpb.NewStringValue(fmt.Sprint(x))
+		}
+		return structpb.NewNumberValue(float64(x))
+	case float32:
+		return floatValue(float64(x))
+	case float64:
+		return floatValue(x)
+	case *big.Int:
+		if x.IsInt64() {
+			return intValue(x.Int64())
+		}
+		return structpb.NewStringValue(x.String())
+	case time.Time:
+		return structpb.NewStringValue(formatTime(x, typ))
+	case []byte:
+		if strings.EqualFold(typ, "UUID") && len(x) == 16 {
+			return structpb.NewStringValue(fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16]))
+		}
+		return structpb.NewStringValue(`\x` + hex.EncodeToString(x))
+	case fmt.Stringer:
+		return structpb.NewStringValue(x.String())
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return structpb.NewStringValue(fmt.Sprint(x))
+		}
+		return structpb.NewStringValue(string(b))
+	}
+}
+
+func intValue(x int64) *structpb.Value {
+	if x > maxExactInt || x < -maxExactInt {
+		return structpb.NewStringValue(fmt.Sprint(x))
+	}
+	return structpb.NewNumberValue(float64(x))
+}
+
+// floatValue keeps NaN and infinities representable in JSON (as strings).
+func floatValue(x float64) *structpb.Value {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return structpb.NewStringValue(fmt.Sprint(x))
+	}
+	return structpb.NewNumberValue(x)
+}
+
+func toFloat(v any) float64 {
+	switch x := v.(type) {
+	case int8:
+		return float64(x)
+	case int16:
+		return float64(x)
+	case int32:
+		return float64(x)
+	case uint8:
+		return float64(x)
+	case uint16:
+		return float64(x)
+	case uint32:
+		return float64(x)
+	}
+	return 0
+}
+
+// formatTime writes times the way DuckDB prints them for the column's type.
+func formatTime(t time.Time, typ string) string {
+	switch {
+	case strings.EqualFold(typ, "DATE"):
+		return t.Format(time.DateOnly)
+	case strings.HasPrefix(strings.ToUpper(typ), "TIME") && !strings.HasPrefix(strings.ToUpper(typ), "TIMESTAMP"):
+		return t.Format("15:04:05.999999")
+	case strings.Contains(strings.ToUpper(typ), "WITH TIME ZONE") || strings.EqualFold(typ, "TIMESTAMPTZ"):
+		return t.UTC().Format("2006-01-02 15:04:05.999999Z07:00")
+	default:
+		return t.UTC().Format("2006-01-02 15:04:05.999999")
+	}
+}
