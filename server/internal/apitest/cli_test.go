@@ -100,3 +100,27 @@ func TestCLILoginWhoamiAndAdmin(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Equal(t, "unauthenticated", getMeCode(t, s, ts.Connect, saved.Token))
 }
+
+func TestCLIQuery(t *testing.T) {
+	s := shop(t)
+	t.Setenv("AGNES_CONFIG_DIR", t.TempDir())
+	t.Setenv("AGNES_SERVER", s.URL)
+	t.Setenv("AGNES_TOKEN", s.UserToken)
+
+	out, stderr, code := agnes(t, "", "query", "SELECT id, channel FROM orders WHERE id < 3 ORDER BY id")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "id  channel\n--  -------\n0   \n1   web\n2   web\n", out)
+	require.Regexp(t, `^\(3 rows, [0-9.]+ s\)\n$`, stderr)
+
+	out, _, code = agnes(t, "", "query", "--format", "csv", "SELECT id, 'a,b' AS s FROM orders ORDER BY id LIMIT 2")
+	require.Equal(t, 0, code)
+	require.Equal(t, "id,s\n0,\"a,b\"\n1,\"a,b\"\n", out)
+
+	out, _, code = agnes(t, "", "query", "--format", "json", "SELECT id, channel, day FROM orders ORDER BY id LIMIT 2")
+	require.Equal(t, 0, code)
+	require.Equal(t, `{"id":0,"channel":null,"day":"2026-01-01"}`+"\n"+`{"id":1,"channel":"web","day":"2026-01-02"}`+"\n", out)
+
+	_, stderr, code = agnes(t, "", "query", "SELECT * FROM customers")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "permission denied: access denied to table 'customers'")
+}
