@@ -1,0 +1,65 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/agnesdata/agnes/connectors/extract"
+	"github.com/agnesdata/agnes/orchestrator"
+)
+
+// Unregister removes a table: out of its extract (so the next generation has no
+// view), then its files, then its registry row with grants, state and profile.
+// The order keeps a crash at any point harmless: a registry row without data is
+// re-extracted by the next sync; data without a view is unreachable.
+func (s *Syncer) Unregister(ctx context.Context, id string) error {
+	t, err := s.store.GetTable(ctx, id)
+	if err != nil {
+		return err
+	}
+	jobID := "unregister-" + id
+	if err := s.claim(jobID, []string{t.SourceType}); err != nil {
+		return err
+	}
+	defer s.release(jobID, []string{t.SourceType})
+
+	dir := orchestrator.ExtractDir(s.dataDir, t.SourceType)
+	contents, err := extract.Read(ctx, dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("read extract: %w", err)
+	default:
+		kept := slices.DeleteFunc(slices.Clone(contents.Tables), func(x extract.Table) bool {
+			return strings.EqualFold(x.TableName, id)
+		})
+		if len(kept) != len(contents.Tables) {
+			contents.Tables = kept
+			w, err := extract.NewWriter(dir)
+			if err != nil {
+				return err
+			}
+			err = w.Commit(ctx, contents)
+			_ = w.Close()
+			if err != nil {
+				return fmt.Errorf("rewrite extract: %w", err)
+			}
+			if _, err := s.analytics.Rebuild(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	file, folder := filepath.Join(dir, extract.DataDir, id+".parquet"), filepath.Join(dir, extract.DataDir, id)
+	for _, p := range []string{file, folder} {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("remove data: %w", err)
+		}
+	}
+	return s.store.DeleteTable(ctx, id)
+}
