@@ -103,3 +103,8 @@ func (Interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 		return nil
 	}
 }
+
+// Unavailable is a 503: a dependency (a source, the analytics engine) is down.
+func Unavailable(format string, a ...any) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf(format, a...))
+}

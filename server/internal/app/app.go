@@ -27,9 +27,11 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/agnesdata/agnes/connectors"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	"github.com/agnesdata/agnes/gen/openapi"
+	"github.com/agnesdata/agnes/orchestrator/profile"
 	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/analytics"
 	"github.com/agnesdata/agnes/server/internal/apierr"
@@ -41,8 +43,10 @@ import (
 	"github.com/agnesdata/agnes/server/internal/service/adminsvc"
 	"github.com/agnesdata/agnes/server/internal/service/authsvc"
 	"github.com/agnesdata/agnes/server/internal/service/querysvc"
+	"github.com/agnesdata/agnes/server/internal/service/syncsvc"
 	"github.com/agnesdata/agnes/server/internal/sqlguard"
 	"github.com/agnesdata/agnes/server/internal/store"
+	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
 // Version is set at build time (-ldflags "-X .../app.Version=...").
@@ -67,6 +71,7 @@ type App struct {
 	log       *slog.Logger
 	Store     *store.Store
 	Analytics *analytics.Analytics
+	Syncer    *syncer.Syncer
 	handler   http.Handler
 
 	closers []func() error
@@ -125,6 +130,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if _, err := a.Analytics.Rebuild(ctx); err != nil {
 		return nil, err
 	}
+	prof, err := profile.New(profile.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("profiler: %w", err)
+	}
+	a.closers = append(a.closers, prof.Close)
+	a.Syncer = syncer.New(cfg.DataDir, a.Store, a.Analytics, prof, log, Connectors(cfg)...)
+	a.closers = append(a.closers, a.Syncer.Close)
+	if err := a.Syncer.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover sync state: %w", err)
+	}
 	guard, err := newSandbox(a)
 	if err != nil {
 		return nil, err
@@ -134,8 +149,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	})
 
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
-	mount(agnesv1connect.NewAdminServiceHandler(adminsvc.New(a.Store, Version, a.Analytics), opts...))
-	mount(agnesv1connect.NewSyncServiceHandler(agnesv1connect.UnimplementedSyncServiceHandler{}, opts...))
+	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer)
+	mount(agnesv1connect.NewAdminServiceHandler(adminsvc.New(a.Store, Version, a.Analytics, a.Syncer), opts...))
+	mount(agnesv1connect.NewSyncServiceHandler(syncs, opts...))
 	mount(agnesv1connect.NewQueryServiceHandler(queries, opts...))
 	mount(agnesv1connect.NewCatalogServiceHandler(agnesv1connect.UnimplementedCatalogServiceHandler{}, opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
@@ -163,12 +179,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/", rpc)
 	root.Handle("/api/", rest)
 	root.Handle("/auth/", rest)
+	root.Handle(syncsvc.DownloadPattern, authn.Middleware(http.HandlerFunc(syncs.Download)))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Spec)
 	})
 	a.handler = recoverPanics(log, reqctx.Edge(cfg.TrustForwardedFor, accessLog(log, notFoundJSON(root, rpc))))
 	return a, nil
+}
+
+// Connectors are the sources this server can sync.
+func Connectors(cfg config.Config) []connectors.Connector {
+	return nil
 }
 
 // newSandbox opens the private in-memory DuckDB the SQL sandbox parses with.
@@ -220,6 +242,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	go a.Syncer.RunScheduler(ctx, time.Minute)
 	select {
 	case err := <-errc:
 		return err

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	duckdb "github.com/duckdb/duckdb-go/v2"
+	bindings "github.com/duckdb/duckdb-go-bindings"
 
 	"github.com/agnesdata/agnes/connectors/extract"
 	"github.com/agnesdata/agnes/orchestrator"
@@ -21,7 +21,8 @@ import (
 type generation struct {
 	num   uint64
 	path  string
-	db    *sql.DB
+	db    bindings.Database // owned: no instance cache, closed with the generation
+	pool  *pool
 	views map[string]string // lower-case name → name
 	names []string          // sorted
 
@@ -38,23 +39,30 @@ func openGeneration(ctx context.Context, path string, num uint64, opts Options) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("open generation %d: %w", num, err)
 	}
-	connector, err := duckdb.NewConnector(abs+"?access_mode=READ_ONLY&autoinstall_known_extensions=false&autoload_known_extensions=false", nil)
+	db, err := openDatabase(abs, map[string]string{
+		"access_mode":                  "READ_ONLY",
+		"autoinstall_known_extensions": "false",
+		"autoload_known_extensions":    "false",
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open generation %d: %w", num, err)
 	}
-	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(opts.MaxConns)
-	db.SetMaxIdleConns(opts.MaxConns)
-	g := &generation{num: num, path: abs, db: db}
+	g := &generation{num: num, path: abs, db: db, pool: newPool(db, opts.MaxConns)}
 	warnings, err := g.setup(ctx, opts)
 	if err != nil {
-		return nil, warnings, errors.Join(fmt.Errorf("open generation %d: %w", num, err), db.Close())
+		g.pool.close()
+		bindings.Close(&g.db)
+		return nil, warnings, fmt.Errorf("open generation %d: %w", num, err)
 	}
 	return g, warnings, nil
 }
 
+// setup runs on a connection of its own, through database/sql so that the
+// shared helpers (which take an extract.Conn) work unchanged.
 func (g *generation) setup(ctx context.Context, opts Options) ([]string, error) {
-	conn, err := g.db.Conn(ctx)
+	db := openSQL(g.db)
+	defer db.Close()
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -171,13 +179,16 @@ func (g *generation) readViews(ctx context.Context, conn *sql.Conn) error {
 	return rows.Err()
 }
 
-// close closes the pool and, for a replaced generation, deletes its file
-// with DuckDB's side files.
+// close closes the pool and the instance (no query is running: refs is 0)
+// and, for a replaced generation, deletes its file with DuckDB's side
+// files.
 func (g *generation) close() error {
-	err := g.db.Close()
+	g.pool.close()
+	bindings.Close(&g.db)
 	if !g.deleteFile {
-		return err
+		return nil
 	}
+	var err error
 	for _, p := range []string{g.path, g.path + ".wal"} {
 		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)

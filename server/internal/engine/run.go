@@ -2,17 +2,16 @@ package engine
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	duckdb "github.com/duckdb/duckdb-go/v2"
 )
 
@@ -89,34 +88,28 @@ type limits struct {
 }
 
 // RunArrow runs one SELECT and streams its result to sink as Arrow record
-// batches (DuckDB's vectors, 2048 rows each), cutting the last one to the
-// limits.
+// batches (DuckDB's vectors, up to 2048 rows each), cutting the last one to
+// the limits. DuckDB computes the result as the batches are read.
 func (e *Engine) RunArrow(ctx context.Context, query string, opts RunOptions, sink ArrowSink) (Summary, error) {
-	return e.run(ctx, query, opts, func(ctx context.Context, conn *sql.Conn, q string, lim limits, sum *Summary) error {
-		return conn.Raw(func(dc any) error {
-			dconn, ok := dc.(driver.Conn)
-			if !ok {
-				return fmt.Errorf("unexpected driver connection %T", dc)
+	return e.run(ctx, query, opts, func(ctx context.Context, st *stream, lim limits, sum *Summary) error {
+		if err := sink.Schema(st.schema); err != nil {
+			return &sinkError{err}
+		}
+		for sum.Truncated == NotTruncated {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			a, err := duckdb.NewArrowFromConn(dconn)
+			rec, err := st.next()
+			if rec == nil || err != nil {
+				return err
+			}
+			err = sendBatch(rec, lim, sum, sink)
+			rec.Release()
 			if err != nil {
 				return err
 			}
-			rr, err := a.QueryContext(ctx, q)
-			if err != nil {
-				return err
-			}
-			defer rr.Release()
-			if err := sink.Schema(rr.Schema()); err != nil {
-				return &sinkError{err}
-			}
-			for sum.Truncated == NotTruncated && rr.Next() {
-				if err := sendBatch(rr.RecordBatch(), lim, sum, sink); err != nil {
-					return err
-				}
-			}
-			return rr.Err()
-		})
+		}
+		return nil
 	})
 }
 
@@ -148,58 +141,38 @@ func sendBatch(rec arrow.RecordBatch, lim limits, sum *Summary, sink ArrowSink) 
 }
 
 // RunRows runs one SELECT and streams its result to sink in batches of Go
-// values as database/sql scans them (int64, float64, string, []byte,
-// time.Time, bool, *big.Int, duckdb.Decimal, duckdb.Interval, []any,
-// map[string]any, ...), for JSON encoding.
+// values as duckdb-go's database/sql driver scans them (int64, float64,
+// string, []byte, time.Time, bool, *big.Int, duckdb.Decimal,
+// duckdb.Interval, duckdb.OrderedMap, duckdb.Union, []any,
+// map[string]any, ...), for JSON encoding. It reads the same Arrow batches
+// as RunArrow (see values.go).
 func (e *Engine) RunRows(ctx context.Context, query string, opts RunOptions, sink RowSink) (Summary, error) {
-	return e.run(ctx, query, opts, func(ctx context.Context, conn *sql.Conn, q string, lim limits, sum *Summary) error {
-		rows, err := conn.QueryContext(ctx, q)
-		if err != nil {
-			return err
+	return e.run(ctx, query, opts, func(ctx context.Context, st *stream, lim limits, sum *Summary) error {
+		cols := st.columns()
+		out := make([]Column, len(cols))
+		for i, c := range cols {
+			out[i] = c.Column
 		}
-		defer rows.Close()
-		types, err := rows.ColumnTypes()
-		if err != nil {
-			return err
-		}
-		cols := make([]Column, len(types))
-		for i, t := range types {
-			cols[i] = Column{Name: t.Name(), Type: t.DatabaseTypeName()}
-		}
-		if err := sink.Columns(cols); err != nil {
+		if err := sink.Columns(out); err != nil {
 			return &sinkError{err}
 		}
 		batch := make([][]any, 0, lim.batch)
-		for rows.Next() {
-			if sum.Rows == lim.rows {
-				sum.Truncated = TruncatedRows
-				break
-			}
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
+		for sum.Truncated == NotTruncated {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
-			size := rowSize(vals)
-			if sum.Bytes+size > lim.bytes {
-				sum.Truncated = TruncatedBytes
+			rec, err := st.next()
+			if err != nil {
+				return err
+			}
+			if rec == nil {
 				break
 			}
-			batch = append(batch, vals)
-			sum.Rows++
-			sum.Bytes += size
-			if len(batch) == lim.batch {
-				if err := sink.Rows(batch); err != nil {
-					return &sinkError{err}
-				}
-				batch = make([][]any, 0, lim.batch)
+			batch, err = sendRows(rec, cols, lim, sum, batch, sink)
+			rec.Release()
+			if err != nil {
+				return err
 			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		if len(batch) > 0 {
 			if err := sink.Rows(batch); err != nil {
@@ -210,11 +183,46 @@ func (e *Engine) RunRows(ctx context.Context, query string, opts RunOptions, sin
 	})
 }
 
-type execFunc func(ctx context.Context, conn *sql.Conn, query string, lim limits, sum *Summary) error
+// sendRows decodes rec's rows into batch as far as the limits allow,
+// handing each full batch to sink, and returns the partial last one.
+func sendRows(rec arrow.RecordBatch, cols []column, lim limits, sum *Summary, batch [][]any, sink RowSink) ([][]any, error) {
+	arrays := rec.Columns()
+	for i := range int(rec.NumRows()) {
+		if sum.Rows == lim.rows {
+			sum.Truncated = TruncatedRows
+			break
+		}
+		vals := make([]any, len(cols))
+		for j, c := range cols {
+			v, err := value(c.decode, arrays[j], i)
+			if err != nil {
+				return batch, fmt.Errorf("column %s: %w", c.Name, err)
+			}
+			vals[j] = v
+		}
+		size := rowSize(vals)
+		if sum.Bytes+size > lim.bytes {
+			sum.Truncated = TruncatedBytes
+			break
+		}
+		batch = append(batch, vals)
+		sum.Rows++
+		sum.Bytes += size
+		if len(batch) == lim.batch {
+			if err := sink.Rows(batch); err != nil {
+				return batch, &sinkError{err}
+			}
+			batch = make([][]any, 0, lim.batch)
+		}
+	}
+	return batch, nil
+}
 
-// run is the common path: admission, generation reference, timeout, a
-// pooled connection, the single-SELECT check, the row-cap wrapper, error
-// translation.
+type execFunc func(ctx context.Context, st *stream, lim limits, sum *Summary) error
+
+// run is the one execution path: admission, generation reference, timeout,
+// a pooled connection, the single-SELECT check, the streaming statement,
+// error translation.
 func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec execFunc) (Summary, error) {
 	start := time.Now()
 	lim := limits{rows: opts.MaxRows, bytes: opts.MaxBytes, batch: opts.BatchRows}
@@ -247,29 +255,49 @@ func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec ex
 	qctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
 	err = func() error {
-		conn, err := g.db.Conn(qctx)
+		c, err := g.pool.get(qctx)
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		q, err := wrap(qctx, conn, query, lim.rows)
+		defer g.pool.put(c)
+		if err := checkSelect(qctx, c, query); err != nil {
+			return err
+		}
+		st, err := c.query(qctx, query, true)
 		if err != nil {
 			return err
 		}
-		return exec(qctx, conn, q, lim, &sum)
+		defer st.close()
+		return exec(qctx, st, lim, &sum)
 	}()
 	sum.Elapsed = time.Since(start)
 	return sum, translate(qctx, timeout, err)
 }
 
-// wrap checks that query is exactly one SELECT, as DuckDB's own parser sees
-// it, and caps what DuckDB materializes at limit+1 rows (the extra row tells
-// that the result was cut). duckdb-go executes every statement of a
-// multi-statement string, even on prepare, so the check comes first.
-func wrap(ctx context.Context, conn *sql.Conn, query string, limit int64) (string, error) {
+// checkSelect checks that query is exactly one SELECT, as DuckDB's own
+// parser sees it: json_serialize_sql serializes SELECT statements only
+// (PRAGMA, CALL, SET, DETACH, ... fail). conn.query then refuses a string
+// of several statements and anything DuckDB does not prepare as a SELECT,
+// before executing it.
+func checkSelect(ctx context.Context, c *conn, query string) error {
+	st, err := c.query(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", false, driver.NamedValue{Ordinal: 1, Value: query})
+	if err != nil {
+		return err
+	}
+	defer st.close()
 	var tree string
-	if err := conn.QueryRowContext(ctx, "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", query).Scan(&tree); err != nil {
-		return "", err
+	for {
+		rec, err := st.next()
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			break
+		}
+		if s, ok := rec.Column(0).(*array.String); ok && tree == "" && rec.NumRows() > 0 {
+			tree = strings.Clone(s.Value(0))
+		}
+		rec.Release()
 	}
 	var parsed struct {
 		Error      bool              `json:"error"`
@@ -277,19 +305,17 @@ func wrap(ctx context.Context, conn *sql.Conn, query string, limit int64) (strin
 		Statements []json.RawMessage `json:"statements"`
 	}
 	if err := json.Unmarshal([]byte(tree), &parsed); err != nil {
-		return "", fmt.Errorf("parse check: %w", err)
+		return fmt.Errorf("parse check: %w", err)
 	}
 	switch {
 	case parsed.Error && strings.Contains(parsed.Message, "Only SELECT"):
-		return "", &QueryError{Message: ErrInvalidQuery.Error(), err: ErrInvalidQuery}
+		return &QueryError{Message: ErrInvalidQuery.Error(), err: ErrInvalidQuery}
 	case parsed.Error:
-		return "", &QueryError{Message: cleanMessage(parsed.Message), err: ErrInvalidQuery}
+		return &QueryError{Message: cleanMessage(parsed.Message), err: ErrInvalidQuery}
 	case len(parsed.Statements) != 1:
-		return "", &QueryError{Message: ErrInvalidQuery.Error(), err: ErrInvalidQuery}
+		return &QueryError{Message: ErrInvalidQuery.Error(), err: ErrInvalidQuery}
 	}
-	body := strings.TrimRight(strings.TrimSpace(query), "; \t\r\n")
-	// Newlines keep a trailing -- comment from swallowing the wrapper.
-	return "SELECT * FROM (\n" + body + "\n) LIMIT " + strconv.FormatInt(limit+1, 10), nil
+	return nil
 }
 
 // translate turns what a query ended with into the package's errors.
@@ -320,8 +346,9 @@ func translate(ctx context.Context, timeout time.Duration, err error) error {
 }
 
 // cleanMessage makes a DuckDB message fit for a user: no server paths (a
-// path keeps only its file name) and no LINE excerpt, whose positions refer
-// to the wrapped query rather than the user's.
+// path keeps only its file name) and no LINE excerpt (the query text with a
+// caret under the position, which the message's own position already
+// gives).
 func cleanMessage(msg string) string {
 	if i := strings.Index(msg, "\n\nLINE "); i >= 0 {
 		msg = msg[:i]
@@ -416,12 +443,14 @@ func valueSize(v any) int64 {
 			n += int64(len(k)) + valueSize(x)
 		}
 		return n
-	case duckdb.Map:
+	case duckdb.OrderedMap:
 		var n int64
-		for k, x := range v {
-			n += valueSize(k) + valueSize(x)
+		for _, x := range append(v.Keys(), v.Values()...) {
+			n += valueSize(x)
 		}
 		return n
+	case duckdb.Union:
+		return int64(len(v.Tag)) + valueSize(v.Value)
 	}
 	return 8 // numbers, times, intervals, decimals
 }

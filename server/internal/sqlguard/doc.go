@@ -17,9 +17,9 @@
 //  1. statement shape: one SELECT, no DDL, DML, PRAGMA, SET, ATTACH, COPY, ...;
 //  2. references: views, table functions and scalar functions, allowlisted;
 //  3. RBAC: the caller authorizes the returned Checked.Tables for the user;
-//  4. the engine: DuckDB runs with external access limited to the extracts
-//     folder, extension installing and loading disabled and the configuration
-//     locked.
+//  4. the engine (ADR 0007): DuckDB runs with external access limited to the
+//     extracts' files, extension installing and loading disabled and the
+//     configuration locked.
 //
 // Layer 4 holds even if this checker has a hole; layers 1–2 exist so that
 // rejections are early, explicit and explainable, and so that RBAC sees every

@@ -3,10 +3,11 @@ package sqlguard
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -87,11 +88,16 @@ func reject(r Reason, format string, args ...any) *Error {
 // Checker validates queries. It is safe for concurrent use.
 type Checker struct {
 	db *sql.DB
+
+	mu   sync.Mutex
+	stmt *sql.Stmt // prepared on first use; preparing costs as much as running
 }
 
 // New returns a Checker that parses queries with db. db is used for parsing
 // only (it runs json_serialize_sql, never the query itself), so it should be a
-// dedicated in-memory DuckDB, not the analytics engine.
+// dedicated in-memory DuckDB, not the analytics engine. The Checker keeps one
+// prepared statement on db (re-prepared on each new pooled connection, so keep
+// idle connections for the expected concurrency); closing db releases it.
 func New(db *sql.DB) *Checker {
 	return &Checker{db: db}
 }
@@ -100,20 +106,24 @@ func New(db *sql.DB) *Checker {
 // cannot be scanned into bytes.
 const serializeSQL = `SELECT json_serialize_sql(?::VARCHAR)::VARCHAR`
 
-// parsed is json_serialize_sql's envelope; the statements stay generic so the
-// walker sees every field, including ones this version does not know.
-type parsed struct {
-	Error        bool   `json:"error"`
-	ErrorType    string `json:"error_type"`
-	ErrorMessage string `json:"error_message"`
-	Statements   []any  `json:"statements"`
+func (c *Checker) statement(ctx context.Context) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stmt == nil {
+		stmt, err := c.db.PrepareContext(ctx, serializeSQL)
+		if err != nil {
+			return nil, err
+		}
+		c.stmt = stmt
+	}
+	return c.stmt, nil
 }
 
 // Check parses query and decides whether it may run. A rejection is returned
 // as *Error; any other error (cancelled context, broken parser DB) is internal.
 func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked, error) {
-	// Go strings may hold bytes DuckDB's C strings cannot; refuse them rather
-	// than risk the parser and the engine seeing different text.
+	// A NUL ends the text early for C-string APIs, and DuckDB refuses invalid
+	// UTF-8: reject both so the parser and the engine see the same text.
 	if !utf8.ValidString(query) {
 		return Checked{}, reject(SyntaxError, "query is not valid UTF-8")
 	}
@@ -121,20 +131,34 @@ func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked
 		return Checked{}, reject(SyntaxError, "query contains a NUL character")
 	}
 
+	stmt, err := c.statement(ctx)
+	if err != nil {
+		return Checked{}, fmt.Errorf("sqlguard: prepare parser: %w", err)
+	}
 	var raw []byte
-	if err := c.db.QueryRowContext(ctx, serializeSQL, query).Scan(&raw); err != nil {
+	if err := stmt.QueryRowContext(ctx, query).Scan(&raw); err != nil {
 		return Checked{}, fmt.Errorf("sqlguard: parse query: %w", err)
 	}
-	var p parsed
-	if err := json.Unmarshal(raw, &p); err != nil {
-		// encoding/json refuses nesting deeper than 10000 levels; DuckDB's own
-		// expression depth limit is far lower, so this is a pathological query.
+	v, err := decodeJSON(raw)
+	if errors.Is(err, errTooDeep) {
+		// Thousands of nested subqueries: no analyst writes that.
 		return Checked{}, reject(Unsupported, "query is too deeply nested")
 	}
-	if p.Error {
-		return Checked{}, parseError(p.ErrorType, p.ErrorMessage)
+	if err != nil {
+		return Checked{}, fmt.Errorf("sqlguard: decode parse tree: %w", err)
 	}
-	switch len(p.Statements) {
+	// The envelope: {"error": false, "statements": [...]} or
+	// {"error": true, "error_type": ..., "error_message": ...}.
+	envelope, _ := v.(object)
+	switch envelope.get("error") {
+	case true:
+		return Checked{}, parseError(envelope.str("error_type"), envelope.str("error_message"))
+	case false:
+	default:
+		return Checked{}, errors.New("sqlguard: unexpected json_serialize_sql result")
+	}
+	statements, _ := envelope.get("statements").([]any)
+	switch len(statements) {
 	case 0:
 		return Checked{}, reject(NotSelect, "query is empty")
 	case 1:
@@ -143,7 +167,7 @@ func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked
 	}
 
 	w := walker{cat: cat, tables: map[string]struct{}{}}
-	if err := w.value(p.Statements[0], nil); err != nil {
+	if err := w.value(statements[0], nil); err != nil {
 		return Checked{}, err
 	}
 	tables := make([]string, 0, len(w.tables))
@@ -166,7 +190,10 @@ func parseError(typ, msg string) *Error {
 		return reject(NotSelect, "only a single SELECT statement is allowed")
 	case typ == "parser":
 		return reject(SyntaxError, "syntax error: %s", msg)
-	default:
+	case typ == "not implemented":
 		return reject(Unsupported, "unsupported query: %s", msg)
+	default:
+		// Anything else would be an engine-internal message.
+		return reject(Unsupported, "unsupported query")
 	}
 }

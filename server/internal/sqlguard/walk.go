@@ -77,7 +77,7 @@ type walker struct {
 
 func (w *walker) value(v any, sc *scope) error {
 	switch x := v.(type) {
-	case map[string]any:
+	case object:
 		return w.object(x, sc)
 	case []any:
 		for _, e := range x {
@@ -89,21 +89,21 @@ func (w *walker) value(v any, sc *scope) error {
 	return nil
 }
 
-// fields walks every field of m except the one named skip.
-func (w *walker) fields(m map[string]any, sc *scope, skip string) error {
-	for k, v := range m {
-		if k == skip {
+// fields walks every member of m except the one named skip.
+func (w *walker) fields(m object, sc *scope, skip string) error {
+	for _, f := range m {
+		if f.key == skip {
 			continue
 		}
-		if err := w.value(v, sc); err != nil {
+		if err := w.value(f.value, sc); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (w *walker) object(m map[string]any, sc *scope) error {
-	if class, ok := m["class"].(string); ok {
+func (w *walker) object(m object, sc *scope) error {
+	if class, ok := m.get("class").(string); ok {
 		switch {
 		case class == "FUNCTION" || class == "WINDOW":
 			if err := checkFunction(m); err != nil {
@@ -116,7 +116,7 @@ func (w *walker) object(m map[string]any, sc *scope) error {
 		}
 		return w.fields(m, sc, "")
 	}
-	typ, ok := m["type"].(string)
+	typ, ok := m.get("type").(string)
 	if !ok {
 		// Plain containers: CTE entries, pivot entries, sample options, ...
 		return w.fields(m, sc, "")
@@ -135,8 +135,8 @@ func (w *walker) object(m map[string]any, sc *scope) error {
 	case typ == "UNBOUND_TYPE_INFO" || typ == "USER_TYPE_INFO":
 		// A named type, e.g. "x::shop.main.secret_enum" would read another
 		// database's catalog.
-		if !localName(str(m, "catalog"), str(m, "schema")) {
-			return reject(ForbiddenReference, "types from other databases or schemas are not allowed (%s)", qualified(m, "catalog", "schema", "name"))
+		if !localName(m.str("catalog"), m.str("schema")) {
+			return reject(ForbiddenReference, "types from other databases or schemas are not allowed (%s)", qualified(m, "catalog", "schema", "name", "user_type_name"))
 		}
 	case strings.HasSuffix(typ, "_TYPE_INFO"):
 		// Type parameters (DECIMAL width, STRUCT fields, ...): data only.
@@ -152,52 +152,56 @@ func (w *walker) object(m map[string]any, sc *scope) error {
 // WITH, but not to itself or earlier ones; there the name means a table. A
 // recursive CTE sees itself only in its recursive (right) branch. Names match
 // ASCII-case-insensitively and only when unqualified.
-func (w *walker) queryNode(typ string, m map[string]any, sc *scope) error {
+func (w *walker) queryNode(typ string, m object, sc *scope) error {
 	inner := sc
-	if cm, ok := m["cte_map"]; ok && cm != nil {
-		entries, ok := mapField(cm, "map").([]any)
+	if cm := m.get("cte_map"); cm != nil {
+		ctes, _ := cm.(object)
+		entries, ok := ctes.get("map").([]any)
 		if !ok {
 			return reject(Unsupported, "unsupported WITH clause")
 		}
 		for _, e := range entries {
-			entry, ok := e.(map[string]any)
-			name, isStr := entry["key"].(string)
-			if !ok || !isStr {
+			entry, _ := e.(object)
+			name, ok := entry.get("key").(string)
+			if !ok {
 				return reject(Unsupported, "unsupported WITH clause")
 			}
-			if err := w.value(entry["value"], inner); err != nil {
+			if err := w.fields(entry, inner, "key"); err != nil {
 				return err
 			}
 			inner = &scope{name: foldASCII(name), parent: inner}
 		}
 	}
+	recursive := inner
 	if typ == "RECURSIVE_CTE_NODE" {
-		name, ok := m["cte_name"].(string)
+		name, ok := m.get("cte_name").(string)
 		if !ok {
 			return reject(Unsupported, "unsupported recursive CTE")
 		}
-		if err := w.value(m["right"], &scope{name: foldASCII(name), parent: inner}); err != nil {
+		recursive = &scope{name: foldASCII(name), parent: inner}
+	}
+	for _, f := range m {
+		var err error
+		switch f.key {
+		case "cte_map":
+		case "right":
+			err = w.value(f.value, recursive)
+		default:
+			err = w.value(f.value, inner)
+		}
+		if err != nil {
 			return err
 		}
-		for k, v := range m {
-			if k == "cte_map" || k == "right" {
-				continue
-			}
-			if err := w.value(v, inner); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
-	return w.fields(m, inner, "cte_map")
+	return nil
 }
 
-func (w *walker) baseTable(m map[string]any, sc *scope) error {
-	name, ok := m["table_name"].(string)
+func (w *walker) baseTable(m object, sc *scope) error {
+	name, ok := m.get("table_name").(string)
 	if !ok {
 		return reject(Unsupported, "unsupported table reference")
 	}
-	catalog, schema := str(m, "catalog_name"), str(m, "schema_name")
+	catalog, schema := m.str("catalog_name"), m.str("schema_name")
 	if catalog == "" && schema == "" && sc.has(foldASCII(name)) {
 		return nil // a CTE
 	}
@@ -214,16 +218,16 @@ func (w *walker) baseTable(m map[string]any, sc *scope) error {
 	return reject(UnknownTable, "unknown table '%s'", name)
 }
 
-func (w *walker) tableFunction(m map[string]any, sc *scope) error {
-	fn, ok := m["function"].(map[string]any)
-	if !ok || fn["class"] != "FUNCTION" {
+func (w *walker) tableFunction(m object, sc *scope) error {
+	fn, ok := m.get("function").(object)
+	if !ok || fn.str("class") != "FUNCTION" {
 		return reject(Unsupported, "unsupported table function call")
 	}
-	name := foldASCII(str(fn, "function_name"))
+	name := foldASCII(fn.str("function_name"))
 	if !allowedTableFunctions[name] {
 		return reject(ForbiddenTableFunction, "table function %s is not allowed in queries (only range, generate_series and unnest are)", name)
 	}
-	if !localName(str(fn, "catalog"), str(fn, "schema")) {
+	if !localName(fn.str("catalog"), fn.str("schema")) {
 		return reject(ForbiddenReference, "functions may not be qualified with another database or schema (%s)", qualified(fn, "catalog", "schema", "function_name"))
 	}
 	// The arguments, and then the alias, sample, ... of the reference itself.
@@ -233,13 +237,15 @@ func (w *walker) tableFunction(m map[string]any, sc *scope) error {
 	return w.fields(m, sc, "function")
 }
 
-func checkFunction(m map[string]any) error {
-	name := foldASCII(str(m, "function_name"))
+func checkFunction(m object) error {
+	name := foldASCII(m.str("function_name"))
 	if !functionAllowed(name) {
 		return reject(ForbiddenFunction, "function %s is not allowed in queries", name)
 	}
-	if !localName(str(m, "catalog"), str(m, "schema")) {
-		return reject(ForbiddenReference, "functions may not be qualified with another database or schema (%s)", qualified(m, "catalog", "schema", "function_name"))
+	// The parser reads col.f() as f in schema col, indistinguishable from a
+	// macro of an attached database, so only main may qualify a call.
+	if !localName(m.str("catalog"), m.str("schema")) {
+		return reject(ForbiddenReference, "functions may not be qualified with another database or schema (%s); to call a function on a column write %s(column)", qualified(m, "catalog", "schema", "function_name"), name)
 	}
 	return nil
 }
@@ -258,21 +264,11 @@ func looksLikePath(name string) bool {
 	return strings.ContainsAny(name, `./\:~*?`)
 }
 
-func str(m map[string]any, key string) string {
-	s, _ := m[key].(string)
-	return s
-}
-
-func mapField(v any, key string) any {
-	m, _ := v.(map[string]any)
-	return m[key]
-}
-
 // qualified renders a possibly qualified name for messages.
-func qualified(m map[string]any, keys ...string) string {
+func qualified(m object, keys ...string) string {
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if s := str(m, k); s != "" {
+		if s := m.str(k); s != "" {
 			parts = append(parts, s)
 		}
 	}

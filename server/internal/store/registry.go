@@ -70,7 +70,7 @@ func (s *Store) CreateTable(ctx context.Context, t *RegisteredTable) error {
 	if err != nil {
 		return err
 	}
-	return s.Write(ctx, func(tx *sql.Tx) error {
+	return s.writeData(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM table_registry WHERE id = ? OR lower(name) = lower(?)`,
 			t.ID, t.Name).Scan(&n); err != nil {
@@ -116,7 +116,7 @@ func (s *Store) UpdateTable(ctx context.Context, t *RegisteredTable) error {
 	if err != nil {
 		return err
 	}
-	return s.Write(ctx, func(tx *sql.Tx) error {
+	return s.writeData(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM table_registry WHERE id <> ? AND lower(name) = lower(?)`,
 			t.ID, t.Name).Scan(&n); err != nil {
@@ -142,6 +142,7 @@ func (s *Store) UpdateTable(ctx context.Context, t *RegisteredTable) error {
 // DeleteTable unregisters a table with its grants, sync state, profile and user
 // preferences, in one transaction.
 func (s *Store) DeleteTable(ctx context.Context, id string) error {
+	defer s.dataVersion.Add(1)
 	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM table_registry WHERE id = ?`, id)
 		if err != nil {

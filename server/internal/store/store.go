@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
@@ -44,6 +45,19 @@ type Store struct {
 	cache   identityCache
 	revoked revokedSet
 	touches touchLog
+
+	// dataVersion changes on every write to the registry or sync state, so readers
+	// can keep derived views (the manifest catalog) until it moves.
+	dataVersion atomic.Uint64
+}
+
+// DataVersion changes whenever the registry or sync state changes.
+func (s *Store) DataVersion() uint64 { return s.dataVersion.Load() }
+
+// writeData is Write for the registry and sync state: it bumps DataVersion.
+func (s *Store) writeData(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	defer s.dataVersion.Add(1)
+	return s.Write(ctx, fn)
 }
 
 // Open opens (creating if needed) the database file, applies pending migrations and

@@ -33,7 +33,7 @@ type SyncState struct {
 
 // UpsertSyncStates records the tables a rebuild found, in one transaction.
 func (s *Store) UpsertSyncStates(ctx context.Context, states []SyncState) error {
-	return s.Write(ctx, func(tx *sql.Tx) error {
+	return s.writeData(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO sync_state
 			(table_id, source, query_mode, last_sync, rows, file_size_bytes, hash, parts, path, status, error)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -71,7 +71,7 @@ func nonNilParts(p []Part) []Part {
 
 // MarkSyncError records a failed sync of a table, keeping its last good data.
 func (s *Store) MarkSyncError(ctx context.Context, tableID, source, msg string) error {
-	return s.Write(ctx, func(tx *sql.Tx) error {
+	return s.writeData(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sync_state (table_id, source, status, error) VALUES (?, ?, 'error', ?)
 			ON CONFLICT (table_id) DO UPDATE SET status = 'error', error = excluded.error`, tableID, source, msg)
 		return err
@@ -80,7 +80,7 @@ func (s *Store) MarkSyncError(ctx context.Context, tableID, source, msg string) 
 
 // DeleteSyncState forgets a table's data.
 func (s *Store) DeleteSyncState(ctx context.Context, tableID string) error {
-	return s.Write(ctx, func(tx *sql.Tx) error {
+	return s.writeData(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM sync_state WHERE table_id = ?`, tableID)
 		return err
 	})

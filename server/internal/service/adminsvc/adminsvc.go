@@ -1,6 +1,5 @@
-// Package adminsvc implements agnes.v1.AdminService: health, users, groups, grants
-// and access requests. The table registry and analytics rebuild are added by the
-// sync and query features (RegistryHandler, RebuildHandler).
+// Package adminsvc implements agnes.v1.AdminService: health, users, groups, grants,
+// access requests, the table registry and analytics rebuilds.
 package adminsvc
 
 import (
@@ -16,15 +15,16 @@ import (
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/service"
 	"github.com/agnesdata/agnes/server/internal/store"
+	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
 // Service implements AdminService.
 type Service struct {
-	agnesv1connect.UnimplementedAdminServiceHandler // registry and rebuild land with the query and sync issues
 
 	store     *store.Store
 	version   string
 	analytics Rebuilder
+	syncer    *syncer.Syncer
 }
 
 // Rebuilder rebuilds the master analytics database (analytics.Analytics).
@@ -35,8 +35,8 @@ type Rebuilder interface {
 var _ agnesv1connect.AdminServiceHandler = (*Service)(nil)
 
 // New returns the service.
-func New(st *store.Store, version string, analytics Rebuilder) *Service {
-	return &Service{store: st, version: version, analytics: analytics}
+func New(st *store.Store, version string, analytics Rebuilder, sy *syncer.Syncer) *Service {
+	return &Service{store: st, version: version, analytics: analytics, syncer: sy}
 }
 
 // RebuildAnalytics implements AdminService.

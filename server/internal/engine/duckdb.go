@@ -1,0 +1,385 @@
+package engine
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	bindings "github.com/duckdb/duckdb-go-bindings"
+	duckdb "github.com/duckdb/duckdb-go/v2"
+)
+
+// This file is the engine's only contact with DuckDB: a generation's
+// instance, its pool of connections, and one way to run a statement on a
+// connection, streaming. Everything goes through DuckDB's C API
+// (duckdb-go-bindings) rather than database/sql: duckdb-go materializes a
+// whole result before handing out its first row, and keeps the connection
+// handle to itself.
+
+// interruptEvery is how often a cancelled query's connection is interrupted
+// again until the query returns: DuckDB clears the flag when a query starts,
+// so one interrupt that lands between two steps could be lost.
+const interruptEvery = 100 * time.Millisecond
+
+// errNoStatement is a query string with no statement in it.
+var errNoStatement = errors.New("no statement")
+
+// openDatabase opens a DuckDB instance of its own (no instance cache: the
+// generation is the only owner, so closing it really closes the file).
+func openDatabase(path string, config map[string]string) (bindings.Database, error) {
+	var cfg bindings.Config
+	if bindings.CreateConfig(&cfg) == bindings.StateError {
+		bindings.DestroyConfig(&cfg)
+		return bindings.Database{}, errors.New("create config")
+	}
+	defer bindings.DestroyConfig(&cfg)
+	for k, v := range config {
+		if bindings.SetConfig(cfg, k, v) == bindings.StateError {
+			return bindings.Database{}, fmt.Errorf("config %s=%s", k, v)
+		}
+	}
+	var db bindings.Database
+	var msg string
+	if bindings.OpenExt(path, &db, cfg, &msg) == bindings.StateError {
+		bindings.Close(&db)
+		return bindings.Database{}, dbError(bindings.ErrorTypeInvalid, msg)
+	}
+	return db, nil
+}
+
+// conn is one DuckDB connection. A conn is used by one goroutine at a time;
+// only the interrupter of its running query touches it concurrently.
+type conn struct {
+	c bindings.Connection
+	// dirty: a result was abandoned before its end. DuckDB keeps such a
+	// query's state (sort runs, hash tables, buffered chunks) on the
+	// connection until its next query or disconnect, so the pool drops it.
+	dirty bool
+}
+
+func connect(db bindings.Database) (*conn, error) {
+	var c bindings.Connection
+	if bindings.Connect(db, &c) == bindings.StateError {
+		bindings.Disconnect(&c)
+		return nil, errors.New("connect to DuckDB")
+	}
+	return &conn{c: c}, nil
+}
+
+// close disconnects; DuckDB cleans up whatever query state the connection
+// still holds.
+func (c *conn) close() { bindings.Disconnect(&c.c) }
+
+// watch interrupts c once ctx is done, and again every interruptEvery,
+// until the returned func is called. That func returns only when no more
+// interrupt can come, so the connection is safe to hand on.
+func (c *conn) watch(ctx context.Context) func() {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	stop, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+		}
+		tick := time.NewTicker(interruptEvery)
+		defer tick.Stop()
+		for {
+			bindings.Interrupt(c.c)
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-exited
+	}
+}
+
+// stream is a running statement's result, read one DuckDB chunk (up to
+// 2048 rows) at a time as an Arrow record batch. DuckDB computes the result
+// as it is read: it runs ahead at most its small streaming buffer, so memory
+// does not grow with the size of the result.
+type stream struct {
+	c      *conn
+	ps     bindings.PreparedStatement
+	res    bindings.Result
+	opts   bindings.ArrowOptions
+	types  []bindings.LogicalType
+	names  []string
+	schema *arrow.Schema
+	ended  bool // DuckDB returned its last chunk, or failed
+	stop   func()
+}
+
+// query starts one statement on c. With selectOnly, a statement DuckDB does
+// not classify as a SELECT is refused with ErrInvalidQuery before it runs.
+// A string holding more than one statement is always refused: preparing it
+// would execute all but the last. args bind to ? placeholders in order.
+// Cancelling ctx interrupts the statement until the stream is closed.
+func (c *conn) query(ctx context.Context, query string, selectOnly bool, args ...driver.NamedValue) (*stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := &stream{c: c, stop: c.watch(ctx)}
+	if err := s.start(query, selectOnly, args); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stream) start(query string, selectOnly bool, args []driver.NamedValue) error {
+	c := s.c.c
+	var ext bindings.ExtractedStatements
+	n := bindings.ExtractStatements(c, query, &ext)
+	defer bindings.DestroyExtracted(&ext)
+	switch {
+	case n == 0:
+		s.ended = true
+		if msg := bindings.ExtractStatementsError(ext); msg != "" {
+			return dbError(bindings.ErrorTypeParser, msg)
+		}
+		return errNoStatement
+	case n > 1:
+		s.ended = true
+		return &QueryError{Message: ErrInvalidQuery.Error(), err: ErrInvalidQuery}
+	}
+	if bindings.PrepareExtractedStatement(c, ext, 0, &s.ps) == bindings.StateError {
+		s.ended = true
+		return dbError(bindings.ErrorTypeInvalid, bindings.PrepareError(s.ps))
+	}
+	if selectOnly && bindings.PreparedStatementType(s.ps) != bindings.StatementTypeSelect {
+		s.ended = true
+		return &QueryError{Message: ErrInvalidQuery.Error(), err: ErrInvalidQuery}
+	}
+	if err := bind(s.ps, args); err != nil {
+		s.ended = true
+		return err
+	}
+
+	var pending bindings.PendingResult
+	if bindings.PendingPreparedStreaming(s.ps, &pending) == bindings.StateError {
+		s.ended = true
+		err := dbError(bindings.ErrorTypeInvalid, bindings.PendingError(pending))
+		bindings.DestroyPending(&pending)
+		return err
+	}
+	state := bindings.ExecutePending(pending, &s.res)
+	bindings.DestroyPending(&pending)
+	if state == bindings.StateError {
+		s.ended = true // a failed query is cleaned up by DuckDB
+		return dbError(bindings.ResultErrorType(&s.res), bindings.ResultError(&s.res))
+	}
+
+	cols := bindings.ColumnCount(&s.res)
+	s.types = make([]bindings.LogicalType, cols)
+	s.names = make([]string, cols)
+	for i := range cols {
+		s.names[i] = bindings.ColumnName(&s.res, i)
+		s.types[i] = bindings.ColumnLogicalType(&s.res, i)
+	}
+	s.opts = bindings.ResultGetArrowOptions(&s.res)
+	schema, ed := bindings.NewArrowSchema(s.opts, s.types, s.names)
+	if err := errorData(ed); err != nil {
+		return fmt.Errorf("arrow schema: %w", err)
+	}
+	s.schema = schema
+	return nil
+}
+
+// next returns the next chunk as a record batch the caller must release,
+// or nil at the end of the result.
+func (s *stream) next() (arrow.RecordBatch, error) {
+	for !s.ended {
+		chunk := bindings.FetchChunk(s.res)
+		if chunk.Ptr == nil {
+			s.ended = true
+			if msg := bindings.ResultError(&s.res); msg != "" {
+				return nil, dbError(bindings.ResultErrorType(&s.res), msg)
+			}
+			return nil, nil
+		}
+		if bindings.DataChunkGetSize(chunk) == 0 {
+			bindings.DestroyDataChunk(&chunk)
+			continue
+		}
+		// The conversion copies the chunk: the batch owns its buffers.
+		rec, ed := bindings.DataChunkToArrowArray(s.opts, s.schema, chunk)
+		bindings.DestroyDataChunk(&chunk)
+		if err := errorData(ed); err != nil {
+			return nil, fmt.Errorf("arrow batch: %w", err)
+		}
+		return rec, nil
+	}
+	return nil, nil
+}
+
+// drain reads the rest of the result.
+func (s *stream) drain() error {
+	for {
+		rec, err := s.next()
+		if rec == nil || err != nil {
+			return err
+		}
+		rec.Release()
+	}
+}
+
+// close stops the interrupter and frees the result. A result left before
+// its end is interrupted (background threads stop at once) and marks the
+// connection dirty.
+func (s *stream) close() {
+	s.stop()
+	if !s.ended {
+		bindings.Interrupt(s.c.c)
+		s.c.dirty = true
+	}
+	bindings.DestroyResult(&s.res)
+	bindings.DestroyArrowOptions(&s.opts)
+	for i := range s.types {
+		bindings.DestroyLogicalType(&s.types[i])
+	}
+	bindings.DestroyPrepare(&s.ps)
+}
+
+// bind binds database/sql-style arguments by position.
+func bind(ps bindings.PreparedStatement, args []driver.NamedValue) error {
+	if want := int(bindings.NParams(ps)); want != len(args) {
+		return fmt.Errorf("statement has %d parameters, got %d arguments", want, len(args))
+	}
+	for i, a := range args {
+		idx := bindings.IdxT(i + 1)
+		var state bindings.State
+		switch v := a.Value.(type) {
+		case nil:
+			state = bindings.BindNull(ps, idx)
+		case string:
+			state = bindings.BindVarchar(ps, idx, v)
+		case int64:
+			state = bindings.BindInt64(ps, idx, v)
+		case float64:
+			state = bindings.BindDouble(ps, idx, v)
+		case bool:
+			state = bindings.BindBoolean(ps, idx, v)
+		case []byte:
+			state = bindings.BindBlob(ps, idx, v)
+		default:
+			return fmt.Errorf("argument %d: unsupported type %T", i+1, a.Value)
+		}
+		if state == bindings.StateError {
+			return fmt.Errorf("argument %d: bind failed", i+1)
+		}
+	}
+	return nil
+}
+
+// dbError is DuckDB's error, as duckdb-go reports it.
+func dbError(t bindings.ErrorType, msg string) error {
+	return &duckdb.Error{Type: duckdb.ErrorType(t), Msg: msg}
+}
+
+// errorData turns (and destroys) a duckdb_error_data.
+func errorData(ed bindings.ErrorData) error {
+	defer bindings.DestroyErrorData(&ed)
+	if !bindings.ErrorDataHasError(ed) {
+		return nil
+	}
+	return dbError(bindings.ErrorDataErrorType(ed), bindings.ErrorDataMessage(ed))
+}
+
+// pool holds a generation's connections: at most max in use, idle ones
+// kept for reuse.
+type pool struct {
+	db    bindings.Database
+	slots chan struct{} // a token per connection in use
+
+	mu     sync.Mutex
+	idle   []*conn
+	open   int // idle + in use
+	closed bool
+}
+
+func newPool(db bindings.Database, max int) *pool {
+	return &pool{db: db, slots: make(chan struct{}, max)}
+}
+
+// get returns a connection, waiting for one to be free until ctx is done.
+func (p *pool) get(ctx context.Context) (*conn, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.slots
+		return nil, ErrClosed
+	}
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.open++
+	p.mu.Unlock()
+	c, err := connect(p.db)
+	if err != nil {
+		p.mu.Lock()
+		p.open--
+		p.mu.Unlock()
+		<-p.slots
+		return nil, err
+	}
+	return c, nil
+}
+
+// put returns a connection from get. A dirty one is disconnected, which
+// frees the query state it still holds.
+func (p *pool) put(c *conn) {
+	p.mu.Lock()
+	keep := !c.dirty && !p.closed
+	if keep {
+		p.idle = append(p.idle, c)
+	} else {
+		p.open--
+	}
+	p.mu.Unlock()
+	if !keep {
+		c.close()
+	}
+	<-p.slots
+}
+
+// openConns is the number of connections open, idle or in use.
+func (p *pool) openConns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open
+}
+
+// close disconnects the idle connections; ones in use are disconnected
+// when they are put back. The caller closes the database once none are in
+// use.
+func (p *pool) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.open -= len(idle)
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
