@@ -20,7 +20,6 @@ import (
 
 // Service implements AdminService.
 type Service struct {
-
 	store     *store.Store
 	version   string
 	analytics Rebuilder

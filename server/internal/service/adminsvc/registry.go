@@ -11,8 +11,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/connectors"
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/orchestrator/schedule"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/store"
