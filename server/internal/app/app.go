@@ -42,6 +42,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/service/adminsvc"
 	"github.com/agnesdata/agnes/server/internal/service/authsvc"
+	"github.com/agnesdata/agnes/server/internal/service/catalogsvc"
 	"github.com/agnesdata/agnes/server/internal/service/querysvc"
 	"github.com/agnesdata/agnes/server/internal/service/syncsvc"
 	"github.com/agnesdata/agnes/server/internal/sqlguard"
@@ -153,7 +154,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	mount(agnesv1connect.NewAdminServiceHandler(adminsvc.New(a.Store, Version, a.Analytics, a.Syncer), opts...))
 	mount(agnesv1connect.NewSyncServiceHandler(syncs, opts...))
 	mount(agnesv1connect.NewQueryServiceHandler(queries, opts...))
-	mount(agnesv1connect.NewCatalogServiceHandler(agnesv1connect.UnimplementedCatalogServiceHandler{}, opts...))
+	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
 
 	names := make([]string, 0, len(services))
