@@ -103,14 +103,13 @@ func (r *recorder) status() int {
 // text, keeping Connect, gRPC and reflection paths on the RPC mux.
 func notFoundJSON(root *http.ServeMux, rpc *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := root.Handler(r)
-		if pattern == "/" {
+		if _, pattern := root.Handler(r); pattern == "/" {
 			if _, p := rpc.Handler(r); p == "" {
 				apierr.WriteHTTP(w, http.StatusNotFound, connect.CodeNotFound, "no route for "+r.Method+" "+r.URL.Path)
 				return
 			}
 		}
-		h.ServeHTTP(w, r)
+		root.ServeHTTP(w, r) // not the handler found above: ServeHTTP also sets path values
 	})
 }
 
