@@ -21,8 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/client/sdk"
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 )
 
 // Layout inside the pull directory.
@@ -35,7 +35,7 @@ const (
 // Options configure a pull.
 type Options struct {
 	Dir      string
-	Parallel int                      // concurrent downloads (default 4)
+	Parallel int                     // concurrent downloads (default 4)
 	Progress func(done, total int64) // called as bytes arrive (may be nil)
 }
 
@@ -357,4 +357,3 @@ func saveState(dir string, s state) error {
 	}
 	return os.Rename(tmp, filepath.Join(dir, stateFile))
 }
-
