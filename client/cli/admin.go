@@ -11,8 +11,8 @@ import (
 )
 
 func (a *app) adminCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "admin", Short: "Administer users, groups and grants (admins only)"}
-	cmd.AddCommand(a.usersCmd(), a.groupsCmd(), a.grantsCmd())
+	cmd := &cobra.Command{Use: "admin", Short: "Administer users, groups, grants, tables and syncs (admins only)"}
+	cmd.AddCommand(a.usersCmd(), a.groupsCmd(), a.grantsCmd(), a.tablesCmd(), a.syncCmd())
 	return cmd
 }
 

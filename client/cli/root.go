@@ -57,7 +57,7 @@ func (a *app) root() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&a.server, "server", "", "server URL (env AGNES_SERVER; default from `agnes login`, else "+DefaultServer+")")
 	cmd.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "machine-readable JSON output")
-	cmd.AddCommand(a.loginCmd(), a.logoutCmd(), a.whoamiCmd(), a.queryCmd(), a.pullCmd(), a.adminCmd())
+	cmd.AddCommand(a.loginCmd(), a.logoutCmd(), a.whoamiCmd(), a.queryCmd(), a.pullCmd(), a.catalogCmd(), a.describeCmd(), a.adminCmd())
 	return cmd
 }
 
