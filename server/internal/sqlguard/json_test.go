@@ -1,6 +1,7 @@
 package sqlguard
 
 import (
+	"database/sql"
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
@@ -75,3 +76,30 @@ func normalize(v any) any {
 		return v
 	}
 }
+
+// BenchmarkDecodeAndWalk isolates the Go side of Check (BenchmarkCheck
+// includes the DuckDB call, which dominates).
+func BenchmarkDecodeAndWalk(b *testing.B) {
+	db, err := sql.Open("duckdb", "")
+	require.NoError(b, err)
+	defer db.Close()
+	var raw []byte
+	require.NoError(b, db.QueryRow(serializeSQL, `SELECT p.category, sum(oi.quantity * oi.unit_price) AS revenue
+		FROM orders o JOIN order_items oi ON oi.order_id = o.id JOIN products p ON p.id = oi.product_id
+		WHERE o.status = 'paid' GROUP BY ALL ORDER BY revenue DESC LIMIT 20`).Scan(&raw))
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		v, err := decodeJSON(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := walker{cat: anyView{}, tables: map[string]struct{}{}}
+		if err := w.value(v.(object).get("statements").([]any)[0], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type anyView struct{}
+
+func (anyView) View(name string) (string, bool) { return name, true }
