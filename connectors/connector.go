@@ -44,6 +44,7 @@ type Discovered struct {
 	ID          string // suggested registry id
 	Name        string
 	Bucket      string
+	SourceTable string // the TableSpec.SourceTable that extracts it
 	Description string
 	Columns     []string
 	Rows        int64

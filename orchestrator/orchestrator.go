@@ -274,7 +274,7 @@ func (b *builder) source(ctx context.Context, name string) error {
 		return err
 	}
 	for _, t := range contents.Tables {
-		b.view(ctx, name, t.Meta, objects, remotesOK)
+		b.view(ctx, name, t, objects, remotesOK)
 	}
 	b.res.Sources = append(b.res.Sources, src)
 	return nil
@@ -340,7 +340,8 @@ func (b *builder) objects(ctx context.Context, catalog string) (map[string]bool,
 }
 
 // view creates the master view for one _meta row, or reports why not.
-func (b *builder) view(ctx context.Context, source string, m extract.Meta, objects map[string]bool, remotesOK bool) {
+func (b *builder) view(ctx context.Context, source string, t extract.Table, objects map[string]bool, remotesOK bool) {
+	m := t.Meta
 	name, key := m.TableName, strings.ToLower(m.TableName)
 	switch {
 	case !extract.ValidName(name):
@@ -362,7 +363,7 @@ func (b *builder) view(ctx context.Context, source string, m extract.Meta, objec
 			return
 		}
 		b.claimed[key] = source
-		b.res.Views = append(b.res.Views, View{Source: source, Meta: m})
+		b.res.Views = append(b.res.Views, View{Source: source, Meta: m, Parts: t.Parts})
 	}
 }
 

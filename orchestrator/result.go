@@ -34,6 +34,11 @@ type Source struct {
 type View struct {
 	Source string
 	extract.Meta
+	// Parts are the files of a partitioned table with their hashes (the
+	// extract's _parts rows, read during the rebuild), for a download
+	// manifest that lets clients fetch only changed parts; nil for
+	// single-file and remote tables and for extracts without _parts.
+	Parts []extract.Part
 }
 
 // ProblemKind classifies a Problem.

@@ -5,6 +5,7 @@
 // Every source writes one directory, $DATA_DIR/extracts/<source>/:
 //
 //	extract.duckdb   _meta (one row per table), one view per row,
+//	                 _parts (the files of partitioned tables, with hashes),
 //	                 optionally _remote_attach (remote sources to ATTACH)
 //	data/<t>.parquet or data/<t>/*.parquet   the local tables' data
 //
@@ -16,7 +17,11 @@
 // temp file and renamed too, so a reader sees either the old or the new
 // version, never half of one. The MD5 of each Parquet file is computed once,
 // when it is written, and stored in _meta (column md5) so that nobody has to
-// re-read the data to learn its content hash.
+// re-read the data to learn its content hash. A partitioned table lists its
+// parts in _parts (table_name, part, md5, size_bytes, rows), so a client can
+// download only the parts that changed; its _meta.md5 is PartsMD5 of them.
+// Both tables are optional for readers: extracts written before they
+// existed still read and validate.
 //
 // Views reference Parquet by absolute path: DuckDB resolves relative paths
 // against the process working directory, not against the database file.

@@ -2,10 +2,13 @@ package extract
 
 import (
 	"context"
+	"crypto/md5"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,6 +29,7 @@ const (
 const (
 	metaTable   = "_meta"
 	remoteTable = "_remote_attach"
+	partsTable  = "_parts"
 )
 
 // Meta is one _meta row: one table the source provides.
@@ -36,11 +40,41 @@ type Meta struct {
 	SizeBytes   int64
 	ExtractedAt time.Time
 	QueryMode   string
-	// MD5 is the hex MD5 of data/<table>.parquet, computed when the file was
-	// written. Empty for remote and partitioned tables. Stored in the
-	// optional column _meta.md5.
+	// MD5 is the table's content hash, computed when its data was written
+	// and stored in the optional column _meta.md5: the hex MD5 of
+	// data/<table>.parquet, or for a partitioned table PartsMD5 of its
+	// parts. Empty for remote tables (and for partitioned tables of
+	// extracts written before _parts existed).
 	MD5 string
 }
+
+// Part is one file of a partitioned table, data/<table>/<Name>.parquet: a
+// row of the optional _parts table. Its hash is computed when the file is
+// written, so a client can download only the parts that changed without
+// anyone re-reading the data.
+type Part struct {
+	Name      string // file name without .parquet, e.g. "2026-01"
+	MD5       string // hex MD5 of the file's bytes
+	SizeBytes int64
+	Rows      int64
+}
+
+// PartsMD5 is the content hash of a partitioned table: the hex MD5 of the
+// lines "<name>\t<md5>\n" of its parts sorted by name. It changes when a
+// part is added, removed or rewritten with other bytes.
+func PartsMD5(parts []Part) string {
+	sorted := slices.Clone(parts)
+	slices.SortFunc(sorted, func(a, b Part) int { return strings.Compare(a.Name, b.Name) })
+	h := md5.New()
+	for _, p := range sorted {
+		fmt.Fprintf(h, "%s\t%s\n", p.Name, p.MD5)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ValidPartName reports whether s can name a part: a file name without
+// path separators, ^[a-zA-Z0-9_][a-zA-Z0-9_.=-]{0,127}$.
+func ValidPartName(s string) bool { return partRE.MatchString(s) }
 
 // RemoteAttach is one _remote_attach row: a remote source the orchestrator
 // ATTACHes so the source's remote views resolve. The token itself is never
@@ -61,6 +95,12 @@ type Table struct {
 	// `SELECT * FROM kbc."in.c-crm"."orders"`. Read returns each view's
 	// current SELECT, so Update keeps the other tables' views as they are.
 	View string
+	// Parts are the files of a partitioned local table (its _parts rows),
+	// sorted by name; nil for single-file and remote tables. Commit and
+	// Update derive them from the files in data/<t>/ (reusing the hashes
+	// the Writer computed or _parts recorded) and set Meta's rows, size and
+	// MD5 from them, so a connector may leave them empty.
+	Parts []Part
 }
 
 // Contents is everything extract.duckdb describes.
@@ -93,7 +133,7 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 // for its bookkeeping.
 func Reserved(name string) bool {
 	l := strings.ToLower(name)
-	return l == metaTable || l == remoteTable || strings.HasPrefix(l, "_agnes")
+	return l == metaTable || l == remoteTable || l == partsTable || strings.HasPrefix(l, "_agnes")
 }
 
 // Check reports the first thing wrong with r, or nil.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,8 +117,21 @@ func TestWriterValidateRoundTrip(t *testing.T) {
 	if m := byName["orders"]; m.MD5 != files["orders"].MD5 || m.Rows != 1000 || m.QueryMode != extract.ModeLocal || m.Description != "Orders" {
 		t.Errorf("orders meta = %+v", m)
 	}
-	if m := byName["logs"]; m.Rows != 2 || m.MD5 != "" {
-		t.Errorf("logs meta = %+v, want 2 rows and no md5", m)
+	wantParts := []extract.Part{
+		{Name: "2026-01", MD5: files["logs/2026-01"].MD5, SizeBytes: files["logs/2026-01"].SizeBytes, Rows: 1},
+		{Name: "2026-02", MD5: files["logs/2026-02"].MD5, SizeBytes: files["logs/2026-02"].SizeBytes, Rows: 1},
+	}
+	if m := byName["logs"]; m.Rows != 2 || m.MD5 != extract.PartsMD5(wantParts) ||
+		m.SizeBytes != wantParts[0].SizeBytes+wantParts[1].SizeBytes {
+		t.Errorf("logs meta = %+v, want 2 rows, the parts' size and their hash", m)
+	}
+	for _, tb := range rep.Contents.Tables {
+		switch {
+		case tb.TableName == "logs" && !slices.Equal(tb.Parts, wantParts):
+			t.Errorf("logs parts = %+v, want %+v", tb.Parts, wantParts)
+		case tb.TableName != "logs" && tb.Parts != nil:
+			t.Errorf("%s has parts %+v", tb.TableName, tb.Parts)
+		}
 	}
 
 	// Views reference Parquet by absolute path, so they resolve from any

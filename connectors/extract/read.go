@@ -29,6 +29,16 @@ var metaColumns = []struct{ name, typ string }{
 
 var remoteColumns = []string{"alias", "extension", "url", "token_env"}
 
+// partsColumns are _parts' columns and their DuckDB types. Readers need
+// table_name and part; the others read as zero when missing.
+var partsColumns = []struct{ name, typ string }{
+	{"table_name", "VARCHAR"},
+	{"part", "VARCHAR"},
+	{"md5", "VARCHAR"},
+	{"size_bytes", "BIGINT"},
+	{"rows", "BIGINT"},
+}
+
 // Read returns what the extract in dir describes. It opens extract.duckdb
 // read-only. A missing extract is an error matching fs.ErrNotExist.
 func Read(ctx context.Context, dir string) (Contents, error) {
@@ -47,9 +57,10 @@ func Read(ctx context.Context, dir string) (Contents, error) {
 	return ReadAttached(ctx, db, readAlias)
 }
 
-// ReadAttached reads _meta, _remote_attach and the tables' view definitions
-// of an extract attached under alias. It is lenient about column types
-// (Validate is the strict one) but needs every required _meta column.
+// ReadAttached reads _meta, _remote_attach, _parts and the tables' view
+// definitions of an extract attached under alias. It is lenient about
+// column types (Validate is the strict one) but needs every required _meta
+// column. _parts rows of tables without a _meta row are left out.
 func ReadAttached(ctx context.Context, c Conn, alias string) (Contents, error) {
 	cols, err := columns(ctx, c, alias, metaTable)
 	if err != nil {
@@ -100,10 +111,60 @@ func ReadAttached(ctx context.Context, c Conn, alias string) (Contents, error) {
 	if err != nil {
 		return Contents{}, err
 	}
+	parts, _, err := readParts(ctx, c, alias)
+	if err != nil {
+		return Contents{}, err
+	}
 	for i := range out.Tables {
-		out.Tables[i].View = views[strings.ToLower(out.Tables[i].TableName)]
+		key := strings.ToLower(out.Tables[i].TableName)
+		out.Tables[i].View = views[key]
+		out.Tables[i].Parts = parts[key]
 	}
 	return out, nil
+}
+
+// readParts returns the _parts rows by lower-case table name, each sorted
+// by part name, and whether the table exists. An extract without _parts
+// (written before it existed) has none.
+func readParts(ctx context.Context, c Conn, alias string) (map[string][]Part, bool, error) {
+	cols, err := columns(ctx, c, alias, partsTable)
+	if err != nil || len(cols) == 0 {
+		return nil, false, err
+	}
+	sel := make([]string, len(partsColumns))
+	for i, pc := range partsColumns {
+		_, ok := cols[pc.name]
+		switch {
+		case ok:
+			sel[i] = "CAST(" + quoteIdent(pc.name) + " AS " + pc.typ + ")"
+		case i < 2:
+			return nil, true, fmt.Errorf("extract %s: %s has no column %s", alias, partsTable, pc.name)
+		default:
+			sel[i] = "NULL::" + pc.typ
+		}
+	}
+	rows, err := c.QueryContext(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+quoteIdent(alias)+".main."+partsTable+
+		" ORDER BY 1, 2")
+	if err != nil {
+		return nil, true, fmt.Errorf("extract %s: read %s: %w", alias, partsTable, err)
+	}
+	out := map[string][]Part{}
+	for rows.Next() {
+		var (
+			table, name, sum sql.NullString
+			size, n          sql.NullInt64
+		)
+		if err := rows.Scan(&table, &name, &sum, &size, &n); err != nil {
+			rows.Close()
+			return nil, true, fmt.Errorf("extract %s: read %s: %w", alias, partsTable, err)
+		}
+		key := strings.ToLower(table.String)
+		out[key] = append(out[key], Part{Name: name.String, MD5: sum.String, SizeBytes: size.Int64, Rows: n.Int64})
+	}
+	if err := closeRows(rows); err != nil {
+		return nil, true, fmt.Errorf("extract %s: read %s: %w", alias, partsTable, err)
+	}
+	return out, true, nil
 }
 
 func readRemotes(ctx context.Context, c Conn, alias string) ([]RemoteAttach, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -50,8 +51,11 @@ func (r Report) Err() error {
 // answers SELECT * ... LIMIT 0 (remote rows: that it exists, since their
 // remote is not attached here); that local tables have their Parquet (one
 // file or one folder, not both) and that a single file's size matches
-// _meta; and that _remote_attach, when present, is well-formed and covers
-// the remote rows.
+// _meta; that _parts, when present, is well-formed, belongs to partitioned
+// local tables, lists exactly the files in their folders with their sizes,
+// and adds up to the table's rows, size_bytes and md5 (PartsMD5); and that
+// _remote_attach, when present, is well-formed and covers the remote rows.
+// Validate compares sizes, it does not re-hash files.
 func Validate(dir string) (Report, error) {
 	ctx := context.Background()
 	v := &validator{rep: Report{Dir: dir}}
@@ -61,6 +65,10 @@ func Validate(dir string) (Report, error) {
 
 type validator struct {
 	rep Report
+	// hasParts: the extract has a _parts table, so every partitioned table
+	// must list its files there (extracts written before _parts existed
+	// have none, and their partitioned tables no md5).
+	hasParts bool
 }
 
 func (v *validator) add(table, format string, args ...any) {
@@ -106,9 +114,41 @@ func (v *validator) run(ctx context.Context, dir string) {
 		return
 	}
 	v.checkRemotes(ctx, db, c.Remotes)
+	v.checkPartsTable(ctx, db, c.Tables)
 	seen := map[string]bool{}
 	for _, t := range c.Tables {
 		v.checkTable(ctx, db, dir, t, objs, seen)
+	}
+}
+
+// checkPartsTable checks _parts' columns and reports rows of tables that
+// have no _meta row or are not local.
+func (v *validator) checkPartsTable(ctx context.Context, c Conn, tables []Table) {
+	cols, err := columns(ctx, c, readAlias, partsTable)
+	if err != nil {
+		v.add("", "%v", err)
+		return
+	}
+	if len(cols) == 0 {
+		return
+	}
+	v.hasParts = true
+	if !v.checkColumns(ctx, c, partsTable, partsColumns) {
+		return
+	}
+	parts, _, err := readParts(ctx, c, readAlias)
+	if err != nil {
+		v.add("", "%v", err)
+		return
+	}
+	for key, list := range parts {
+		i := slices.IndexFunc(tables, func(t Table) bool { return strings.ToLower(t.TableName) == key })
+		switch {
+		case i < 0:
+			v.add("", "%s lists %d part(s) of %q, which has no %s row", partsTable, len(list), key, metaTable)
+		case tables[i].QueryMode != ModeLocal:
+			v.add(tables[i].TableName, "%s rows for a table that is not local", partsTable)
+		}
 	}
 }
 
@@ -212,17 +252,74 @@ func (v *validator) checkTable(ctx context.Context, c Conn, dir string, t Table,
 func (v *validator) checkParquet(dir string, t Table) {
 	file, folder := parquetPaths(dir, t.TableName)
 	st, fileErr := os.Stat(file)
-	parts, _ := filepath.Glob(filepath.Join(folder, "*.parquet"))
+	files, _ := filepath.Glob(filepath.Join(folder, "*.parquet"))
 	switch {
-	case fileErr == nil && len(parts) > 0:
+	case fileErr == nil && len(files) > 0:
 		v.add(t.TableName, "both %s and %s/ exist", filepath.Base(file), filepath.Base(folder))
 	case fileErr == nil:
 		if t.SizeBytes != st.Size() {
 			v.add(t.TableName, "size_bytes %d but %s has %d bytes", t.SizeBytes, filepath.Base(file), st.Size())
 		}
-	case len(parts) == 0:
+		if len(t.Parts) > 0 {
+			v.add(t.TableName, "%s rows for a table stored as the single file %s", partsTable, filepath.Base(file))
+		}
+	case len(files) == 0:
 		v.add(t.TableName, "local table without Parquet: neither %s nor %s/*.parquet", filepath.Base(file), filepath.Base(folder))
+	case v.hasParts:
+		v.checkParts(folder, t, files)
 	case t.MD5 != "":
-		v.add(t.TableName, "md5 set on a partitioned table")
+		v.add(t.TableName, "md5 set on a partitioned table without %s", partsTable)
+	}
+}
+
+// checkParts compares a partitioned table's _parts rows with the files in
+// its folder and with its _meta row.
+func (v *validator) checkParts(folder string, t Table, files []string) {
+	name := t.TableName
+	listed := map[string]bool{}
+	var rows, size int64
+	for _, p := range t.Parts {
+		rows += p.Rows
+		size += p.SizeBytes
+		switch {
+		case !partRE.MatchString(p.Name):
+			v.add(name, "part %q is not a valid part name", p.Name)
+			continue
+		case listed[p.Name]:
+			v.add(name, "part %s appears twice in %s", p.Name, partsTable)
+			continue
+		}
+		listed[p.Name] = true
+		if !md5RE.MatchString(p.MD5) {
+			v.add(name, "part %s: md5 %q is not 32 lower-case hex digits", p.Name, p.MD5)
+		}
+		if p.Rows < 0 || p.SizeBytes < 0 {
+			v.add(name, "part %s: negative rows (%d) or size_bytes (%d)", p.Name, p.Rows, p.SizeBytes)
+		}
+		st, err := os.Stat(filepath.Join(folder, p.Name+".parquet"))
+		switch {
+		case err != nil:
+			v.add(name, "part %s is in %s but %s/%s.parquet is missing", p.Name, partsTable, filepath.Base(folder), p.Name)
+		case st.Size() != p.SizeBytes:
+			v.add(name, "part %s: size_bytes %d but the file has %d bytes", p.Name, p.SizeBytes, st.Size())
+		}
+	}
+	unlisted := 0
+	for _, f := range files { // sorted
+		if part := strings.TrimSuffix(filepath.Base(f), ".parquet"); !listed[part] {
+			unlisted++
+			if unlisted <= 5 {
+				v.add(name, "%s/%s.parquet is not listed in %s", filepath.Base(folder), part, partsTable)
+			}
+		}
+	}
+	if unlisted > 5 {
+		v.add(name, "%d more files are not listed in %s", unlisted-5, partsTable)
+	}
+	if rows != t.Rows || size != t.SizeBytes {
+		v.add(name, "rows %d and size_bytes %d, but its parts add up to %d and %d", t.Rows, t.SizeBytes, rows, size)
+	}
+	if want := PartsMD5(t.Parts); t.MD5 != want {
+		v.add(name, "md5 %q is not the hash of its parts (%s)", t.MD5, want)
 	}
 }

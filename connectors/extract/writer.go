@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,12 @@ import (
 type Writer struct {
 	dir string  // absolute extract directory
 	db  *sql.DB // private in-memory DuckDB that produces the Parquet
+	// files is every file this Writer wrote, by target: Commit takes the
+	// parts' hashes from here instead of re-reading the files.
+	files map[string]File
+	// partitioned says, per table written, whether its last write was a
+	// part (true) or the single file (false): the form Commit publishes.
+	partitioned map[string]bool
 }
 
 // File is one Parquet file written by a Writer.
@@ -63,11 +70,43 @@ func NewWriter(dir string) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{dir: abs, db: db}, nil
+	return &Writer{dir: abs, db: db, files: map[string]File{}, partitioned: map[string]bool{}}, nil
 }
 
 // Close releases the Writer's DuckDB.
 func (w *Writer) Close() error { return w.db.Close() }
+
+// Dir returns the absolute extract directory.
+func (w *Writer) Dir() string { return w.dir }
+
+// PruneParts deletes the parts in data/<table>/ that this Writer has not
+// written: after a full rewrite of a partitioned table, the partitions the
+// source no longer has. The next Commit drops them from _parts.
+func (w *Writer) PruneParts(table string) error {
+	if !ValidName(table) || Reserved(table) {
+		return fmt.Errorf("prune parts: %q is not a valid table name", table)
+	}
+	_, folder := parquetPaths(w.dir, table)
+	entries, err := os.ReadDir(folder)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("prune parts of %s: %w", table, err)
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".parquet")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		if _, written := w.files[table+"/"+name]; !written {
+			if err := os.Remove(filepath.Join(folder, e.Name())); err != nil {
+				return fmt.Errorf("prune parts of %s: %w", table, err)
+			}
+		}
+	}
+	return nil
+}
 
 // WriteQuery writes the result of a DuckDB SELECT to the target's Parquet
 // file. The query runs in the Writer's own in-memory DuckDB, so it can read
@@ -172,7 +211,11 @@ func (w *Writer) copyTo(ctx context.Context, conn *sql.Conn, target, query strin
 	if err := os.Rename(tmp, path); err != nil {
 		return File{}, fmt.Errorf("write %s: %w", target, err)
 	}
-	return File{Target: target, Path: path, Rows: n, SizeBytes: size, MD5: sum, WrittenAt: time.Now().UTC()}, nil
+	f := File{Target: target, Path: path, Rows: n, SizeBytes: size, MD5: sum, WrittenAt: time.Now().UTC()}
+	table, _, partitioned := strings.Cut(target, "/")
+	w.files[target] = f
+	w.partitioned[table] = partitioned
+	return f, nil
 }
 
 // targetPath maps "t" to data/t.parquet and "t/part" to data/t/part.parquet.
@@ -202,31 +245,141 @@ func (f File) Meta(description string) Meta {
 	return m
 }
 
-// PartitionedMeta returns the _meta row for a partitioned table from the
-// files now in data/<table>/: rows come from the Parquet footers, size is
-// the sum of the file sizes.
-func (w *Writer) PartitionedMeta(ctx context.Context, table, description string) (Meta, error) {
-	_, folder := parquetPaths(w.dir, table)
-	files, err := filepath.Glob(filepath.Join(folder, "*.parquet"))
-	if err != nil || len(files) == 0 {
-		return Meta{}, fmt.Errorf("partitioned meta %s: no Parquet files in %s", table, folder)
+// PartitionedTable returns the row of a partitioned table from the files
+// now in data/<table>/: one Part per file, with the hash and row count this
+// Writer computed when it wrote the file, else the ones extract.duckdb's
+// _parts records for it (if the size still matches), else computed now.
+// Rows and size are the parts' sums and MD5 is PartsMD5 of the parts.
+func (w *Writer) PartitionedTable(ctx context.Context, table, description string) (Table, error) {
+	if !ValidName(table) || Reserved(table) {
+		return Table{}, fmt.Errorf("partitioned table %q: not a valid table name", table)
 	}
-	var size int64
-	for _, f := range files {
-		st, err := os.Stat(f)
-		if err != nil {
-			return Meta{}, fmt.Errorf("partitioned meta %s: %w", table, err)
+	parts, err := w.resolveParts(ctx, table, nil, w.recordedParts(ctx)[strings.ToLower(table)])
+	if err != nil {
+		return Table{}, fmt.Errorf("partitioned table %s: %w", table, err)
+	}
+	if len(parts) == 0 {
+		_, folder := parquetPaths(w.dir, table)
+		return Table{}, fmt.Errorf("partitioned table %s: no Parquet files in %s", table, folder)
+	}
+	t := Table{Meta: Meta{TableName: table, Description: description, ExtractedAt: time.Now().UTC(), QueryMode: ModeLocal}}
+	t.setParts(parts)
+	return t, nil
+}
+
+// PartitionedMeta is PartitionedTable without the parts.
+func (w *Writer) PartitionedMeta(ctx context.Context, table, description string) (Meta, error) {
+	t, err := w.PartitionedTable(ctx, table, description)
+	return t.Meta, err
+}
+
+// setParts makes parts the table's parts and derives rows, size and MD5.
+func (t *Table) setParts(parts []Part) {
+	t.Parts = parts
+	t.Rows, t.SizeBytes = 0, 0
+	for _, p := range parts {
+		t.Rows += p.Rows
+		t.SizeBytes += p.SizeBytes
+	}
+	t.MD5 = PartsMD5(parts)
+}
+
+// resolveParts lists data/<table>/*.parquet and returns one Part per file,
+// sorted by name. A part's hash and rows come from, in order: the file this
+// Writer wrote; given (the caller's Table.Parts) or recorded (the current
+// _parts rows), if the size matches and the file is not newer than
+// extract.duckdb (a part rewritten after the last commit by a run that
+// crashed before committing is not trusted); otherwise the file is hashed
+// and its row count read from the Parquet footer (also for extracts
+// written before _parts existed). A missing folder has no parts.
+func (w *Writer) resolveParts(ctx context.Context, table string, given, recorded []Part) ([]Part, error) {
+	_, folder := parquetPaths(w.dir, table)
+	entries, err := os.ReadDir(folder)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var committed time.Time
+	if st, err := os.Stat(filepath.Join(w.dir, DBFile)); err == nil {
+		committed = st.ModTime()
+	}
+	known := func(list []Part, name string, info fs.FileInfo) (Part, bool) {
+		i := slices.IndexFunc(list, func(p Part) bool { return p.Name == name })
+		if i < 0 || list[i].SizeBytes != info.Size() || !md5RE.MatchString(list[i].MD5) || info.ModTime().After(committed) {
+			return Part{}, false
 		}
-		size += st.Size()
+		return list[i], true
+	}
+	var parts []Part
+	for _, e := range entries { // sorted by name
+		name, ok := strings.CutSuffix(e.Name(), ".parquet")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		if !partRE.MatchString(name) {
+			return nil, fmt.Errorf("%s: %q is not a valid part name", folder, e.Name())
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		size := info.Size()
+		if f, ok := w.files[table+"/"+name]; ok && f.SizeBytes == size {
+			parts = append(parts, Part{Name: name, MD5: f.MD5, SizeBytes: size, Rows: f.Rows})
+			continue
+		}
+		if p, ok := known(given, name, info); ok {
+			parts = append(parts, p)
+			continue
+		}
+		if p, ok := known(recorded, name, info); ok {
+			parts = append(parts, p)
+			continue
+		}
+		p, err := w.hashPart(ctx, filepath.Join(folder, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		p.Name = name
+		parts = append(parts, p)
+	}
+	return parts, nil
+}
+
+// hashPart computes a part's MD5, size and rows from the file itself.
+func (w *Writer) hashPart(ctx context.Context, path string) (Part, error) {
+	sum, size, err := hashFile(path)
+	if err != nil {
+		return Part{}, err
 	}
 	var rows int64
-	err = w.db.QueryRowContext(ctx, "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata("+
-		quoteString(filepath.Join(folder, "*.parquet"))+")").Scan(&rows)
+	err = w.db.QueryRowContext(ctx, "SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata("+quoteString(path)+")").Scan(&rows)
 	if err != nil {
-		return Meta{}, fmt.Errorf("partitioned meta %s: %w", table, err)
+		return Part{}, fmt.Errorf("rows of %s: %w", path, err)
 	}
-	return Meta{TableName: table, Description: description, Rows: rows, SizeBytes: size,
-		ExtractedAt: time.Now().UTC(), QueryMode: ModeLocal}, nil
+	return Part{MD5: sum, SizeBytes: size, Rows: rows}, nil
+}
+
+// recordedParts returns the _parts rows of the extract on disk by
+// lower-case table name; none if there is no readable extract.
+func (w *Writer) recordedParts(ctx context.Context) map[string][]Part {
+	cur, err := Read(ctx, w.dir)
+	if err != nil {
+		return nil
+	}
+	return partsByTable(cur.Tables)
+}
+
+func partsByTable(tables []Table) map[string][]Part {
+	out := map[string][]Part{}
+	for _, t := range tables {
+		if len(t.Parts) > 0 {
+			out[strings.ToLower(t.TableName)] = t.Parts
+		}
+	}
+	return out
 }
 
 // Update rewrites extract.duckdb with the current contents, each given table
@@ -237,6 +390,7 @@ func (w *Writer) Update(ctx context.Context, tables ...Table) error {
 	if err != nil && !notExist(err) {
 		return err
 	}
+	recorded := partsByTable(cur.Tables)
 	for _, t := range tables {
 		i := slices.IndexFunc(cur.Tables, func(c Table) bool { return strings.EqualFold(c.TableName, t.TableName) })
 		if i >= 0 {
@@ -245,17 +399,43 @@ func (w *Writer) Update(ctx context.Context, tables ...Table) error {
 			cur.Tables = append(cur.Tables, t)
 		}
 	}
-	return w.Commit(ctx, cur)
+	return w.commit(ctx, cur, recorded)
 }
 
-// Commit writes a fresh extract.duckdb holding exactly c: _meta,
+// Commit writes a fresh extract.duckdb holding exactly c: _meta, _parts,
 // _remote_attach (if any) and one view per table. Remote views are created
 // with the remotes attached (DuckDB binds a view when it is created), which
 // needs the extensions and tokens at hand.
+//
+// A local table is published in the form this Writer last wrote it in
+// (data/<t>.parquet or data/<t>/), else in the form found on disk. For a
+// partitioned table, Commit lists the files in data/<t>/ and records them
+// in _parts (see PartitionedTable for where each hash comes from), so parts
+// whose file is gone are dropped, and sets the table's rows, size_bytes and
+// md5 from them. After the new extract.duckdb is in place, the other form
+// of a table written in this Writer's lifetime (the single file of a table
+// now partitioned, or the reverse) is deleted.
 func (w *Writer) Commit(ctx context.Context, c Contents) error {
+	return w.commit(ctx, c, w.recordedParts(ctx))
+}
+
+func (w *Writer) commit(ctx context.Context, c Contents, recorded map[string][]Part) error {
 	if err := w.check(c); err != nil {
 		return err
 	}
+	tables := make([]Table, len(c.Tables))
+	for i, t := range c.Tables {
+		if t.QueryMode != ModeLocal {
+			t.Parts = nil
+		} else {
+			var err error
+			if t, err = w.localTable(ctx, t, recorded[strings.ToLower(t.TableName)]); err != nil {
+				return fmt.Errorf("commit extract %s: %w", w.dir, err)
+			}
+		}
+		tables[i] = t
+	}
+	c.Tables = tables
 	final := filepath.Join(w.dir, DBFile)
 	tmp := filepath.Join(w.dir, "extract.tmp-"+randomSuffix()+".duckdb")
 	defer func() {
@@ -271,7 +451,65 @@ func (w *Writer) Commit(ctx context.Context, c Contents) error {
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("commit extract %s: %w", w.dir, err)
 	}
-	return syncFile(w.dir)
+	if err := syncFile(w.dir); err != nil {
+		return fmt.Errorf("commit extract %s: %w", w.dir, err)
+	}
+	w.removeSuperseded(c.Tables)
+	return nil
+}
+
+// localTable settles the form of a local table and, when partitioned, its
+// parts and the numbers derived from them.
+func (w *Writer) localTable(ctx context.Context, t Table, recorded []Part) (Table, error) {
+	file, folder := parquetPaths(w.dir, t.TableName)
+	partitioned, written := w.partitioned[t.TableName]
+	if !written {
+		if _, err := os.Stat(file); err == nil {
+			partitioned = false
+		} else if st, err := os.Stat(folder); err == nil && st.IsDir() {
+			partitioned = true
+		} else {
+			t.Parts = nil // no data: the view, if any, is the caller's
+			return t, nil
+		}
+	}
+	if !partitioned {
+		t.Parts = nil
+		if t.View == "" {
+			t.View = "SELECT * FROM read_parquet(" + quoteString(file) + ")"
+		}
+		return t, nil
+	}
+	parts, err := w.resolveParts(ctx, t.TableName, t.Parts, recorded)
+	if err != nil {
+		return Table{}, fmt.Errorf("table %s: %w", t.TableName, err)
+	}
+	if len(parts) == 0 {
+		return Table{}, fmt.Errorf("local table %s has no Parquet in %s", t.TableName, filepath.Join(w.dir, DataDir))
+	}
+	t.setParts(parts)
+	if t.View == "" {
+		t.View = partitionedView(folder)
+	}
+	return t, nil
+}
+
+// removeSuperseded deletes the other form of each committed local table
+// this Writer wrote. Best effort: a leftover wastes disk and Validate
+// reports it, but the committed views already read the right form.
+func (w *Writer) removeSuperseded(tables []Table) {
+	for _, t := range tables {
+		partitioned, written := w.partitioned[t.TableName]
+		if !written || t.QueryMode != ModeLocal {
+			continue
+		}
+		file, folder := parquetPaths(w.dir, t.TableName)
+		if partitioned {
+			_ = os.Remove(file)
+		} else {
+			_ = os.RemoveAll(folder)
+		}
+	}
 }
 
 func (w *Writer) check(c Contents) error {
@@ -317,6 +555,8 @@ func (w *Writer) build(ctx context.Context, path string, c Contents) (err error)
 	stmts := []string{
 		`CREATE TABLE main._meta (table_name VARCHAR NOT NULL, description TEXT, rows BIGINT,
 			size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR, md5 VARCHAR)`,
+		`CREATE TABLE main._parts (table_name VARCHAR NOT NULL, part VARCHAR NOT NULL, md5 VARCHAR,
+			size_bytes BIGINT, rows BIGINT)`,
 	}
 	if len(c.Remotes) > 0 {
 		stmts = append(stmts, `CREATE TABLE main._remote_attach (alias VARCHAR, extension VARCHAR, url VARCHAR, token_env VARCHAR)`)
@@ -340,6 +580,9 @@ func (w *Writer) build(ctx context.Context, path string, c Contents) (err error)
 			t.TableName, t.Description, t.Rows, t.SizeBytes, nullTime(t.ExtractedAt), t.QueryMode, nullIfEmpty(t.MD5)); err != nil {
 			return fmt.Errorf("meta %s: %w", t.TableName, err)
 		}
+		if err := insertParts(ctx, db, t.TableName, t.Parts); err != nil {
+			return fmt.Errorf("parts %s: %w", t.TableName, err)
+		}
 	}
 	for _, r := range c.Remotes {
 		if _, err := db.ExecContext(ctx, "INSERT INTO main._remote_attach VALUES (?, ?, ?, ?)",
@@ -351,6 +594,24 @@ func (w *Writer) build(ctx context.Context, path string, c Contents) (err error)
 	return err
 }
 
+// insertParts writes a table's _parts rows, a few hundred per statement.
+func insertParts(ctx context.Context, db *sql.DB, table string, parts []Part) error {
+	const batch = 200
+	for len(parts) > 0 {
+		n := min(len(parts), batch)
+		args := make([]any, 0, 5*n)
+		for _, p := range parts[:n] {
+			args = append(args, table, p.Name, p.MD5, p.SizeBytes, p.Rows)
+		}
+		q := "INSERT INTO main._parts VALUES " + strings.Repeat("(?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?)"
+		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+		parts = parts[n:]
+	}
+	return nil
+}
+
 // localView is the default view of a local table over its Parquet, by
 // absolute path (DuckDB resolves relative paths against the process's
 // working directory, not the database file).
@@ -360,14 +621,29 @@ func (w *Writer) localView(table string) (string, error) {
 		return "SELECT * FROM read_parquet(" + quoteString(file) + ")", nil
 	}
 	if st, err := os.Stat(folder); err == nil && st.IsDir() {
-		return "SELECT * FROM read_parquet(" + quoteString(filepath.Join(folder, "*.parquet")) + ", union_by_name = true)", nil
+		return partitionedView(folder), nil
 	}
 	return "", fmt.Errorf("local table %s has no Parquet in %s", table, filepath.Join(w.dir, DataDir))
+}
+
+// partitionedView reads every part of a folder; parts may differ in their
+// columns (union_by_name).
+func partitionedView(folder string) string {
+	return "SELECT * FROM read_parquet(" + quoteString(filepath.Join(folder, "*.parquet")) + ", union_by_name = true)"
 }
 
 // hashAndSync returns the hex MD5 and size of the file and flushes it to
 // disk, so the rename that follows publishes complete bytes.
 func hashAndSync(path string) (string, int64, error) {
+	return hash(path, true)
+}
+
+// hashFile returns the hex MD5 and size of the file.
+func hashFile(path string) (string, int64, error) {
+	return hash(path, false)
+}
+
+func hash(path string, sync bool) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err
@@ -378,8 +654,10 @@ func hashAndSync(path string) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	if err := f.Sync(); err != nil {
-		return "", 0, err
+	if sync {
+		if err := f.Sync(); err != nil {
+			return "", 0, err
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
