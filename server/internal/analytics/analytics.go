@@ -88,6 +88,9 @@ func (a *Analytics) recordState(ctx context.Context, res *orchestrator.Result) e
 		if st.QueryMode == "" {
 			st.QueryMode = extract.ModeLocal
 		}
+		for _, part := range v.Parts {
+			st.Parts = append(st.Parts, store.Part{Name: part.Name, Hash: part.MD5, SizeBytes: part.SizeBytes})
+		}
 		st.Path = a.dataPath(v.Source, v.TableName)
 		states = append(states, st)
 		present[v.TableName] = true

@@ -28,6 +28,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/agnesdata/agnes/connectors"
+	"github.com/agnesdata/agnes/connectors/demo"
+	"github.com/agnesdata/agnes/connectors/upload"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	"github.com/agnesdata/agnes/gen/openapi"
@@ -141,6 +143,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)
 	}
+	if cfg.Demo {
+		if err := a.seedDemo(ctx); err != nil {
+			return nil, fmt.Errorf("demo data: %w", err)
+		}
+	}
 	guard, err := newSandbox(a)
 	if err != nil {
 		return nil, err
@@ -151,7 +158,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
 	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer)
-	mount(agnesv1connect.NewAdminServiceHandler(adminsvc.New(a.Store, Version, a.Analytics, a.Syncer), opts...))
+	admin := adminsvc.New(a.Store, Version, a.Analytics, a.Syncer)
+	mount(agnesv1connect.NewAdminServiceHandler(admin, opts...))
 	mount(agnesv1connect.NewSyncServiceHandler(syncs, opts...))
 	mount(agnesv1connect.NewQueryServiceHandler(queries, opts...))
 	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
@@ -181,6 +189,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/api/", rest)
 	root.Handle("/auth/", rest)
 	root.Handle(syncsvc.DownloadPattern, authn.Middleware(http.HandlerFunc(syncs.Download)))
+	root.Handle(adminsvc.UploadPattern, authn.Middleware(admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes)))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Spec)
@@ -191,8 +200,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 
 // Connectors are the sources this server can sync.
 func Connectors(cfg config.Config) []connectors.Connector {
-	return nil
+	return []connectors.Connector{
+		demo.New(),
+		upload.New(uploadDir(cfg)),
+	}
 }
+
+func uploadDir(cfg config.Config) string { return filepath.Join(cfg.DataDir, "uploads") }
 
 // newSandbox opens the private in-memory DuckDB the SQL sandbox parses with.
 func newSandbox(a *App) (*sqlguard.Checker, error) {

@@ -49,6 +49,11 @@ type Config struct {
 	RateLimit bool `yaml:"rate_limit"`
 	// MaxBodyBytes caps request bodies (AGNES_MAX_BODY_BYTES).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxUploadBytes caps CSV/Parquet uploads, which stream to disk (AGNES_MAX_UPLOAD_BYTES).
+	MaxUploadBytes int64 `yaml:"max_upload_bytes"`
+	// Demo registers and syncs a small sample dataset on the first start, so a new
+	// server shows real tables at once (AGNES_DEMO).
+	Demo bool `yaml:"demo"`
 	// ShutdownTimeout bounds graceful shutdown (AGNES_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Log configures logging.
@@ -84,6 +89,8 @@ func Default() Config {
 		DataDir:         "./data",
 		RateLimit:       true,
 		MaxBodyBytes:    10 << 20,
+		MaxUploadBytes:  512 << 20,
+		Demo:            true,
 		ShutdownTimeout: 15 * time.Second,
 		Log:             Log{Format: "text", Level: "info"},
 		Query: Query{
@@ -157,6 +164,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	boolean("AGNES_TRUST_FORWARDED_FOR", &c.TrustForwardedFor)
 	boolean("AGNES_RATE_LIMIT", &c.RateLimit)
 	integer("AGNES_MAX_BODY_BYTES", &c.MaxBodyBytes)
+	integer("AGNES_MAX_UPLOAD_BYTES", &c.MaxUploadBytes)
+	boolean("AGNES_DEMO", &c.Demo)
 	duration("AGNES_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	str("AGNES_LOG_FORMAT", &c.Log.Format)
 	str("AGNES_LOG_LEVEL", &c.Log.Level)
@@ -186,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("max_body_bytes must be at least 1024"))
+	}
+	if c.MaxUploadBytes < 1024 {
+		errs = append(errs, errors.New("max_upload_bytes must be at least 1024"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout must be positive"))

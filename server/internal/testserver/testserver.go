@@ -46,6 +46,9 @@ type Option func(*config.Config)
 // WithRateLimit turns the sign-in rate limits on (off by default in tests).
 func WithRateLimit() Option { return func(c *config.Config) { c.RateLimit = true } }
 
+// WithDemo seeds the demo tables on start, as a fresh server does.
+func WithDemo() Option { return func(c *config.Config) { c.Demo = true } }
+
 // WithConfig applies an arbitrary change.
 func WithConfig(f func(*config.Config)) Option { return Option(f) }
 
@@ -59,6 +62,7 @@ func New(t testing.TB, opts ...Option) *Server {
 	cfg.JWTSecret = Secret
 	cfg.Addr = "127.0.0.1:0"
 	cfg.RateLimit = false
+	cfg.Demo = false // tests make their own data; WithDemo turns it on
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -19,20 +19,6 @@ import (
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
-// TableID is the registry's slug of a table name: trimmed, lower-cased, spaces,
-// dashes and dots to "_"; it must then be a valid identifier, because it is also
-// the master view's name and the table's file name.
-func TableID(name string) (string, error) {
-	id := strings.ToLower(strings.TrimSpace(name))
-	id = strings.NewReplacer(" ", "_", "-", "_", ".", "_").Replace(id)
-	if !tableIDRE.MatchString(id) {
-		return "", fmt.Errorf("%q does not make a valid table id (letters, digits and _, starting with a letter or _, at most 64)", name)
-	}
-	return id, nil
-}
-
-var tableIDRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,63}$`)
-
 var (
 	strategies     = []string{connectors.StrategyFullRefresh, connectors.StrategyIncremental, connectors.StrategyPartitioned}
 	queryModes     = []string{"local", "remote", "materialized"}
@@ -156,7 +142,7 @@ func (s *Service) Register(ctx context.Context, t *store.RegisteredTable) (*stor
 	if strings.TrimSpace(t.Name) == "" {
 		return nil, fieldError("name", "is required")
 	}
-	id, err := TableID(t.Name)
+	id, err := connectors.TableID(t.Name)
 	if err != nil {
 		return nil, fieldError("name", "%v", err)
 	}

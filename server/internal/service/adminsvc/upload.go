@@ -1,0 +1,276 @@
+package adminsvc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/agnesdata/agnes/connectors"
+	"github.com/agnesdata/agnes/connectors/upload"
+	"github.com/agnesdata/agnes/server/internal/apierr"
+	"github.com/agnesdata/agnes/server/internal/auth"
+	"github.com/agnesdata/agnes/server/internal/store"
+	"github.com/agnesdata/agnes/server/internal/syncer"
+)
+
+// UploadPattern is where CSV and Parquet files become tables.
+const UploadPattern = "POST /api/upload"
+
+// UploadResult is the JSON answer of an upload.
+type UploadResult struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Status    string `json:"status"` // registered | replaced
+	JobID     string `json:"job_id"`
+	Rows      int64  `json:"rows"`
+	SizeBytes int64  `json:"size_bytes"`
+}
+
+// Uploads turns uploaded files into registered, synced tables.
+type Uploads struct {
+	svc *Service
+	dir string
+	max int64
+}
+
+// NewUploads returns the upload handler: files are kept in dir (the upload
+// connector's folder), at most max bytes each.
+func (s *Service) NewUploads(dir string, max int64) *Uploads { return &Uploads{svc: s, dir: dir, max: max} }
+
+// ServeHTTP handles POST /api/upload: a multipart form with `file` and optional
+// `name` (default: the file's stem), `description` and `replace=true` (to replace an
+// uploaded table's data). The file streams to disk; the table is registered and
+// synced before the answer, so a malformed CSV is a 400 naming its line and nothing
+// is left behind. Mount behind the authentication middleware.
+func (u *Uploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	res, err := u.handle(r)
+	if err != nil {
+		var ce *connect.Error
+		if !errors.As(err, &ce) {
+			ce = apierr.Convert(r.Context(), err)
+		}
+		if errors.Is(err, errTooLarge) {
+			apierr.WriteHTTP(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, ce.Message())
+			return
+		}
+		apierr.WriteConnect(w, ce)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+var errTooLarge = errors.New("upload too large")
+
+type tooLarge struct{ msg string }
+
+func (t *tooLarge) Error() string { return t.msg }
+func (t *tooLarge) Unwrap() error { return errTooLarge }
+
+// form is what the multipart body said.
+type form struct {
+	name, description string
+	replace           bool
+	stored, stem      string // temp file name in the upload dir; the upload's file stem
+	kind              upload.Kind
+}
+
+func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
+	ctx := r.Context()
+	p := auth.FromContext(ctx)
+	switch {
+	case p == nil:
+		return nil, apierr.Unauthenticated("%s", firstNonEmpty(auth.FailureFromContext(ctx), "missing or invalid Authorization header"))
+	case !p.IsAdmin:
+		return nil, apierr.PermissionDenied("admin access required")
+	}
+	f, err := u.read(r)
+	if f != nil && f.stored != "" {
+		defer os.Remove(filepath.Join(u.dir, f.stored)) // no-op once renamed
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, err := connectors.TableID(firstNonEmpty(f.name, f.stem))
+	if err != nil {
+		return nil, apierr.InvalidArgument("name: %v", err)
+	}
+	existing, err := u.svc.store.GetTable(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		existing = nil
+	case err != nil:
+		return nil, err
+	case existing.SourceType != upload.Type:
+		return nil, apierr.AlreadyExists("table '%s' already exists (source %s)", id, existing.SourceType)
+	case !f.replace:
+		return nil, apierr.AlreadyExists("table '%s' already exists; send replace=true to replace its data", id)
+	}
+	final := id + f.kind.Ext()
+	restore, err := u.place(f.stored, final, existing)
+	if err != nil {
+		return nil, err
+	}
+	if existing == nil {
+		if _, err := u.svc.Register(ctx, &store.RegisteredTable{Name: firstNonEmpty(f.name, id), SourceType: upload.Type,
+			SourceTable: final, Description: f.description}); err != nil {
+			restore()
+			return nil, err
+		}
+	}
+	job, err := u.sync(ctx, id)
+	if err != nil {
+		if existing == nil {
+			_ = u.svc.syncer.Unregister(context.WithoutCancel(ctx), id)
+		}
+		restore()
+		return nil, err
+	}
+	res := &UploadResult{ID: id, Name: firstNonEmpty(f.name, id), Status: "registered", JobID: job.ID}
+	if existing != nil {
+		res.Status = "replaced"
+	}
+	for _, t := range job.Tables {
+		res.Rows, res.SizeBytes = t.Rows, t.SizeBytes
+	}
+	u.svc.audit(ctx, "upload", id, map[string]any{"status": res.Status, "rows": res.Rows})
+	return res, nil
+}
+
+// read streams the multipart body: the file to a temp name in the upload dir, the
+// small fields into memory.
+func (u *Uploads) read(r *http.Request) (*form, error) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "multipart/form-data" {
+		return nil, apierr.InvalidArgument("expected a multipart/form-data body with a `file` field")
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, apierr.InvalidArgument("malformed multipart body: %v", err)
+	}
+	f := &form{}
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return f, apierr.InvalidArgument("malformed multipart body: %v", err)
+		}
+		switch part.FormName() {
+		case "file":
+			if f.stored != "" {
+				return f, apierr.InvalidArgument("send one file per upload")
+			}
+			f.stem = strings.TrimSuffix(filepath.Base(part.FileName()), filepath.Ext(part.FileName()))
+			tmp := "upload_tmp_" + randomHex()
+			name, kind, _, err := upload.Store(r.Context(), u.dir, tmp, part, u.max)
+			var big *upload.TooLargeError
+			var in *connectors.InputError
+			switch {
+			case errors.As(err, &big):
+				return f, &tooLarge{msg: fmt.Sprintf("file too large (max %d bytes)", big.Limit)}
+			case errors.As(err, &in):
+				return f, apierr.InvalidArgument("%s", in.Msg)
+			case err != nil:
+				return f, err
+			}
+			f.stored, f.kind = name, kind
+		case "name", "description", "replace":
+			v, err := io.ReadAll(io.LimitReader(part, 4097))
+			if err != nil || len(v) > 4096 {
+				return f, apierr.InvalidArgument("field %s is too long", part.FormName())
+			}
+			switch part.FormName() {
+			case "name":
+				f.name = strings.TrimSpace(string(v))
+			case "description":
+				f.description = strings.TrimSpace(string(v))
+			case "replace":
+				f.replace = strings.EqualFold(strings.TrimSpace(string(v)), "true")
+			}
+		default:
+			return f, apierr.InvalidArgument("unknown form field %q (file, name, description, replace)", part.FormName())
+		}
+	}
+	if f.stored == "" {
+		return f, apierr.InvalidArgument("the form has no `file` field")
+	}
+	return f, nil
+}
+
+// place moves the stored upload to its final name, keeping the previous file of a
+// replaced table until the new one has synced; restore puts things back.
+func (u *Uploads) place(stored, final string, existing *store.RegisteredTable) (restore func(), err error) {
+	dst := filepath.Join(u.dir, final)
+	backup := ""
+	if existing != nil {
+		old := filepath.Join(u.dir, existing.SourceTable)
+		backup = old + ".previous"
+		if err := os.Rename(old, backup); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	if err := os.Rename(filepath.Join(u.dir, stored), dst); err != nil {
+		return nil, err
+	}
+	return func() {
+		_ = os.Remove(dst)
+		if backup != "" {
+			_ = os.Rename(backup, filepath.Join(u.dir, existing.SourceTable))
+		}
+	}, nil
+}
+
+// sync runs the table's sync to its end and turns a failed extraction into the
+// error the uploader sees.
+func (u *Uploads) sync(ctx context.Context, id string) (*store.SyncJob, error) {
+	started, err := u.svc.syncer.Trigger(ctx, []string{id}, auth.FromContext(ctx).Email)
+	var busy *syncer.BusyError
+	if errors.As(err, &busy) {
+		return nil, apierr.AlreadyExists("%s; try again when it ends", busy.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	job, err := u.svc.syncer.Wait(ctx, started.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range job.Tables {
+		if t.State != store.JobSucceeded {
+			return nil, apierr.InvalidArgument("%s", firstNonEmpty(t.Error, job.Error, "the file could not be loaded"))
+		}
+	}
+	if job.State != store.JobSucceeded {
+		return nil, apierr.InvalidArgument("%s", firstNonEmpty(job.Error, "the file could not be loaded"))
+	}
+	return job, nil
+}
+
+func randomHex() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
