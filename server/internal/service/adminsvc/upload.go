@@ -46,7 +46,9 @@ type Uploads struct {
 
 // NewUploads returns the upload handler: files are kept in dir (the upload
 // connector's folder), at most max bytes each.
-func (s *Service) NewUploads(dir string, max int64) *Uploads { return &Uploads{svc: s, dir: dir, max: max} }
+func (s *Service) NewUploads(dir string, max int64) *Uploads {
+	return &Uploads{svc: s, dir: dir, max: max}
+}
 
 // ServeHTTP handles POST /api/upload: a multipart form with `file` and optional
 // `name` (default: the file's stem), `description` and `replace=true` (to replace an
