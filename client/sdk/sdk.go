@@ -51,7 +51,7 @@ func New(baseURL, token string, opts ...Option) *Client {
 		f(o)
 	}
 	baseURL = strings.TrimRight(baseURL, "/")
-	copts := append([]connect.ClientOption{connect.WithInterceptors(bearer(token))}, o.connect...)
+	copts := append([]connect.ClientOption{connect.WithInterceptors(BearerAuth(token))}, o.connect...)
 	return &Client{
 		BaseURL: baseURL, HTTP: o.httpClient, token: token,
 		Auth:    agnesv1connect.NewAuthServiceClient(o.httpClient, baseURL, copts...),
@@ -77,6 +77,10 @@ func (c *Client) NewRequest(ctx context.Context, method, path string) (*http.Req
 	}
 	return req, nil
 }
+
+// BearerAuth is a client interceptor that sends `Authorization: Bearer <token>` on
+// every call, unary and streaming (nothing when token is empty).
+func BearerAuth(token string) connect.Interceptor { return bearer(token) }
 
 type bearer string
 

@@ -18,8 +18,8 @@ import (
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agnesdata/agnes/client/sdk"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
-	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	"github.com/agnesdata/agnes/server/internal/app"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/config"
@@ -140,58 +140,21 @@ func ClientOptions(p Protocol) []connect.ClientOption {
 	return nil
 }
 
-// Bearer returns a request option adding a bearer token.
+// Bearer returns a client option adding a bearer token (for raw connect clients).
 func Bearer(token string) connect.ClientOption {
-	return connect.WithInterceptors(bearer(token))
+	return connect.WithInterceptors(sdk.BearerAuth(token))
 }
 
-type bearer string
+// Clients are the Go SDK's typed clients for every service, over one protocol.
+type Clients = sdk.Client
 
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if b != "" {
-			req.Header().Set("Authorization", "Bearer "+string(b))
-		}
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		if b != "" {
-			conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
-		}
-		return conn
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
-// Clients are typed clients for every service over one protocol, as one caller.
-type Clients struct {
-	Auth    agnesv1connect.AuthServiceClient
-	Admin   agnesv1connect.AdminServiceClient
-	Sync    agnesv1connect.SyncServiceClient
-	Query   agnesv1connect.QueryServiceClient
-	Catalog agnesv1connect.CatalogServiceClient
-	Memory  agnesv1connect.MemoryServiceClient
-}
-
-// Clients returns typed clients over protocol p (Connect or gRPC) with token.
+// Clients returns the SDK over protocol p (Connect or gRPC, on HTTP/2) with token.
 func (s *Server) Clients(p Protocol, token string) *Clients {
-	hc := HTTP2Client()
-	opts := append(ClientOptions(p), Bearer(token))
-	return &Clients{
-		Auth:    agnesv1connect.NewAuthServiceClient(hc, s.URL, opts...),
-		Admin:   agnesv1connect.NewAdminServiceClient(hc, s.URL, opts...),
-		Sync:    agnesv1connect.NewSyncServiceClient(hc, s.URL, opts...),
-		Query:   agnesv1connect.NewQueryServiceClient(hc, s.URL, opts...),
-		Catalog: agnesv1connect.NewCatalogServiceClient(hc, s.URL, opts...),
-		Memory:  agnesv1connect.NewMemoryServiceClient(hc, s.URL, opts...),
+	opts := []sdk.Option{sdk.WithHTTPClient(HTTP2Client())}
+	if p == GRPC {
+		opts = append(opts, sdk.WithGRPC())
 	}
+	return sdk.New(s.URL, token, opts...)
 }
 
 // Grant gives the plain user access to a table through a fresh group.
