@@ -63,3 +63,7 @@ checkgenerate: generate ## Fail when gen/ is stale
 .PHONY: clean
 clean: ## Remove build outputs
 	rm -rf bin .tmp
+
+.PHONY: bench
+bench: build ## Benchmark against in-process DuckDB; report in bench/out/report.md (BENCH_FLAGS="-only A,B")
+	$(GO) run -tags $(TAGS) ./bench/cmd/agnes-bench $(BENCH_FLAGS)
