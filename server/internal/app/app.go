@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,8 +161,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer)
 	admin := adminsvc.New(a.Store, Version, a.Analytics, a.Syncer)
 	mount(agnesv1connect.NewAdminServiceHandler(admin, opts...))
-	mount(agnesv1connect.NewSyncServiceHandler(syncs, opts...))
-	mount(agnesv1connect.NewQueryServiceHandler(queries, opts...))
+	// Query results (Arrow IPC) and Parquet chunks are already compact: gzip would cost
+	// more CPU than it saves, so these two services do not offer it.
+	bulk := append(slices.Clone(opts), connect.WithCompression("gzip", nil, nil))
+	mount(agnesv1connect.NewSyncServiceHandler(syncs, bulk...))
+	mount(agnesv1connect.NewQueryServiceHandler(queries, bulk...))
 	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
 

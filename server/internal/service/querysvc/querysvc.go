@@ -35,13 +35,14 @@ type Service struct {
 	engine *engine.Engine
 	guard  *sqlguard.Checker
 	limits Limits
+	checks *checkCache
 }
 
 var _ agnesv1connect.QueryServiceHandler = (*Service)(nil)
 
 // New returns the service.
 func New(eng *engine.Engine, guard *sqlguard.Checker, limits Limits) *Service {
-	return &Service{engine: eng, guard: guard, limits: limits}
+	return &Service{engine: eng, guard: guard, limits: limits, checks: newCheckCache(4096)}
 }
 
 // Defaults of the request options.
@@ -67,21 +68,36 @@ func (s *Service) authorize(ctx context.Context, query string) error {
 	if len(query) > maxSQLBytes {
 		return apierr.InvalidArgument("sql is longer than %d bytes", maxSQLBytes)
 	}
-	checked, err := s.guard.Check(ctx, query, catalog{s.engine})
-	var rejected *sqlguard.Error
-	if errors.As(err, &rejected) {
-		return apierr.InvalidArgument("%s", rejected.Message)
-	}
+	tables, err := s.check(ctx, query)
 	if err != nil {
-		return fmt.Errorf("sandbox check: %w", err)
+		return err
 	}
 	p := auth.FromContext(ctx)
-	for _, table := range checked.Tables {
+	for _, table := range tables {
 		if err := access.CheckResource(p, store.ResourceTable, table); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// check runs the sandbox (or reuses its verdict for this text and generation) and
+// returns the views the query references.
+func (s *Service) check(ctx context.Context, query string) ([]string, error) {
+	gen := s.engine.Generation()
+	if tables, ok := s.checks.get(query, gen); ok {
+		return tables, nil
+	}
+	checked, err := s.guard.Check(ctx, query, catalog{s.engine})
+	var rejected *sqlguard.Error
+	if errors.As(err, &rejected) {
+		return nil, apierr.InvalidArgument("%s", rejected.Message)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox check: %w", err)
+	}
+	s.checks.put(query, gen, checked.Tables)
+	return checked.Tables, nil
 }
 
 func (s *Service) options(ctx context.Context, limit int64) engine.RunOptions {
