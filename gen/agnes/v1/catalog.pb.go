@@ -1753,9 +1753,9 @@ const file_agnes_v1_catalog_proto_rawDesc = "" +
 	"\x11ListCatalogTables\x12\".agnes.v1.ListCatalogTablesRequest\x1a#.agnes.v1.ListCatalogTablesResponse\"!\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x15\x12\x13/api/catalog/tables\x12\x9c\x01\n" +
 	"\x0fGetCatalogTable\x12 .agnes.v1.GetCatalogTableRequest\x1a!.agnes.v1.GetCatalogTableResponse\"D\xca\xf3\x18\x13\b\x04\x12\x05table\x1a\btable_id\x82\xd3\xe4\x93\x02'b\x05table\x12\x1e/api/catalog/tables/{table_id}\x12\x9f\x01\n" +
 	"\x0fGetTableProfile\x12 .agnes.v1.GetTableProfileRequest\x1a!.agnes.v1.GetTableProfileResponse\"G\xca\xf3\x18\x13\b\x04\x12\x05table\x1a\btable_id\x82\xd3\xe4\x93\x02*b\aprofile\x12\x1f/api/catalog/profile/{table_id}\x12\x9c\x01\n" +
-	"\x13RefreshTableProfile\x12$.agnes.v1.RefreshTableProfileRequest\x1a%.agnes.v1.RefreshTableProfileResponse\"8\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02,:\x01*\"'/api/catalog/profile/{table_id}/refresh\x12f\n" +
-	"\vListMetrics\x12\x1c.agnes.v1.ListMetricsRequest\x1a\x1d.agnes.v1.ListMetricsResponse\"\x1a\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x0e\x12\f/api/metrics\x12w\n" +
-	"\tGetMetric\x12\x1a.agnes.v1.GetMetricRequest\x1a\x1b.agnes.v1.GetMetricResponse\"1\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02%b\x06metric\x12\x1b/api/metrics/{metric_id=**}\x12\x84\x01\n" +
+	"\x13RefreshTableProfile\x12$.agnes.v1.RefreshTableProfileRequest\x1a%.agnes.v1.RefreshTableProfileResponse\"8\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02,:\x01*\"'/api/catalog/profile/{table_id}/refresh\x12w\n" +
+	"\tGetMetric\x12\x1a.agnes.v1.GetMetricRequest\x1a\x1b.agnes.v1.GetMetricResponse\"1\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02%b\x06metric\x12\x1b/api/metrics/{metric_id=**}\x12f\n" +
+	"\vListMetrics\x12\x1c.agnes.v1.ListMetricsRequest\x1a\x1d.agnes.v1.ListMetricsResponse\"\x1a\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x0e\x12\f/api/metrics\x12\x84\x01\n" +
 	"\fUpsertMetric\x12\x1d.agnes.v1.UpsertMetricRequest\x1a\x1e.agnes.v1.UpsertMetricResponse\"5\xca\xf3\x18\x02\b\x03\xd0\xf3\x18\xc9\x01\x82\xd3\xe4\x93\x02$:\x06metricb\x06metric\"\x12/api/admin/metrics\x12\x83\x01\n" +
 	"\fDeleteMetric\x12\x1d.agnes.v1.DeleteMetricRequest\x1a\x1e.agnes.v1.DeleteMetricResponse\"4\xca\xf3\x18\x02\b\x03\xd0\xf3\x18\xcc\x01\x82\xd3\xe4\x93\x02#*!/api/admin/metrics/{metric_id=**}\x12|\n" +
 	"\rImportMetrics\x12\x1e.agnes.v1.ImportMetricsRequest\x1a\x1f.agnes.v1.ImportMetricsResponse\"*\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/admin/metrics/importB1Z/github.com/agnesdata/agnes/gen/agnes/v1;agnesv1b\x06proto3"
@@ -1822,8 +1822,8 @@ var file_agnes_v1_catalog_proto_depIdxs = []int32{
 	4,  // 16: agnes.v1.CatalogService.GetCatalogTable:input_type -> agnes.v1.GetCatalogTableRequest
 	10, // 17: agnes.v1.CatalogService.GetTableProfile:input_type -> agnes.v1.GetTableProfileRequest
 	12, // 18: agnes.v1.CatalogService.RefreshTableProfile:input_type -> agnes.v1.RefreshTableProfileRequest
-	15, // 19: agnes.v1.CatalogService.ListMetrics:input_type -> agnes.v1.ListMetricsRequest
-	17, // 20: agnes.v1.CatalogService.GetMetric:input_type -> agnes.v1.GetMetricRequest
+	17, // 19: agnes.v1.CatalogService.GetMetric:input_type -> agnes.v1.GetMetricRequest
+	15, // 20: agnes.v1.CatalogService.ListMetrics:input_type -> agnes.v1.ListMetricsRequest
 	19, // 21: agnes.v1.CatalogService.UpsertMetric:input_type -> agnes.v1.UpsertMetricRequest
 	21, // 22: agnes.v1.CatalogService.DeleteMetric:input_type -> agnes.v1.DeleteMetricRequest
 	23, // 23: agnes.v1.CatalogService.ImportMetrics:input_type -> agnes.v1.ImportMetricsRequest
@@ -1831,8 +1831,8 @@ var file_agnes_v1_catalog_proto_depIdxs = []int32{
 	5,  // 25: agnes.v1.CatalogService.GetCatalogTable:output_type -> agnes.v1.GetCatalogTableResponse
 	11, // 26: agnes.v1.CatalogService.GetTableProfile:output_type -> agnes.v1.GetTableProfileResponse
 	13, // 27: agnes.v1.CatalogService.RefreshTableProfile:output_type -> agnes.v1.RefreshTableProfileResponse
-	16, // 28: agnes.v1.CatalogService.ListMetrics:output_type -> agnes.v1.ListMetricsResponse
-	18, // 29: agnes.v1.CatalogService.GetMetric:output_type -> agnes.v1.GetMetricResponse
+	18, // 28: agnes.v1.CatalogService.GetMetric:output_type -> agnes.v1.GetMetricResponse
+	16, // 29: agnes.v1.CatalogService.ListMetrics:output_type -> agnes.v1.ListMetricsResponse
 	20, // 30: agnes.v1.CatalogService.UpsertMetric:output_type -> agnes.v1.UpsertMetricResponse
 	22, // 31: agnes.v1.CatalogService.DeleteMetric:output_type -> agnes.v1.DeleteMetricResponse
 	24, // 32: agnes.v1.CatalogService.ImportMetrics:output_type -> agnes.v1.ImportMetricsResponse

@@ -23,8 +23,8 @@ const (
 	CatalogService_GetCatalogTable_FullMethodName     = "/agnes.v1.CatalogService/GetCatalogTable"
 	CatalogService_GetTableProfile_FullMethodName     = "/agnes.v1.CatalogService/GetTableProfile"
 	CatalogService_RefreshTableProfile_FullMethodName = "/agnes.v1.CatalogService/RefreshTableProfile"
-	CatalogService_ListMetrics_FullMethodName         = "/agnes.v1.CatalogService/ListMetrics"
 	CatalogService_GetMetric_FullMethodName           = "/agnes.v1.CatalogService/GetMetric"
+	CatalogService_ListMetrics_FullMethodName         = "/agnes.v1.CatalogService/ListMetrics"
 	CatalogService_UpsertMetric_FullMethodName        = "/agnes.v1.CatalogService/UpsertMetric"
 	CatalogService_DeleteMetric_FullMethodName        = "/agnes.v1.CatalogService/DeleteMetric"
 	CatalogService_ImportMetrics_FullMethodName       = "/agnes.v1.CatalogService/ImportMetrics"
@@ -48,10 +48,12 @@ type CatalogServiceClient interface {
 	// RefreshTableProfile recomputes a table's profile now (admin).
 	// Errors: NotFound (no data yet).
 	RefreshTableProfile(ctx context.Context, in *RefreshTableProfileRequest, opts ...grpc.CallOption) (*RefreshTableProfileResponse, error)
-	// ListMetrics lists metric definitions, optionally of one category.
-	ListMetrics(ctx context.Context, in *ListMetricsRequest, opts ...grpc.CallOption) (*ListMetricsResponse, error)
+	// GetMetric is declared before ListMetrics on purpose: the REST mirror tries later
+	// routes first, and {metric_id=**} would also match /api/metrics itself.
 	// GetMetric returns one metric ("category/name"). Errors: NotFound.
 	GetMetric(ctx context.Context, in *GetMetricRequest, opts ...grpc.CallOption) (*GetMetricResponse, error)
+	// ListMetrics lists metric definitions, optionally of one category.
+	ListMetrics(ctx context.Context, in *ListMetricsRequest, opts ...grpc.CallOption) (*ListMetricsResponse, error)
 	// UpsertMetric creates or replaces a metric definition.
 	// Errors: InvalidArgument (missing name, category or sql).
 	UpsertMetric(ctx context.Context, in *UpsertMetricRequest, opts ...grpc.CallOption) (*UpsertMetricResponse, error)
@@ -110,20 +112,20 @@ func (c *catalogServiceClient) RefreshTableProfile(ctx context.Context, in *Refr
 	return out, nil
 }
 
-func (c *catalogServiceClient) ListMetrics(ctx context.Context, in *ListMetricsRequest, opts ...grpc.CallOption) (*ListMetricsResponse, error) {
+func (c *catalogServiceClient) GetMetric(ctx context.Context, in *GetMetricRequest, opts ...grpc.CallOption) (*GetMetricResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListMetricsResponse)
-	err := c.cc.Invoke(ctx, CatalogService_ListMetrics_FullMethodName, in, out, cOpts...)
+	out := new(GetMetricResponse)
+	err := c.cc.Invoke(ctx, CatalogService_GetMetric_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *catalogServiceClient) GetMetric(ctx context.Context, in *GetMetricRequest, opts ...grpc.CallOption) (*GetMetricResponse, error) {
+func (c *catalogServiceClient) ListMetrics(ctx context.Context, in *ListMetricsRequest, opts ...grpc.CallOption) (*ListMetricsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(GetMetricResponse)
-	err := c.cc.Invoke(ctx, CatalogService_GetMetric_FullMethodName, in, out, cOpts...)
+	out := new(ListMetricsResponse)
+	err := c.cc.Invoke(ctx, CatalogService_ListMetrics_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -178,10 +180,12 @@ type CatalogServiceServer interface {
 	// RefreshTableProfile recomputes a table's profile now (admin).
 	// Errors: NotFound (no data yet).
 	RefreshTableProfile(context.Context, *RefreshTableProfileRequest) (*RefreshTableProfileResponse, error)
-	// ListMetrics lists metric definitions, optionally of one category.
-	ListMetrics(context.Context, *ListMetricsRequest) (*ListMetricsResponse, error)
+	// GetMetric is declared before ListMetrics on purpose: the REST mirror tries later
+	// routes first, and {metric_id=**} would also match /api/metrics itself.
 	// GetMetric returns one metric ("category/name"). Errors: NotFound.
 	GetMetric(context.Context, *GetMetricRequest) (*GetMetricResponse, error)
+	// ListMetrics lists metric definitions, optionally of one category.
+	ListMetrics(context.Context, *ListMetricsRequest) (*ListMetricsResponse, error)
 	// UpsertMetric creates or replaces a metric definition.
 	// Errors: InvalidArgument (missing name, category or sql).
 	UpsertMetric(context.Context, *UpsertMetricRequest) (*UpsertMetricResponse, error)
@@ -212,11 +216,11 @@ func (UnimplementedCatalogServiceServer) GetTableProfile(context.Context, *GetTa
 func (UnimplementedCatalogServiceServer) RefreshTableProfile(context.Context, *RefreshTableProfileRequest) (*RefreshTableProfileResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RefreshTableProfile not implemented")
 }
-func (UnimplementedCatalogServiceServer) ListMetrics(context.Context, *ListMetricsRequest) (*ListMetricsResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method ListMetrics not implemented")
-}
 func (UnimplementedCatalogServiceServer) GetMetric(context.Context, *GetMetricRequest) (*GetMetricResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMetric not implemented")
+}
+func (UnimplementedCatalogServiceServer) ListMetrics(context.Context, *ListMetricsRequest) (*ListMetricsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMetrics not implemented")
 }
 func (UnimplementedCatalogServiceServer) UpsertMetric(context.Context, *UpsertMetricRequest) (*UpsertMetricResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpsertMetric not implemented")
@@ -320,24 +324,6 @@ func _CatalogService_RefreshTableProfile_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
-func _CatalogService_ListMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListMetricsRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(CatalogServiceServer).ListMetrics(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: CatalogService_ListMetrics_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(CatalogServiceServer).ListMetrics(ctx, req.(*ListMetricsRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _CatalogService_GetMetric_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetMetricRequest)
 	if err := dec(in); err != nil {
@@ -352,6 +338,24 @@ func _CatalogService_GetMetric_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CatalogServiceServer).GetMetric(ctx, req.(*GetMetricRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CatalogService_ListMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMetricsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).ListMetrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_ListMetrics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).ListMetrics(ctx, req.(*ListMetricsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -434,12 +438,12 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CatalogService_RefreshTableProfile_Handler,
 		},
 		{
-			MethodName: "ListMetrics",
-			Handler:    _CatalogService_ListMetrics_Handler,
-		},
-		{
 			MethodName: "GetMetric",
 			Handler:    _CatalogService_GetMetric_Handler,
+		},
+		{
+			MethodName: "ListMetrics",
+			Handler:    _CatalogService_ListMetrics_Handler,
 		},
 		{
 			MethodName: "UpsertMetric",

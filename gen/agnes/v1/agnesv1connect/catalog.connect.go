@@ -45,12 +45,12 @@ const (
 	// CatalogServiceRefreshTableProfileProcedure is the fully-qualified name of the CatalogService's
 	// RefreshTableProfile RPC.
 	CatalogServiceRefreshTableProfileProcedure = "/agnes.v1.CatalogService/RefreshTableProfile"
-	// CatalogServiceListMetricsProcedure is the fully-qualified name of the CatalogService's
-	// ListMetrics RPC.
-	CatalogServiceListMetricsProcedure = "/agnes.v1.CatalogService/ListMetrics"
 	// CatalogServiceGetMetricProcedure is the fully-qualified name of the CatalogService's GetMetric
 	// RPC.
 	CatalogServiceGetMetricProcedure = "/agnes.v1.CatalogService/GetMetric"
+	// CatalogServiceListMetricsProcedure is the fully-qualified name of the CatalogService's
+	// ListMetrics RPC.
+	CatalogServiceListMetricsProcedure = "/agnes.v1.CatalogService/ListMetrics"
 	// CatalogServiceUpsertMetricProcedure is the fully-qualified name of the CatalogService's
 	// UpsertMetric RPC.
 	CatalogServiceUpsertMetricProcedure = "/agnes.v1.CatalogService/UpsertMetric"
@@ -75,10 +75,12 @@ type CatalogServiceClient interface {
 	// RefreshTableProfile recomputes a table's profile now (admin).
 	// Errors: NotFound (no data yet).
 	RefreshTableProfile(context.Context, *v1.RefreshTableProfileRequest) (*v1.RefreshTableProfileResponse, error)
-	// ListMetrics lists metric definitions, optionally of one category.
-	ListMetrics(context.Context, *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error)
+	// GetMetric is declared before ListMetrics on purpose: the REST mirror tries later
+	// routes first, and {metric_id=**} would also match /api/metrics itself.
 	// GetMetric returns one metric ("category/name"). Errors: NotFound.
 	GetMetric(context.Context, *v1.GetMetricRequest) (*v1.GetMetricResponse, error)
+	// ListMetrics lists metric definitions, optionally of one category.
+	ListMetrics(context.Context, *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error)
 	// UpsertMetric creates or replaces a metric definition.
 	// Errors: InvalidArgument (missing name, category or sql).
 	UpsertMetric(context.Context, *v1.UpsertMetricRequest) (*v1.UpsertMetricResponse, error)
@@ -124,16 +126,16 @@ func NewCatalogServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(catalogServiceMethods.ByName("RefreshTableProfile")),
 			connect.WithClientOptions(opts...),
 		),
-		listMetrics: connect.NewClient[v1.ListMetricsRequest, v1.ListMetricsResponse](
-			httpClient,
-			baseURL+CatalogServiceListMetricsProcedure,
-			connect.WithSchema(catalogServiceMethods.ByName("ListMetrics")),
-			connect.WithClientOptions(opts...),
-		),
 		getMetric: connect.NewClient[v1.GetMetricRequest, v1.GetMetricResponse](
 			httpClient,
 			baseURL+CatalogServiceGetMetricProcedure,
 			connect.WithSchema(catalogServiceMethods.ByName("GetMetric")),
+			connect.WithClientOptions(opts...),
+		),
+		listMetrics: connect.NewClient[v1.ListMetricsRequest, v1.ListMetricsResponse](
+			httpClient,
+			baseURL+CatalogServiceListMetricsProcedure,
+			connect.WithSchema(catalogServiceMethods.ByName("ListMetrics")),
 			connect.WithClientOptions(opts...),
 		),
 		upsertMetric: connect.NewClient[v1.UpsertMetricRequest, v1.UpsertMetricResponse](
@@ -163,8 +165,8 @@ type catalogServiceClient struct {
 	getCatalogTable     *connect.Client[v1.GetCatalogTableRequest, v1.GetCatalogTableResponse]
 	getTableProfile     *connect.Client[v1.GetTableProfileRequest, v1.GetTableProfileResponse]
 	refreshTableProfile *connect.Client[v1.RefreshTableProfileRequest, v1.RefreshTableProfileResponse]
-	listMetrics         *connect.Client[v1.ListMetricsRequest, v1.ListMetricsResponse]
 	getMetric           *connect.Client[v1.GetMetricRequest, v1.GetMetricResponse]
+	listMetrics         *connect.Client[v1.ListMetricsRequest, v1.ListMetricsResponse]
 	upsertMetric        *connect.Client[v1.UpsertMetricRequest, v1.UpsertMetricResponse]
 	deleteMetric        *connect.Client[v1.DeleteMetricRequest, v1.DeleteMetricResponse]
 	importMetrics       *connect.Client[v1.ImportMetricsRequest, v1.ImportMetricsResponse]
@@ -206,18 +208,18 @@ func (c *catalogServiceClient) RefreshTableProfile(ctx context.Context, req *v1.
 	return nil, err
 }
 
-// ListMetrics calls agnes.v1.CatalogService.ListMetrics.
-func (c *catalogServiceClient) ListMetrics(ctx context.Context, req *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error) {
-	response, err := c.listMetrics.CallUnary(ctx, connect.NewRequest(req))
+// GetMetric calls agnes.v1.CatalogService.GetMetric.
+func (c *catalogServiceClient) GetMetric(ctx context.Context, req *v1.GetMetricRequest) (*v1.GetMetricResponse, error) {
+	response, err := c.getMetric.CallUnary(ctx, connect.NewRequest(req))
 	if response != nil {
 		return response.Msg, err
 	}
 	return nil, err
 }
 
-// GetMetric calls agnes.v1.CatalogService.GetMetric.
-func (c *catalogServiceClient) GetMetric(ctx context.Context, req *v1.GetMetricRequest) (*v1.GetMetricResponse, error) {
-	response, err := c.getMetric.CallUnary(ctx, connect.NewRequest(req))
+// ListMetrics calls agnes.v1.CatalogService.ListMetrics.
+func (c *catalogServiceClient) ListMetrics(ctx context.Context, req *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error) {
+	response, err := c.listMetrics.CallUnary(ctx, connect.NewRequest(req))
 	if response != nil {
 		return response.Msg, err
 	}
@@ -264,10 +266,12 @@ type CatalogServiceHandler interface {
 	// RefreshTableProfile recomputes a table's profile now (admin).
 	// Errors: NotFound (no data yet).
 	RefreshTableProfile(context.Context, *v1.RefreshTableProfileRequest) (*v1.RefreshTableProfileResponse, error)
-	// ListMetrics lists metric definitions, optionally of one category.
-	ListMetrics(context.Context, *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error)
+	// GetMetric is declared before ListMetrics on purpose: the REST mirror tries later
+	// routes first, and {metric_id=**} would also match /api/metrics itself.
 	// GetMetric returns one metric ("category/name"). Errors: NotFound.
 	GetMetric(context.Context, *v1.GetMetricRequest) (*v1.GetMetricResponse, error)
+	// ListMetrics lists metric definitions, optionally of one category.
+	ListMetrics(context.Context, *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error)
 	// UpsertMetric creates or replaces a metric definition.
 	// Errors: InvalidArgument (missing name, category or sql).
 	UpsertMetric(context.Context, *v1.UpsertMetricRequest) (*v1.UpsertMetricResponse, error)
@@ -309,16 +313,16 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 		connect.WithSchema(catalogServiceMethods.ByName("RefreshTableProfile")),
 		connect.WithHandlerOptions(opts...),
 	)
-	catalogServiceListMetricsHandler := connect.NewUnaryHandlerSimple(
-		CatalogServiceListMetricsProcedure,
-		svc.ListMetrics,
-		connect.WithSchema(catalogServiceMethods.ByName("ListMetrics")),
-		connect.WithHandlerOptions(opts...),
-	)
 	catalogServiceGetMetricHandler := connect.NewUnaryHandlerSimple(
 		CatalogServiceGetMetricProcedure,
 		svc.GetMetric,
 		connect.WithSchema(catalogServiceMethods.ByName("GetMetric")),
+		connect.WithHandlerOptions(opts...),
+	)
+	catalogServiceListMetricsHandler := connect.NewUnaryHandlerSimple(
+		CatalogServiceListMetricsProcedure,
+		svc.ListMetrics,
+		connect.WithSchema(catalogServiceMethods.ByName("ListMetrics")),
 		connect.WithHandlerOptions(opts...),
 	)
 	catalogServiceUpsertMetricHandler := connect.NewUnaryHandlerSimple(
@@ -349,10 +353,10 @@ func NewCatalogServiceHandler(svc CatalogServiceHandler, opts ...connect.Handler
 			catalogServiceGetTableProfileHandler.ServeHTTP(w, r)
 		case CatalogServiceRefreshTableProfileProcedure:
 			catalogServiceRefreshTableProfileHandler.ServeHTTP(w, r)
-		case CatalogServiceListMetricsProcedure:
-			catalogServiceListMetricsHandler.ServeHTTP(w, r)
 		case CatalogServiceGetMetricProcedure:
 			catalogServiceGetMetricHandler.ServeHTTP(w, r)
+		case CatalogServiceListMetricsProcedure:
+			catalogServiceListMetricsHandler.ServeHTTP(w, r)
 		case CatalogServiceUpsertMetricProcedure:
 			catalogServiceUpsertMetricHandler.ServeHTTP(w, r)
 		case CatalogServiceDeleteMetricProcedure:
@@ -384,12 +388,12 @@ func (UnimplementedCatalogServiceHandler) RefreshTableProfile(context.Context, *
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.CatalogService.RefreshTableProfile is not implemented"))
 }
 
-func (UnimplementedCatalogServiceHandler) ListMetrics(context.Context, *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.CatalogService.ListMetrics is not implemented"))
-}
-
 func (UnimplementedCatalogServiceHandler) GetMetric(context.Context, *v1.GetMetricRequest) (*v1.GetMetricResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.CatalogService.GetMetric is not implemented"))
+}
+
+func (UnimplementedCatalogServiceHandler) ListMetrics(context.Context, *v1.ListMetricsRequest) (*v1.ListMetricsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.CatalogService.ListMetrics is not implemented"))
 }
 
 func (UnimplementedCatalogServiceHandler) UpsertMetric(context.Context, *v1.UpsertMetricRequest) (*v1.UpsertMetricResponse, error) {

@@ -914,16 +914,8 @@ export declare const CatalogService: GenService<{
     output: typeof RefreshTableProfileResponseSchema;
   },
   /**
-   * ListMetrics lists metric definitions, optionally of one category.
-   *
-   * @generated from rpc agnes.v1.CatalogService.ListMetrics
-   */
-  listMetrics: {
-    methodKind: "unary";
-    input: typeof ListMetricsRequestSchema;
-    output: typeof ListMetricsResponseSchema;
-  },
-  /**
+   * GetMetric is declared before ListMetrics on purpose: the REST mirror tries later
+   * routes first, and {metric_id=**} would also match /api/metrics itself.
    * GetMetric returns one metric ("category/name"). Errors: NotFound.
    *
    * @generated from rpc agnes.v1.CatalogService.GetMetric
@@ -932,6 +924,16 @@ export declare const CatalogService: GenService<{
     methodKind: "unary";
     input: typeof GetMetricRequestSchema;
     output: typeof GetMetricResponseSchema;
+  },
+  /**
+   * ListMetrics lists metric definitions, optionally of one category.
+   *
+   * @generated from rpc agnes.v1.CatalogService.ListMetrics
+   */
+  listMetrics: {
+    methodKind: "unary";
+    input: typeof ListMetricsRequestSchema;
+    output: typeof ListMetricsResponseSchema;
   },
   /**
    * UpsertMetric creates or replaces a metric definition.
