@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/agnesdata/agnes/client/cli"
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -123,4 +126,31 @@ func TestCLIQuery(t *testing.T) {
 	_, stderr, code = agnes(t, "", "query", "SELECT * FROM customers")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "permission denied: access denied to table 'customers'")
+}
+
+// TestCLIQueryCtrlC cancels `agnes query` (as Ctrl-C does, through its context) and
+// checks the server's query was interrupted, not left running.
+func TestCLIQueryCtrlC(t *testing.T) {
+	s := shop(t, ts.WithConfig(func(c *configT) { c.Query.PerUserConcurrency = 1 }))
+	t.Setenv("AGNES_CONFIG_DIR", t.TempDir())
+	t.Setenv("AGNES_SERVER", s.URL)
+	t.Setenv("AGNES_TOKEN", s.AdminToken)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	var errb bytes.Buffer
+	go func() {
+		done <- cli.Main(ctx, "test", []string{"query", "SELECT count(*) FROM range(100000000000) a"}, strings.NewReader(""), io.Discard, &errb)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	require.Equal(t, 1, <-done)
+	require.Contains(t, errb.String(), "query canceled")
+	// With a cap of one query per user, a new query succeeds only once the
+	// interrupted one has really stopped on the server.
+	require.Eventually(t, func() bool {
+		_, err := s.Clients(ts.Connect, s.AdminToken).Query.Query(context.Background(), &agnesv1.QueryRequest{Sql: "SELECT 1"})
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Less(t, time.Since(start), 5*time.Second)
 }
