@@ -14,12 +14,18 @@
 // end. Load swaps in a new generation while queries run; the old one closes,
 // and its file is deleted, when its last query finishes.
 //
-// Results are delivered in bounded batches, as Arrow record batches or as
-// rows, under row, byte and time limits. Cancelling the context interrupts
-// the query inside DuckDB. duckdb-go materializes a result before the first
-// batch can be read, so the engine wraps every query in a LIMIT of the row
-// cap plus one: DuckDB-side memory is bounded by the row limit, not by what
-// the query could return. See docs/adr/0007-query-engine-generations.md.
+// Results are streamed: DuckDB computes a result as the engine reads it,
+// one chunk (up to 2048 rows) at a time, each converted to an Arrow record
+// batch and handed to the sink. DuckDB runs ahead of the reader by at most
+// a 16 MB buffer, so memory does not grow with the size of the result and
+// the first batch leaves once that buffer is full, not once the whole
+// result is computed. Row sinks get the same batches decoded into Go
+// values. Row, byte and time limits stop a query early; cancelling the
+// context interrupts it inside DuckDB.
+// The engine talks to DuckDB through its C API (duckdb-go-bindings): each
+// generation owns its instance and a small pool of connections, because
+// duckdb-go materializes a whole result before its first row. See
+// docs/adr/0007-query-engine-generations.md.
 //
 // The package needs the duckdb_arrow build tag (the project builds with it
 // everywhere).

@@ -94,8 +94,8 @@ func New(opts Options) *Engine {
 // idle. The previous generation keeps serving its in-flight queries.
 //
 // A generation not newer than the current one is ignored: coalesced
-// rebuilds hand the same Result to several callers, and reopening the
-// current path would return its DuckDB instance, configuration locked.
+// rebuilds hand the same Result to several callers, and the current path
+// is already open.
 //
 // Sources or remotes that fail to attach do not fail the load (their views
 // will fail at query time); they are returned as warnings. Load fails, and

@@ -496,11 +496,16 @@ func TestAttachIsInstanceWide(t *testing.T) {
 	defer e.release(g)
 	ctx := context.Background()
 	for range 3 {
-		c, err := g.pool.get(ctx) // each is a new connection: none are returned
+		c, err := g.pool.get(ctx) // each is another connection: none are returned
 		must(t, err)
 		defer g.pool.put(c)
 		if n, err := execConn(ctx, c, "SELECT count(*) FROM crm.main.customers"); err != nil || n != 3 {
 			t.Errorf("attached catalog on a new connection: %d %v", n, err)
+		}
+		// Opened before the lock, each took the streaming buffer setting
+		// (976.5 KiB is DuckDB's default).
+		if n, err := execConn(ctx, c, "SELECT (current_setting('streaming_buffer_size') <> '976.5 KiB')::BIGINT"); err != nil || n != 1 {
+			t.Errorf("streaming buffer not set on a pooled connection: %d %v", n, err)
 		}
 	}
 	if n := g.pool.openConns(); n != 3 {

@@ -32,7 +32,7 @@ type generation struct {
 }
 
 // openGeneration opens the master read-only, attaches what its
-// _agnes_sources lists, hardens the instance and reads its views. Nothing
+// _agnes_sources lists, hardens the instance and reads its views. No query
 // reaches the pool before the hardening is done.
 func openGeneration(ctx context.Context, path string, num uint64, opts Options) (*generation, []string, error) {
 	abs, err := filepath.Abs(path)
@@ -58,7 +58,10 @@ func openGeneration(ctx context.Context, path string, num uint64, opts Options) 
 }
 
 // setup runs on a connection of its own, through database/sql so that the
-// shared helpers (which take an extract.Conn) work unchanged.
+// shared helpers (which take an extract.Conn) work unchanged. The pool's
+// connections are opened after the attachments and before the lock, which
+// would refuse their streaming setting; the global settings of the
+// hardening apply to them as to any connection.
 func (g *generation) setup(ctx context.Context, opts Options) ([]string, error) {
 	db := openSQL(g.db)
 	defer db.Close()
@@ -92,6 +95,9 @@ func (g *generation) setup(ctx context.Context, opts Options) ([]string, error) 
 				warnings = append(warnings, fmt.Sprintf("source %s: %v", s.Name, err))
 			}
 		}
+	}
+	if err := g.pool.fill(ctx); err != nil {
+		return warnings, fmt.Errorf("connection pool: %w", err)
 	}
 	if err := harden(ctx, conn, files, dirs, opts.MemoryLimit); err != nil {
 		return warnings, err

@@ -59,12 +59,7 @@ func (s *sqlConn) Close() error                        { s.c.close(); return nil
 func (s *sqlConn) IsValid() bool { return !s.c.dirty }
 
 func (s *sqlConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	st, err := s.c.query(ctx, query, false, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer st.close()
-	if err := st.drain(); err != nil {
+	if err := s.c.exec(ctx, query, args...); err != nil {
 		return nil, err
 	}
 	return driver.RowsAffected(0), nil

@@ -4,10 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,10 +121,32 @@ func TestStreamingMemory(t *testing.T) {
 			if growth > 256<<20 {
 				t.Errorf("RSS grew by %d MB while streaming, budget 256 MB", growth>>20)
 			}
-			if sink.first > total/10 || sink.first > time.Second {
+			// Materializing first would put the first batch after most of the
+			// total (the scan, then the conversion); it comes after a small
+			// part of it (query setup and the first chunk).
+			if sink.first > total/3 {
 				t.Errorf("first batch after %s of %s: the result is not streamed", sink.first, total)
 			}
 		})
+	}
+}
+
+// TestFirstBatchEarly: a query whose whole result would take minutes to
+// compute (and gigabytes to hold) returns its first rows, cut at the row
+// limit, at once.
+func TestFirstBatchEarly(t *testing.T) {
+	e := loaded(t, newFixture(t), Options{})
+	start := time.Now()
+	sink := &discardSink{start: start, tb: t}
+	sum, err := e.RunArrow(context.Background(), "SELECT i, 'row ' || i AS s FROM range(1_000_000_000) t(i)", RunOptions{MaxRows: 10_000}, sink)
+	must(t, err)
+	took := time.Since(start)
+	t.Logf("first batch after %s, %d rows in %s", sink.first, sum.Rows, took)
+	if sum.Rows != 10_000 || sum.Truncated != TruncatedRows {
+		t.Errorf("summary %+v", sum)
+	}
+	if took > 2*time.Second {
+		t.Errorf("%s for the first 10 000 rows of a billion: the result is not streamed", took)
 	}
 }
 
@@ -209,4 +234,147 @@ func BenchmarkRunArrowScan(b *testing.B) {
 	b.ReportMetric(baseline.Seconds()/float64(b.N), "duckdbgo-s/op")
 	b.ReportMetric(engine.Seconds()/baseline.Seconds(), "ratio")
 	b.ReportMetric(0, "ns/op")
+}
+
+// TestRowValues pins the Go values RunRows hands out, which follow
+// duckdb-go's database/sql scanning although they are read from Arrow.
+func TestRowValues(t *testing.T) {
+	e := loaded(t, newFixture(t), Options{})
+	var r collectRows
+	_, err := e.RunRows(context.Background(), `SELECT 1::TINYINT a, 2::UBIGINT b, 3::HUGEINT c, -1.5::DECIMAL(30,2) d,
+		'7de94fb2-b25b-4edd-b6c0-e76a0d0806f3'::UUID e, '101'::BIT f, -12345678901234567890123::BIGNUM g, 'b'::ENUM('a', 'b') h,
+		[1, NULL] i, {'x': 1, 'y': 'z'} j, MAP {'k': 1} k, [1, 2]::INTEGER[2] l, union_value(num := 2)::UNION(num INTEGER, str VARCHAR) m,
+		'{"a": [1]}'::JSON n, INTERVAL '1 month 2 days 3 seconds' o, DATE '2024-01-02' p, TIME '12:34:56.5' q,
+		TIMESTAMPTZ '2024-01-02 03:04:05+01' r, TIMESTAMP_NS '2024-01-02 03:04:05.123456789' s, 'x'::BLOB u, NULL::VARCHAR v,
+		1.5::FLOAT w, true x`, RunOptions{}, &r)
+	must(t, err)
+	bigG, _ := new(big.Int).SetString("-12345678901234567890123", 10)
+	var k duckdb.OrderedMap
+	k.Set("k", int32(1))
+	want := []struct {
+		typ string
+		val any
+	}{
+		{"TINYINT", int8(1)},
+		{"UBIGINT", uint64(2)},
+		{"HUGEINT", big.NewInt(3)},
+		{"DECIMAL(30,2)", duckdb.Decimal{Width: 30, Scale: 2, Value: big.NewInt(-150)}},
+		{"UUID", []byte{0x7d, 0xe9, 0x4f, 0xb2, 0xb2, 0x5b, 0x4e, 0xdd, 0xb6, 0xc0, 0xe7, 0x6a, 0x0d, 0x08, 0x06, 0xf3}},
+		{"BIT", "101"},
+		{"BIGNUM", bigG},
+		{"ENUM", "b"},
+		{"INTEGER[]", []any{int32(1), nil}},
+		{`STRUCT("x" INTEGER, "y" VARCHAR)`, map[string]any{"x": int32(1), "y": "z"}},
+		{"MAP(VARCHAR, INTEGER)", k},
+		{"INTEGER[2]", []any{int32(1), int32(2)}},
+		{`UNION("num" INTEGER, "str" VARCHAR)`, duckdb.Union{Tag: "num", Value: int32(2)}},
+		{"JSON", map[string]any{"a": []any{float64(1)}}},
+		{"INTERVAL", duckdb.Interval{Months: 1, Days: 2, Micros: 3_000_000}},
+		{"DATE", time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)},
+		{"TIME", time.Date(1, 1, 1, 12, 34, 56, 500_000_000, time.UTC)},
+		{"TIMESTAMPTZ", time.Date(2024, 1, 2, 2, 4, 5, 0, time.UTC)},
+		{"TIMESTAMP_NS", time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)},
+		{"BLOB", []byte("x")},
+		{"VARCHAR", nil},
+		{"FLOAT", float32(1.5)},
+		{"BOOLEAN", true},
+	}
+	if len(r.rows) != 1 || len(r.cols) != len(want) {
+		t.Fatalf("%d rows, %d columns", len(r.rows), len(r.cols))
+	}
+	for i, w := range want {
+		got := r.rows[0][i]
+		if r.cols[i].Type != w.typ {
+			t.Errorf("%s: type %q, want %q", r.cols[i].Name, r.cols[i].Type, w.typ)
+		}
+		if !reflect.DeepEqual(got, w.val) && fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", w.val, w.val) {
+			t.Errorf("%s: %T %v, want %T %v", r.cols[i].Name, got, got, w.val, w.val)
+		}
+	}
+}
+
+// TestEarlyStopFreesQuery: a result left before its end (row limit, sink
+// error, cancel) must not keep DuckDB's query state (here a sort of 5M
+// rows) alive on an idle pooled connection.
+func TestEarlyStopFreesQuery(t *testing.T) {
+	e := loaded(t, newFixture(t), Options{MaxConns: 2})
+	ctx := context.Background()
+	g, err := e.acquire()
+	must(t, err)
+	defer e.release(g)
+	// DuckDB's memory, seen from a connection outside the pool.
+	watcher, err := connect(g.db)
+	must(t, err)
+	defer watcher.close()
+	memory := func() int64 {
+		n, err := execConn(ctx, watcher, "SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory()")
+		must(t, err)
+		return n
+	}
+	before := memory()
+	const sorted = "SELECT i, 'row ' || i AS s FROM range(5_000_000) t(i) ORDER BY i DESC"
+
+	sum, err := e.RunArrow(ctx, sorted, RunOptions{MaxRows: 10}, &collectArrow{})
+	if err != nil || sum.Truncated != TruncatedRows {
+		t.Fatalf("truncated query: %+v %v", sum, err)
+	}
+	if after := memory(); after-before > 16<<20 {
+		t.Errorf("DuckDB holds %d MB after a truncated query (%d MB before)", after>>20, before>>20)
+	}
+	errStop := errors.New("stop")
+	if _, err := e.RunRows(ctx, sorted, RunOptions{}, &failingSink{err: errStop}); !errors.Is(err, errStop) {
+		t.Fatalf("sink error: %v", err)
+	}
+	if after := memory(); after-before > 16<<20 {
+		t.Errorf("DuckDB holds %d MB after a sink error (%d MB before)", after>>20, before>>20)
+	}
+	if cpu := cpuDuring(300 * time.Millisecond); cpu > 150*time.Millisecond {
+		t.Errorf("%s of CPU in 300ms after the queries ended", cpu)
+	}
+	if n := g.pool.openConns(); n > 2 {
+		t.Errorf("%d connections open, pool size 2", n)
+	}
+}
+
+// TestCancelWhileStreaming cancels a query whose sink is slow: DuckDB is
+// interrupted, the call returns ErrCanceled, the connection serves the
+// next query.
+func TestCancelWhileStreaming(t *testing.T) {
+	e := loaded(t, newFixture(t), Options{MaxConns: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	sink := &slowSink{after: 3, cancel: cancel}
+	_, err := e.RunArrow(ctx, "SELECT * FROM range(1_000_000_000) t(i)", RunOptions{MaxRows: 1 << 40}, sink)
+	if !errors.Is(err, ErrCanceled) {
+		t.Fatalf("err = %v, want ErrCanceled", err)
+	}
+	if cpu := cpuDuring(300 * time.Millisecond); cpu > 150*time.Millisecond {
+		t.Errorf("%s of CPU in 300ms after cancel: the query still runs", cpu)
+	}
+	var r collectRows
+	if _, err := e.RunRows(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &r); err != nil || toInt(r.rows[0][0]) != 5000 {
+		t.Errorf("after cancel: %v %v", r.rows, err)
+	}
+}
+
+type failingSink struct {
+	collectRows
+	err error
+}
+
+func (f *failingSink) Rows([][]any) error { return f.err }
+
+// slowSink cancels its query after a few batches and then keeps the
+// engine waiting, like a slow client.
+type slowSink struct {
+	collectArrow
+	after  int
+	cancel func()
+}
+
+func (s *slowSink) Batch(rec arrow.RecordBatch) error {
+	if s.collectArrow.batches++; s.collectArrow.batches == s.after {
+		s.cancel()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
