@@ -234,31 +234,34 @@ func TestQueryCancellationAndTimeout(t *testing.T) {
 func TestPerUserConcurrencyCap(t *testing.T) {
 	s := shop(t, ts.WithConfig(func(c *configT) { c.Query.PerUserConcurrency = 1; c.Query.Timeout = 5 * time.Second }))
 	admin := s.Clients(ts.Connect, s.AdminToken)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		// Blocks until the first message: the query below runs meanwhile.
-		stream, err := admin.Query.QueryStream(ctx, &agnesv1.QueryStreamRequest{Sql: `SELECT count(*) FROM range(100000000000) a`})
-		if err == nil {
-			for stream.Receive() {
-			}
-		}
-	}()
+	// Hold the admin's one slot with a long query, then probe with another. The probe
+	// can win the race for the slot (then the long query is the one refused), so
+	// each attempt gives the long query a moment to be admitted first.
 	var err error
-	for range 150 {
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			stream, err := admin.Query.QueryStream(ctx, &agnesv1.QueryStreamRequest{Sql: `SELECT count(*) FROM range(100000000000) a`})
+			if err == nil {
+				for stream.Receive() {
+				}
+			}
+		}()
+		time.Sleep(200 * time.Millisecond)
 		_, err = admin.Query.Query(context.Background(), &agnesv1.QueryRequest{Sql: `SELECT 1`})
 		if connect.CodeOf(err) == connect.CodeResourceExhausted {
-			break
+			res := s.REST(t, http.MethodPost, "/api/query", s.AdminToken, map[string]string{"sql": "SELECT 1"})
+			require.Equal(t, http.StatusTooManyRequests, res.Status)
+			// Another user is not affected.
+			s.Grant(t, "customers")
+			_, err := s.Clients(ts.Connect, s.UserToken).Query.Query(context.Background(), &agnesv1.QueryRequest{Sql: `SELECT 1`})
+			require.NoError(t, err)
+			cancel()
+			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		cancel()
 	}
-	require.Equal(t, connect.CodeResourceExhausted, connect.CodeOf(err), "%v", err)
-	res := s.REST(t, http.MethodPost, "/api/query", s.AdminToken, map[string]string{"sql": "SELECT 1"})
-	require.Equal(t, http.StatusTooManyRequests, res.Status)
-	// Another user is not affected.
-	s.Grant(t, "customers")
-	_, err = s.Clients(ts.Connect, s.UserToken).Query.Query(context.Background(), &agnesv1.QueryRequest{Sql: `SELECT 1`})
-	require.NoError(t, err)
+	t.Fatalf("the second query was never refused: %v", err)
 }
 
 func TestRebuildKeepsQueriesWorking(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duckdb/duckdb-go/v2"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -61,6 +62,8 @@ func value(v any, typ string) *structpb.Value {
 		return structpb.NewStringValue(x.String())
 	case time.Time:
 		return structpb.NewStringValue(formatTime(x, typ))
+	case duckdb.Decimal:
+		return structpb.NewStringValue(formatDecimal(x))
 	case []byte:
 		if strings.EqualFold(typ, "UUID") && len(x) == 16 {
 			return structpb.NewStringValue(fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16]))
@@ -75,6 +78,26 @@ func value(v any, typ string) *structpb.Value {
 		}
 		return structpb.NewStringValue(string(b))
 	}
+}
+
+// formatDecimal writes a decimal with exactly its scale's digits ("6322.50"), as
+// DuckDB prints it; duckdb.Decimal's own String drops trailing zeros.
+func formatDecimal(d duckdb.Decimal) string {
+	if d.Value == nil {
+		return "0"
+	}
+	digits := new(big.Int).Abs(d.Value).String()
+	scale := int(d.Scale)
+	if scale > 0 {
+		if len(digits) <= scale {
+			digits = strings.Repeat("0", scale-len(digits)+1) + digits
+		}
+		digits = digits[:len(digits)-scale] + "." + digits[len(digits)-scale:]
+	}
+	if d.Value.Sign() < 0 {
+		return "-" + digits
+	}
+	return digits
 }
 
 func intValue(x int64) *structpb.Value {
