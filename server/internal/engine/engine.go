@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/agnesdata/agnes/server/internal/lru"
 )
 
 // Errors a query can end with, besides *QueryError.
@@ -80,12 +82,17 @@ type Engine struct {
 	cur     *generation
 	closed  bool
 	running map[string]int // queries in flight per user
+
+	// selects remembers query texts DuckDB's parser accepted as exactly one
+	// SELECT: the verdict depends on the text alone, so a repeated query skips
+	// the parse (a prepare and an execute of its own).
+	selects *lru.Cache[string, struct{}]
 }
 
 // New returns an Engine with no generation; queries fail with ErrNotLoaded
 // until the first Load.
 func New(opts Options) *Engine {
-	return &Engine{opts: opts.withDefaults(), running: map[string]int{}}
+	return &Engine{opts: opts.withDefaults(), running: map[string]int{}, selects: lru.New[string, struct{}](4096)}
 }
 
 // Load opens the master at path as generation gen and makes it the one new

@@ -260,8 +260,13 @@ func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec ex
 			return err
 		}
 		defer g.pool.put(c)
-		if err := checkSelect(qctx, c, query); err != nil {
-			return err
+		if _, known := e.selects.Get(query); !known {
+			if err := checkSelect(qctx, c, query); err != nil {
+				return err
+			}
+			if len(query) <= maxRememberedSQL {
+				e.selects.Put(query, struct{}{})
+			}
 		}
 		st, err := c.query(qctx, query, true)
 		if err != nil {
@@ -273,6 +278,9 @@ func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec ex
 	sum.Elapsed = time.Since(start)
 	return sum, translate(qctx, timeout, err)
 }
+
+// maxRememberedSQL keeps huge one-off queries out of the verdict cache.
+const maxRememberedSQL = 16 << 10
 
 // checkSelect checks that query is exactly one SELECT, as DuckDB's own
 // parser sees it: json_serialize_sql serializes SELECT statements only

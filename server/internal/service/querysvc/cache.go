@@ -1,23 +1,16 @@
 package querysvc
 
-import (
-	"container/list"
-	"sync"
-)
+import "github.com/agnesdata/agnes/server/internal/lru"
 
 // checkCache remembers which views a query text references, per analytics
 // generation, so a repeated query (dashboards, agents retrying, notebooks) skips the
-// DuckDB parse. Only the parse is cached: RBAC is checked on every request, and a new
-// generation (views may have changed) invalidates every entry.
+// DuckDB parse. Only the parse is cached: RBAC is checked on every request, and an
+// entry from another generation (views may have changed) is ignored.
 type checkCache struct {
-	mu    sync.Mutex
-	max   int
-	order *list.List // front = most recent
-	items map[string]*list.Element
+	c *lru.Cache[string, checkEntry]
 }
 
 type checkEntry struct {
-	sql        string
 	generation uint64
 	tables     []string
 }
@@ -25,42 +18,18 @@ type checkEntry struct {
 // maxCachedSQL keeps huge one-off queries out of the cache.
 const maxCachedSQL = 16 << 10
 
-func newCheckCache(max int) *checkCache {
-	return &checkCache{max: max, order: list.New(), items: map[string]*list.Element{}}
-}
+func newCheckCache(max int) *checkCache { return &checkCache{c: lru.New[string, checkEntry](max)} }
 
 func (c *checkCache) get(sql string, generation uint64) ([]string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[sql]
-	if !ok {
+	e, ok := c.c.Get(sql)
+	if !ok || e.generation != generation {
 		return nil, false
 	}
-	e := el.Value.(*checkEntry)
-	if e.generation != generation {
-		c.order.Remove(el)
-		delete(c.items, sql)
-		return nil, false
-	}
-	c.order.MoveToFront(el)
 	return e.tables, true
 }
 
 func (c *checkCache) put(sql string, generation uint64, tables []string) {
-	if len(sql) > maxCachedSQL {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[sql]; ok {
-		el.Value = &checkEntry{sql: sql, generation: generation, tables: tables}
-		c.order.MoveToFront(el)
-		return
-	}
-	c.items[sql] = c.order.PushFront(&checkEntry{sql: sql, generation: generation, tables: tables})
-	for c.order.Len() > c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.items, last.Value.(*checkEntry).sql)
+	if len(sql) <= maxCachedSQL {
+		c.c.Put(sql, checkEntry{generation: generation, tables: tables})
 	}
 }
