@@ -292,7 +292,8 @@ type Column struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// DuckDB type name.
+	// Type name: DuckDB's (e.g. DECIMAL(18,2)) in the JSON format, Arrow's (e.g.
+	// decimal(18, 2)) in the ARROW format, where the Arrow schema is authoritative.
 	Type          string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -141,7 +141,8 @@ export declare type Column = Message<"agnes.v1.Column"> & {
   name: string;
 
   /**
-   * DuckDB type name.
+   * Type name: DuckDB's (e.g. DECIMAL(18,2)) in the JSON format, Arrow's (e.g.
+   * decimal(18, 2)) in the ARROW format, where the Arrow schema is authoritative.
    *
    * @generated from field: string type = 2;
    */
