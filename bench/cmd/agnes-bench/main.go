@@ -1,6 +1,8 @@
 // Command agnes-bench measures Agnes against in-process DuckDB and a plain
-// DuckDB-over-HTTP server and writes bench/out/report.md. Run it from the
-// repository root after make build (make bench does both):
+// DuckDB-over-HTTP server (A–G) and its distribution paths — manifest,
+// download next to http.FileServer, agnes pull (H–J) — and writes
+// bench/out/report.md. Run it from the repository root after make build
+// (make bench does both):
 //
 //	go run -tags duckdb_arrow ./bench/cmd/agnes-bench [-only A,B] [-quick] ...
 //
@@ -30,8 +32,11 @@ func main() {
 		quick   bool
 		plain   string
 		parquet string
+		files   string
+		fdir    string
 	)
 	flag.StringVar(&cfg.ServerBin, "server", "bin/agnes-server", "agnes-server binary (make build)")
+	flag.StringVar(&cfg.AgnesBin, "agnes", "bin/agnes", "agnes CLI binary (make build), for J")
 	flag.StringVar(&cfg.OutDir, "out", "bench/out", "output directory: report.md, report.json, logs/")
 	flag.StringVar(&cfg.DataRoot, "data", "", "data cache directory (default <out>/data); kept between runs")
 	flag.Int64Var(&cfg.Rows, "rows", 10_000_000, "rows of table big")
@@ -55,11 +60,25 @@ func main() {
 	flag.DurationVar(&cfg.CancelAfter, "cancel-after", 200*time.Millisecond, "E: cancel each query this long after it starts")
 	flag.IntVar(&cfg.Rebuilds, "rebuilds", 10, "F: rebuilds")
 	flag.IntVar(&cfg.Clients, "clients", 4, "F: concurrent querying clients")
+	flag.IntVar(&cfg.ItersManifest, "iters-manifest", 200, "H: timed rounds of the manifest (REST and Connect each)")
+	flag.IntVar(&cfg.WarmManifest, "warm-manifest", 20, "H: warm-up rounds")
+	flag.IntVar(&cfg.ItersDownload, "iters-download", 30, "I: timed rounds of the 200 MB download (Agnes and http.FileServer each)")
+	flag.IntVar(&cfg.WarmDownload, "warm-download", 3, "I: warm-up rounds")
+	flag.IntVar(&cfg.Pulls, "pulls", 5, "J: rounds of change one table, rebuild, agnes pull")
 	flag.BoolVar(&quick, "quick", false, "few iterations everywhere (a smoke test of the harness, not a measurement)")
 	flag.StringVar(&plain, "serve-plain", "", "internal: serve the plain DuckDB-over-HTTP baseline on this address")
 	flag.StringVar(&parquet, "plain-parquet", "", "internal: the Parquet file of the plain server")
+	flag.StringVar(&files, "serve-files", "", "internal: serve the http.FileServer baseline (I) on this address")
+	flag.StringVar(&fdir, "files-dir", "", "internal: the directory of the file server")
 	flag.Parse()
 
+	if files != "" {
+		if err := harness.ServeFiles(files, fdir); err != nil {
+			fmt.Fprintln(os.Stderr, "file server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if plain != "" {
 		if err := harness.ServePlain(plain, parquet); err != nil {
 			fmt.Fprintln(os.Stderr, "plain server:", err)
@@ -78,12 +97,16 @@ func run(cfg harness.Config, only string, quick bool) int {
 		cfg.ItersStream = 1
 		cfg.ItersSmall, cfg.WarmSmall = 50, 5
 		cfg.Rebuilds = 3
+		cfg.ItersManifest, cfg.WarmManifest = 30, 3
+		cfg.ItersDownload, cfg.WarmDownload = 3, 1
+		cfg.Pulls = 2
 	}
 	if cfg.Connect != harness.HTTP1 && cfg.Connect != harness.H2C {
 		return fail(fmt.Errorf("-connect %q: want h1 or h2c", cfg.Connect))
 	}
 	if cfg.Rows < 1000 || cfg.Small < 0 || cfg.ItersAgg < 1 || cfg.ItersSelect1 < 1 || cfg.ItersStream < 1 ||
-		cfg.ItersSmall < 1 || cfg.Cancels < 1 || cfg.Rebuilds < 1 || cfg.Clients < 1 {
+		cfg.ItersSmall < 1 || cfg.Cancels < 1 || cfg.Rebuilds < 1 || cfg.Clients < 1 ||
+		cfg.ItersManifest < 1 || cfg.ItersDownload < 1 || cfg.Pulls < 1 || cfg.WarmManifest < 0 || cfg.WarmDownload < 0 {
 		return fail(fmt.Errorf("-rows must be ≥ 1000 and iteration counts ≥ 1"))
 	}
 	if only != "" {
@@ -97,7 +120,7 @@ func run(cfg harness.Config, only string, quick bool) int {
 		}
 	}
 	var err error
-	for _, p := range []*string{&cfg.ServerBin, &cfg.OutDir} {
+	for _, p := range []*string{&cfg.ServerBin, &cfg.AgnesBin, &cfg.OutDir} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return fail(err)
 		}

@@ -17,13 +17,15 @@ import (
 	"time"
 )
 
-// Scenarios, in the order they run.
-var Scenarios = []string{"A", "G", "B", "D", "C", "E", "F"}
+// Scenarios, in the order they run. A–G run against the main server over
+// table big; H–J against a separate distribution server (dist.go).
+var Scenarios = []string{"A", "G", "B", "D", "C", "E", "F", "H", "I", "J"}
 
 // Config is one benchmark run.
 type Config struct {
 	ServerBin   string // bin/agnes-server
-	Exe         string // this program, re-run with -serve-plain for the plain server
+	AgnesBin    string // bin/agnes (scenario J)
+	Exe         string // this program, re-run with -serve-plain / -serve-files for the baselines
 	OutDir      string // bench/out: report, logs
 	DataRoot    string // bench/out/data: cached data sets
 	Rows        int64  // rows of table big
@@ -44,6 +46,11 @@ type Config struct {
 	Cancels                   int
 	CancelAfter               time.Duration
 	Rebuilds, Clients         int
+	WarmManifest              int // H
+	ItersManifest             int
+	WarmDownload              int // I
+	ItersDownload             int
+	Pulls                     int // J
 
 	Logf func(format string, args ...any)
 }
@@ -74,6 +81,11 @@ type run struct {
 
 func (c Config) want(s string) bool { return len(c.Only) == 0 || c.Only[s] }
 
+// wantMain: some scenario of the main server (A–G) is selected.
+func (c Config) wantMain() bool {
+	return slices.ContainsFunc([]string{"A", "B", "C", "D", "E", "F", "G"}, c.want)
+}
+
 // Run runs the benchmark. The report is returned even when a scenario fails;
 // err is set only when the harness itself cannot go on.
 func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
@@ -86,9 +98,30 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if _, err := os.Stat(cfg.ServerBin); err != nil {
 		return rep, fmt.Errorf("server binary: %w (run make build)", err)
 	}
+	if cfg.want("J") {
+		if _, err := os.Stat(cfg.AgnesBin); err != nil {
+			return rep, fmt.Errorf("agnes CLI binary: %w (run make build)", err)
+		}
+	}
+	if cfg.wantMain() {
+		if err := r.runMain(ctx); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.wantDist() {
+		if err := r.runDist(ctx); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// runMain runs scenarios A–G against the main server over table big.
+func (r *run) runMain(ctx context.Context) (err error) {
+	cfg, rep := r.cfg, r.rep
 	r.data, err = PrepareData(ctx, cfg.DataRoot, cfg.Rows, cfg.Small, cfg.RebuildData, r.logf)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	if cfg.CleanData {
 		defer func() {
@@ -106,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			r.data.Rows, mb(r.data.BigBytes), r.data.Sources(), gen, r.data.Dir)})
 
 	if r.in, err = OpenInProc(ctx, r.data.BigParquet); err != nil {
-		return rep, fmt.Errorf("in-process DuckDB: %w", err)
+		return fmt.Errorf("in-process DuckDB: %w", err)
 	}
 	defer r.in.Close()
 	rep.Machine = append(rep.Machine, [2]string{"DuckDB (in-process baseline)", r.in.Version(ctx) + " via duckdb-go, in-memory, view big over the same Parquet file"})
@@ -115,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	r.main, err = StartServer(ctx, "agnes-many", ServerOptions{Bin: cfg.ServerBin, DataDir: r.data.ManyDir,
 		LogPath: filepath.Join(cfg.OutDir, "logs", "agnes-many.log")})
 	if err != nil {
-		return rep, err
+		return err
 	}
 	startup := time.Since(t0)
 	defer func() { r.cleanup(r.main) }()
@@ -124,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		r.main.Pid, r.data.Sources(), startup.Round(time.Millisecond), r.main.LogPath)})
 	rep.Machine = append(rep.Machine, [2]string{"transport of C–F", transportName(cfg.Connect) + " (A and B measure both HTTP/1.1 and h2c)"})
 	if err := r.sanity(ctx); err != nil {
-		return rep, err
+		return err
 	}
 	if base, err := r.main.RSS(); err == nil {
 		rep.Machine = append(rep.Machine, [2]string{"main server idle RSS", mb(base)})
@@ -132,7 +165,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 
 	if cfg.want("A") || cfg.want("B") || cfg.want("G") {
 		if r.plain, err = StartPlain(ctx, cfg.Exe, r.data.BigParquet, filepath.Join(cfg.OutDir, "logs", "plain-http.log")); err != nil {
-			return rep, fmt.Errorf("plain server: %w", err)
+			return fmt.Errorf("plain server: %w", err)
 		}
 	}
 
@@ -153,10 +186,10 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return rep, err
+			return err
 		}
 		if !r.main.Alive() {
-			return rep, fmt.Errorf("the server exited; last lines of %s:\n%s", r.main.LogPath, tail(r.main.LogPath, 20))
+			return fmt.Errorf("the server exited; last lines of %s:\n%s", r.main.LogPath, tail(r.main.LogPath, 20))
 		}
 		r.settle()
 		name := strings.Join(s.names, "+")
@@ -164,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		t := time.Now()
 		if err := s.fn(ctx); err != nil {
 			if ctx.Err() != nil {
-				return rep, ctx.Err()
+				return ctx.Err()
 			}
 			for _, n := range s.names {
 				if cfg.want(n) {
@@ -198,7 +231,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if len(encs) > 0 {
 		rep.note("Response encodings the Connect clients received (client: call kind encoding): %s. The SDK advertises gzip and connect-go handlers compress every response a client accepts gzip for (no minimum size is configured), so SDK users get gzip-compressed Arrow batches; \"+identity\" is the client that refuses compression.", strings.Join(encs, "; "))
 	}
-	return rep, nil
+	return nil
 }
 
 // restartMain replaces the main server by a freshly started one (same
