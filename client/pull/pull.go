@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,10 @@ type Result struct {
 type state struct {
 	Server string                `json:"server"`
 	Tables map[string]tableState `json:"tables"`
+	// Views is the shape agnes.duckdb was last built for (tables, partitioned or
+	// not, folder): views read files by path, so new data under the same paths
+	// needs no rebuild of the database.
+	Views string `json:"views,omitempty"`
 }
 
 type tableState struct {
@@ -144,14 +149,28 @@ func Run(ctx context.Context, c *sdk.Client, opts Options) (*Result, error) {
 		return res, err
 	}
 	res.Removed = prune(dir, prev, next)
-	if err := writeDatabase(ctx, dir, next); err != nil {
-		return res, err
+	next.Views = viewsShape(dir, next)
+	if _, err := os.Stat(res.Database); err != nil || next.Views != prev.Views {
+		if err := writeDatabase(ctx, dir, next); err != nil {
+			return res, err
+		}
 	}
 	if err := saveState(dir, next); err != nil {
 		return res, err
 	}
 	res.DurationMS = time.Since(start).Milliseconds()
 	return res, nil
+}
+
+// viewsShape summarizes what the local database's views depend on.
+func viewsShape(dir string, s state) string {
+	ids := make([]string, 0, len(s.Tables))
+	for id, t := range s.Tables {
+		ids = append(ids, fmt.Sprintf("%s:%t", id, len(t.Parts) > 0))
+	}
+	sort.Strings(ids)
+	h := md5.Sum([]byte(dir + "\n" + strings.Join(ids, "\n")))
+	return hex.EncodeToString(h[:])
 }
 
 func present(path string, size int64) bool {

@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/server/internal/app"
+	"github.com/agnesdata/agnes/server/internal/restjson"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -143,4 +145,32 @@ func TestManifestDownloadAndPull(t *testing.T) {
 	require.Equal(t, []string{"accounts"}, fifth.Removed)
 	_, err = os.Stat(filepath.Join(dir, "parquet", "accounts.parquet"))
 	require.True(t, os.IsNotExist(err))
+}
+
+// TestRESTManifestMatchesTheRPC: the REST manifest is written by its own handler
+// for speed; it must say exactly what the RPC says, in the REST JSON shape.
+func TestRESTManifestMatchesTheRPC(t *testing.T) {
+	s := shop(t)
+	s.Grant(t, "accounts")
+	res := s.REST(t, http.MethodGet, "/api/sync/manifest", s.UserToken, nil)
+	require.Equal(t, http.StatusOK, res.Status)
+	var rest map[string]any
+	res.JSON(t, &rest)
+	require.Contains(t, rest, "server_time")
+	delete(rest, "server_time")
+
+	man, err := s.Clients(ts.Connect, s.UserToken).Sync.GetManifest(context.Background(), &agnesv1.GetManifestRequest{})
+	require.NoError(t, err)
+	man.ServerTime = nil
+	raw, err := restjson.New(app.Services()).Marshal(man)
+	require.NoError(t, err)
+	var rpc map[string]any
+	require.NoError(t, json.Unmarshal(raw, &rpc))
+	delete(rpc, "server_time")
+	require.Equal(t, rpc, rest)
+	require.Len(t, rest["tables"], 2)
+	orders := rest["tables"].(map[string]any)["orders"].(map[string]any)
+	require.Equal(t, float64(100), orders["rows"], "64-bit integers are numbers")
+
+	require.Equal(t, http.StatusUnauthorized, s.REST(t, http.MethodGet, "/api/sync/manifest", "", nil).Status)
 }

@@ -43,6 +43,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/engine"
 	"github.com/agnesdata/agnes/server/internal/gateway"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
+	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/service/adminsvc"
 	"github.com/agnesdata/agnes/server/internal/service/authsvc"
 	"github.com/agnesdata/agnes/server/internal/service/catalogsvc"
@@ -158,7 +159,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	})
 
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
-	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer)
+	rest := restjson.New(services)
+	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer, rest)
 	admin := adminsvc.New(a.Store, Version, a.Analytics, a.Syncer)
 	mount(agnesv1connect.NewAdminServiceHandler(admin, opts...))
 	// Query results (Arrow IPC) and Parquet chunks are already compact: gzip would cost
@@ -183,15 +185,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	rest, err := gateway.New(ctx, conn, services, gateway.Options{MaxBodyBytes: cfg.MaxBodyBytes})
+	mirror, err := gateway.New(ctx, conn, services, gateway.Options{MaxBodyBytes: cfg.MaxBodyBytes, JSON: rest})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 
 	root := http.NewServeMux()
 	root.Handle("/", rpc)
-	root.Handle("/api/", rest)
-	root.Handle("/auth/", rest)
+	root.Handle("/api/", mirror)
+	root.Handle("/auth/", mirror)
+	root.Handle(syncsvc.ManifestPattern, authn.Middleware(http.HandlerFunc(syncs.Manifest)))
 	root.Handle(syncsvc.DownloadPattern, authn.Middleware(http.HandlerFunc(syncs.Download)))
 	root.Handle(adminsvc.UploadPattern, authn.Middleware(admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes)))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -27,18 +27,20 @@ import (
 	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
+	"github.com/agnesdata/agnes/server/internal/restjson"
 )
 
 // Options configure the mirror.
 type Options struct {
-	MaxBodyBytes int64 // request bodies above this answer 413
+	MaxBodyBytes int64               // request bodies above this answer 413
+	JSON         *restjson.Marshaler // the REST JSON encoding
 }
 
 // New returns the REST handler. conn leads to the server's own Connect handlers.
 func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.ServiceDescriptor, opts Options) (http.Handler, error) {
 	statuses := successStatuses(services)
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, newMarshaler(services)),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, opts.JSON),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithStreamErrorHandler(streamErrorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),

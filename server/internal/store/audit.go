@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,8 +22,14 @@ type AuditEntry struct {
 	RequestID string
 }
 
-// Audit appends to the audit log. Failures are logged, never returned: an audit
-// hiccup must not fail the request it describes.
+// auditRow is an entry ready to insert.
+type auditRow []any
+
+// Audit appends to the audit log without waiting for the write: rows are queued and
+// written in batches by a background writer, so auditing costs a request nothing.
+// A full queue falls back to writing in the caller (backpressure rather than loss).
+// Failures are logged, never returned: an audit hiccup must not fail the request it
+// describes.
 func (s *Store) Audit(ctx context.Context, e AuditEntry) {
 	params := ""
 	if len(e.Params) > 0 {
@@ -32,14 +39,67 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) {
 	if e.Result == "" {
 		e.Result = "success"
 	}
-	err := s.Write(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			uuid.NewString(), s.now(), nullable(e.UserID), e.Action, nullable(e.Resource), nullable(params),
-			e.Result, nullable(e.ClientIP), nullable(e.RequestID))
+	row := auditRow{uuid.NewString(), s.now(), nullable(e.UserID), e.Action, nullable(e.Resource), nullable(params),
+		e.Result, nullable(e.ClientIP), nullable(e.RequestID)}
+	s.auditMu.RLock()
+	defer s.auditMu.RUnlock()
+	if s.audits != nil {
+		select {
+		case s.audits <- row:
+			return
+		default:
+		}
+	}
+	s.writeAudit(context.WithoutCancel(ctx), []auditRow{row})
+}
+
+const auditBatch = 256
+
+// auditLoop writes queued audit rows, as many per transaction as are waiting.
+func (s *Store) auditLoop(queue <-chan auditRow, done chan<- struct{}) {
+	defer close(done)
+	for row := range queue {
+		batch := []auditRow{row}
+	more:
+		for len(batch) < auditBatch {
+			select {
+			case r, ok := <-queue:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		s.writeAudit(context.Background(), batch)
+	}
+}
+
+func (s *Store) writeAudit(ctx context.Context, rows []auditRow) {
+	values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?), ", len(rows)), ", ")
+	var args []any
+	for _, r := range rows {
+		args = append(args, r...)
+	}
+	err := s.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO audit_log VALUES `+values, args...)
 		return err
 	})
 	if err != nil {
-		slog.WarnContext(ctx, "audit write failed", "action", e.Action, "err", err)
+		slog.WarnContext(ctx, "audit write failed", "rows", len(rows), "err", err)
+	}
+}
+
+// stopAudit drains the queue; later Audit calls write directly.
+func (s *Store) stopAudit() {
+	s.auditMu.Lock()
+	ch, done := s.audits, s.auditDone
+	s.audits = nil
+	s.auditMu.Unlock()
+	if ch != nil {
+		close(ch)
+		<-done
 	}
 }
 

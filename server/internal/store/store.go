@@ -49,6 +49,10 @@ type Store struct {
 	// dataVersion changes on every write to the registry or sync state, so readers
 	// can keep derived views (the manifest catalog) until it moves.
 	dataVersion atomic.Uint64
+
+	auditMu   sync.RWMutex // guards audits against Close
+	audits    chan auditRow
+	auditDone chan struct{}
 }
 
 // DataVersion changes whenever the registry or sync state changes.
@@ -88,11 +92,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	s.audits, s.auditDone = make(chan auditRow, 4096), make(chan struct{})
+	go s.auditLoop(s.audits, s.auditDone)
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close writes the queued audit rows and closes the database.
+func (s *Store) Close() error {
+	s.stopAudit()
+	return s.db.Close()
+}
 
 // DB exposes the handle for packages that own their own tables in system.duckdb
 // (added by later migrations). Writes must go through Write.

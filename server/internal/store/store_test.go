@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -152,4 +153,46 @@ func TestAccessRequestApprovalGrants(t *testing.T) {
 	_, err = s.ReviewAccessRequest(ctx, r.ID, false, "", "", "admin@example.com")
 	var rule *store.RuleError
 	require.ErrorAs(t, err, &rule)
+}
+
+func TestUpsertSyncStatesWritesOnlyChanges(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var states []store.SyncState
+	for i := range 1200 {
+		states = append(states, store.SyncState{TableID: fmt.Sprintf("t%04d", i), Source: "src", QueryMode: "local",
+			LastSync: &now, Rows: int64(i), Hash: fmt.Sprintf("%032d", i), Parts: []store.Part{{Name: "p", Hash: "h", SizeBytes: 1}}})
+	}
+	require.NoError(t, s.UpsertSyncStates(ctx, states))
+	v := s.DataVersion()
+	require.NoError(t, s.UpsertSyncStates(ctx, states))
+	require.Equal(t, v, s.DataVersion(), "nothing changed: nothing written")
+	states[7].Hash = "changed"
+	require.NoError(t, s.UpsertSyncStates(ctx, states))
+	require.NotEqual(t, v, s.DataVersion())
+	got, err := s.GetSyncState(ctx, "t0007")
+	require.NoError(t, err)
+	require.Equal(t, "changed", got.Hash)
+	require.Equal(t, []store.Part{{Name: "p", Hash: "h", SizeBytes: 1}}, got.Parts)
+	all, err := s.SyncStates(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 1200)
+}
+
+func TestAuditIsWrittenOffThePathAndFlushedOnClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "system.duckdb")
+	s, err := store.Open(t.Context(), path)
+	require.NoError(t, err)
+	for i := range 500 {
+		s.Audit(t.Context(), store.AuditEntry{Action: "test.event", Params: map[string]any{"i": i}})
+	}
+	require.NoError(t, s.Close())
+	s.Audit(t.Context(), store.AuditEntry{Action: "after.close"}) // must not panic
+	s, err = store.Open(t.Context(), path)
+	require.NoError(t, err)
+	defer s.Close()
+	rows, err := s.ListAudit(t.Context(), "test.event", 1000)
+	require.NoError(t, err)
+	require.Len(t, rows, 500, "every queued row was written before Close returned")
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,35 +33,63 @@ type SyncState struct {
 	Error     string
 }
 
-// UpsertSyncStates records the tables a rebuild found, in one transaction.
+// UpsertSyncStates records the tables a rebuild found, in one transaction. Rows
+// that did not change are skipped and the rest are written in multi-row statements:
+// a rebuild of thousands of tables, most unchanged, costs a few statements.
 func (s *Store) UpsertSyncStates(ctx context.Context, states []SyncState) error {
-	return s.writeData(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO sync_state
-			(table_id, source, query_mode, last_sync, rows, file_size_bytes, hash, parts, path, status, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (table_id) DO UPDATE SET source = excluded.source, query_mode = excluded.query_mode,
-				last_sync = excluded.last_sync, rows = excluded.rows, file_size_bytes = excluded.file_size_bytes,
-				hash = excluded.hash, parts = excluded.parts, path = excluded.path, status = excluded.status,
-				error = excluded.error`)
+	current, err := s.SyncStates(ctx)
+	if err != nil {
+		return err
+	}
+	old := make(map[string]*SyncState, len(current))
+	for _, st := range current {
+		old[st.TableID] = st
+	}
+	var args []any
+	rows := 0
+	for _, st := range states {
+		if st.Status == "" {
+			st.Status = "ok"
+		}
+		if prev := old[st.TableID]; prev != nil && sameState(prev, &st) {
+			continue
+		}
+		parts, err := json.Marshal(nonNilParts(st.Parts))
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, st := range states {
-			parts, err := json.Marshal(nonNilParts(st.Parts))
-			if err != nil {
-				return err
-			}
-			if st.Status == "" {
-				st.Status = "ok"
-			}
-			if _, err := stmt.ExecContext(ctx, st.TableID, st.Source, st.QueryMode, st.LastSync, st.Rows, st.SizeBytes,
-				st.Hash, string(parts), st.Path, st.Status, st.Error); err != nil {
-				return fmt.Errorf("sync state %s: %w", st.TableID, err)
+		args = append(args, st.TableID, st.Source, st.QueryMode, st.LastSync, st.Rows, st.SizeBytes,
+			st.Hash, string(parts), st.Path, st.Status, st.Error)
+		rows++
+	}
+	if rows == 0 {
+		return nil
+	}
+	const perStatement = 500
+	const columns = 11
+	return s.writeData(ctx, func(tx *sql.Tx) error {
+		for start := 0; start < rows; start += perStatement {
+			n := min(perStatement, rows-start)
+			values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", n), ", ")
+			if _, err := tx.ExecContext(ctx, `INSERT INTO sync_state
+				(table_id, source, query_mode, last_sync, rows, file_size_bytes, hash, parts, path, status, error)
+				VALUES `+values+`
+				ON CONFLICT (table_id) DO UPDATE SET source = excluded.source, query_mode = excluded.query_mode,
+					last_sync = excluded.last_sync, rows = excluded.rows, file_size_bytes = excluded.file_size_bytes,
+					hash = excluded.hash, parts = excluded.parts, path = excluded.path, status = excluded.status,
+					error = excluded.error`, args[start*columns:(start+n)*columns]...); err != nil {
+				return fmt.Errorf("sync state: %w", err)
 			}
 		}
 		return nil
 	})
+}
+
+func sameState(a, b *SyncState) bool {
+	sameTime := (a.LastSync == nil) == (b.LastSync == nil) && (a.LastSync == nil || a.LastSync.Equal(*b.LastSync))
+	return sameTime && a.Source == b.Source && a.QueryMode == b.QueryMode && a.Rows == b.Rows &&
+		a.SizeBytes == b.SizeBytes && a.Hash == b.Hash && slices.Equal(nonNilParts(a.Parts), nonNilParts(b.Parts)) &&
+		a.Path == b.Path && a.Status == b.Status && a.Error == b.Error
 }
 
 func nonNilParts(p []Part) []Part {

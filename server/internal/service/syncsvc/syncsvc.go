@@ -20,6 +20,7 @@ import (
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
+	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/service"
 	"github.com/agnesdata/agnes/server/internal/store"
 	"github.com/agnesdata/agnes/server/internal/syncer"
@@ -30,6 +31,7 @@ type Service struct {
 	dataDir string
 	store   *store.Store
 	syncer  *syncer.Syncer
+	json    *restjson.Marshaler
 
 	mu       sync.Mutex
 	snapshot *catalog
@@ -38,8 +40,8 @@ type Service struct {
 var _ agnesv1connect.SyncServiceHandler = (*Service)(nil)
 
 // New returns the service.
-func New(dataDir string, st *store.Store, sy *syncer.Syncer) *Service {
-	return &Service{dataDir: dataDir, store: st, syncer: sy}
+func New(dataDir string, st *store.Store, sy *syncer.Syncer, json *restjson.Marshaler) *Service {
+	return &Service{dataDir: dataDir, store: st, syncer: sy, json: json}
 }
 
 // catalog is every distributable table, prebuilt once per change of the registry
@@ -47,8 +49,9 @@ func New(dataDir string, st *store.Store, sy *syncer.Syncer) *Service {
 // joins on the request path.
 type catalog struct {
 	version uint64
-	ids     []string
+	ids     []string // sorted
 	tables  map[string]*agnesv1.ManifestTable
+	json    map[string][]byte // each table's REST JSON, encoded once per change
 }
 
 func (s *Service) catalog(ctx context.Context) (*catalog, error) {
@@ -71,7 +74,7 @@ func (s *Service) catalog(ctx context.Context) (*catalog, error) {
 	for _, t := range registry {
 		reg[t.ID] = t
 	}
-	c = &catalog{version: v, tables: make(map[string]*agnesv1.ManifestTable, len(states))}
+	c = &catalog{version: v, tables: make(map[string]*agnesv1.ManifestTable, len(states)), json: make(map[string][]byte, len(states))}
 	for _, st := range states {
 		if st.Hash == "" && st.Path == "" && st.QueryMode != "remote" {
 			continue // never synced successfully: nothing to distribute yet
@@ -84,8 +87,13 @@ func (s *Service) catalog(ctx context.Context) (*catalog, error) {
 		for _, p := range st.Parts {
 			mt.Parts = append(mt.Parts, &agnesv1.ManifestPart{Name: p.Name, Hash: p.Hash, SizeBytes: p.SizeBytes})
 		}
+		raw, err := s.json.Marshal(mt)
+		if err != nil {
+			return nil, err
+		}
 		c.ids = append(c.ids, st.TableID)
 		c.tables[st.TableID] = mt
+		c.json[st.TableID] = raw
 	}
 	s.mu.Lock()
 	s.snapshot = c
@@ -93,22 +101,35 @@ func (s *Service) catalog(ctx context.Context) (*catalog, error) {
 	return c, nil
 }
 
-// GetManifest implements SyncService.
-func (s *Service) GetManifest(ctx context.Context, _ *agnesv1.GetManifestRequest) (*agnesv1.GetManifestResponse, error) {
-	p := auth.FromContext(ctx)
+// visible lists, in order, the catalog's tables the caller's grants and
+// subscriptions let into their manifest.
+func (s *Service) visible(ctx context.Context, p *auth.Principal) (*catalog, []string, error) {
 	c, err := s.catalog(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	prefs, err := s.store.GetUserSettings(ctx, p.UserID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := &agnesv1.GetManifestResponse{Tables: map[string]*agnesv1.ManifestTable{}, ServerTime: timestamppb.Now()}
+	ids := make([]string, 0, len(c.ids))
 	for _, id := range c.ids {
 		if p.Can(store.ResourceTable, id) && prefs.Enabled(id) {
-			out.Tables[id] = c.tables[id]
+			ids = append(ids, id)
 		}
+	}
+	return c, ids, nil
+}
+
+// GetManifest implements SyncService.
+func (s *Service) GetManifest(ctx context.Context, _ *agnesv1.GetManifestRequest) (*agnesv1.GetManifestResponse, error) {
+	c, ids, err := s.visible(ctx, auth.FromContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	out := &agnesv1.GetManifestResponse{Tables: make(map[string]*agnesv1.ManifestTable, len(ids)), ServerTime: timestamppb.Now()}
+	for _, id := range ids {
+		out.Tables[id] = c.tables[id]
 	}
 	return out, nil
 }

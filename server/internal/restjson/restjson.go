@@ -1,4 +1,8 @@
-package gateway
+// Package restjson is the JSON of the REST mirror: proto field names (snake_case),
+// unpopulated fields emitted, unknown request fields refused, and 64-bit integers as
+// JSON numbers. The gateway uses it for every REST call; handlers that write REST
+// JSON themselves (the manifest) use it too, so the two can never disagree.
+package restjson
 
 import (
 	"fmt"
@@ -9,18 +13,19 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// marshaler is protojson with proto field names (snake_case), unpopulated fields
-// emitted and unknown request fields refused — plus one departure: 64-bit integers
-// are JSON numbers, not strings. protojson quotes them for JavaScript's sake, but
-// REST clients of this API (curl, Python, agents) expect row counts and sizes as
-// numbers, as the Python API sent them.
-type marshaler struct {
+// Marshaler is protojson with proto field names, unpopulated fields emitted and
+// unknown request fields refused — plus one departure: 64-bit integers are JSON
+// numbers, not strings. protojson quotes them for JavaScript's sake, but REST clients
+// of this API (curl, Python, agents) expect row counts and sizes as numbers, as the
+// Python API sent them. It implements grpc-gateway's runtime.Marshaler.
+type Marshaler struct {
 	runtime.JSONPb
 	int64Keys map[string]bool
 }
 
-func newMarshaler(services []protoreflect.ServiceDescriptor) *marshaler {
-	return &marshaler{
+// New returns the marshaler for the API described by services.
+func New(services []protoreflect.ServiceDescriptor) *Marshaler {
+	return &Marshaler{
 		JSONPb: runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -30,7 +35,7 @@ func newMarshaler(services []protoreflect.ServiceDescriptor) *marshaler {
 }
 
 // Marshal implements runtime.Marshaler.
-func (m *marshaler) Marshal(v any) ([]byte, error) {
+func (m *Marshaler) Marshal(v any) ([]byte, error) {
 	b, err := m.JSONPb.Marshal(v)
 	if err != nil {
 		return nil, err
@@ -39,7 +44,7 @@ func (m *marshaler) Marshal(v any) ([]byte, error) {
 }
 
 // NewEncoder implements runtime.Marshaler.
-func (m *marshaler) NewEncoder(w io.Writer) runtime.Encoder {
+func (m *Marshaler) NewEncoder(w io.Writer) runtime.Encoder {
 	return runtime.EncoderFunc(func(v any) error {
 		b, err := m.Marshal(v)
 		if err != nil {
@@ -92,7 +97,7 @@ func mustInt64Keys(services []protoreflect.ServiceDescriptor) map[string]bool {
 	}
 	for name := range ints {
 		if strs[name] {
-			panic(fmt.Sprintf("gateway: field name %q is a 64-bit integer in one message and a string in another", name))
+			panic(fmt.Sprintf("restjson: field name %q is a 64-bit integer in one message and a string in another", name))
 		}
 	}
 	return ints

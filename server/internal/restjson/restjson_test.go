@@ -1,4 +1,4 @@
-package gateway
+package restjson
 
 import (
 	"testing"
