@@ -178,3 +178,45 @@ func TestRegistryValidation(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, s.REST(t, http.MethodDelete, "/api/admin/registry/customers", s.AdminToken, nil).Status)
 	require.Equal(t, http.StatusNotFound, s.REST(t, http.MethodDelete, "/api/admin/registry/customers", s.AdminToken, nil).Status)
 }
+
+// TestPartitionedTablesAreDistributedByPart: a partitioned table is a folder of
+// Parquet files; the manifest lists each part with its hash, each part downloads on
+// its own, and a pull mirrors them all into one local view.
+func TestPartitionedTablesAreDistributedByPart(t *testing.T) {
+	s := ts.New(t)
+	ctx := context.Background()
+	admin := s.Clients(ts.Connect, s.AdminToken)
+	reg := s.REST(t, http.MethodPost, "/api/admin/register-table", s.AdminToken, map[string]any{
+		"name": "orders", "source_type": "demo", "source_table": "orders",
+		"sync_strategy": "partitioned", "partition_by": "ordered_at"})
+	require.Equal(t, http.StatusCreated, reg.Status, "%s", reg.Body)
+	trig, err := admin.Sync.TriggerSync(ctx, &agnesv1.TriggerSyncRequest{Tables: []string{"orders"}})
+	require.NoError(t, err)
+	states := watch(t, admin, trig.GetJobId())
+	require.Equal(t, agnesv1.SyncJobState_SYNC_JOB_STATE_SUCCEEDED, states[len(states)-1].GetState())
+
+	s.Grant(t, "orders")
+	man, err := s.Clients(ts.GRPC, s.UserToken).Sync.GetManifest(ctx, &agnesv1.GetManifestRequest{})
+	require.NoError(t, err)
+	parts := man.GetTables()["orders"].GetParts()
+	require.Len(t, parts, 18)
+	require.Len(t, parts[0].GetHash(), 32)
+
+	whole := s.REST(t, http.MethodGet, "/api/data/orders/download", s.UserToken, nil)
+	require.Equal(t, http.StatusBadRequest, whole.Status, "a partitioned table downloads part by part")
+	one := s.REST(t, http.MethodGet, "/api/data/orders/download?part="+parts[3].GetName(), s.UserToken, nil)
+	require.Equal(t, http.StatusOK, one.Status)
+	require.Equal(t, `"`+parts[3].GetHash()+`"`, one.Header.Get("Etag"))
+	require.EqualValues(t, parts[3].GetSizeBytes(), len(one.Body))
+	require.Equal(t, http.StatusNotFound, s.REST(t, http.MethodGet, "/api/data/orders/download?part=../../x", s.UserToken, nil).Status)
+
+	t.Setenv("AGNES_CONFIG_DIR", t.TempDir())
+	t.Setenv("AGNES_SERVER", s.URL)
+	t.Setenv("AGNES_TOKEN", s.UserToken)
+	dir := t.TempDir()
+	res := pullJSON(t, dir)
+	require.Equal(t, []string{"orders"}, res.Downloaded)
+	require.EqualValues(t, 5000, localCount(t, res.Database, "orders"))
+	again := pullJSON(t, dir)
+	require.Empty(t, again.Downloaded)
+}
