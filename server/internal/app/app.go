@@ -195,6 +195,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/api/", mirror)
 	root.Handle("/auth/", mirror)
 	root.Handle(syncsvc.ManifestPattern, authn.Middleware(http.HandlerFunc(syncs.Manifest)))
+	root.Handle(querysvc.StreamPattern, authn.Middleware(queries.StreamREST(rest, cfg.MaxBodyBytes)))
 	root.Handle(syncsvc.DownloadPattern, authn.Middleware(http.HandlerFunc(syncs.Download)))
 	root.Handle(adminsvc.UploadPattern, authn.Middleware(admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes)))
 	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {

@@ -59,6 +59,12 @@ type ArrowSink interface {
 	Batch(arrow.RecordBatch) error
 }
 
+// ColumnSink is an ArrowSink that also wants the DuckDB column names and types
+// (RunArrow calls Columns before Schema).
+type ColumnSink interface {
+	Columns([]Column) error
+}
+
 // RowSink receives a result as rows: the columns once, then batches of up
 // to RunOptions.BatchRows rows. Each batch is freshly allocated.
 type RowSink interface {
@@ -92,6 +98,16 @@ type limits struct {
 // the limits. DuckDB computes the result as the batches are read.
 func (e *Engine) RunArrow(ctx context.Context, query string, opts RunOptions, sink ArrowSink) (Summary, error) {
 	return e.run(ctx, query, opts, func(ctx context.Context, st *stream, lim limits, sum *Summary) error {
+		if cs, ok := sink.(ColumnSink); ok {
+			cols := st.columns()
+			out := make([]Column, len(cols))
+			for i, c := range cols {
+				out[i] = c.Column
+			}
+			if err := cs.Columns(out); err != nil {
+				return &sinkError{err}
+			}
+		}
 		if err := sink.Schema(st.schema); err != nil {
 			return &sinkError{err}
 		}

@@ -64,7 +64,8 @@ func (a *arrowStream) Batch(rec arrow.RecordBatch) error {
 	if err := a.w.Write(rec); err != nil {
 		return err
 	}
-	data := bytes.Clone(a.pw.buf.Bytes())
+	// Send marshals the message before returning, so the buffer can be reused.
+	data := a.pw.buf.Bytes()
 	a.bytes += int64(len(data))
 	return a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
 		ArrowBatch: data, RowCount: rec.NumRows(),

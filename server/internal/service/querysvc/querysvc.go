@@ -175,6 +175,12 @@ func (c *collect) Rows(rows [][]any) error {
 
 // QueryStream implements QueryService.
 func (s *Service) QueryStream(ctx context.Context, req *agnesv1.QueryStreamRequest, stream *connect.ServerStream[agnesv1.QueryStreamResponse]) error {
+	return s.stream(ctx, req, stream.Send, nil)
+}
+
+// stream runs a streamed query and sends its messages. rest, when set, writes JSON
+// rows straight to the REST response instead of sending them as messages.
+func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, send func(*agnesv1.QueryStreamResponse) error, rest *ndjson) error {
 	if req.GetLimit() < 0 || req.GetBatchRows() < 0 || req.GetBatchRows() > maxBatchRows {
 		return apierr.InvalidArgument("limit must not be negative and batch_rows must be between 0 and %d", maxBatchRows)
 	}
@@ -194,23 +200,26 @@ func (s *Service) QueryStream(ctx context.Context, req *agnesv1.QueryStreamReque
 		err   error
 		bytes int64
 	)
-	if format == agnesv1.ResultFormat_RESULT_FORMAT_ARROW {
-		sink := &arrowStream{send: stream.Send}
+	switch {
+	case format == agnesv1.ResultFormat_RESULT_FORMAT_ARROW:
+		sink := &arrowStream{send: send}
 		sum, err = s.engine.RunArrow(ctx, req.GetSql(), opts, sink)
 		bytes = sink.bytes
-	} else {
+	case rest != nil:
+		sum, err = s.engine.RunArrow(ctx, req.GetSql(), opts, rest)
+		bytes = rest.bytes
+	default:
 		opts.BatchRows = int(req.GetBatchRows())
 		if opts.BatchRows == 0 {
 			opts.BatchRows = defaultBatchRows
 		}
-		sink := &jsonStream{send: stream.Send}
-		sum, err = s.engine.RunRows(ctx, req.GetSql(), opts, sink)
+		sum, err = s.engine.RunRows(ctx, req.GetSql(), opts, &jsonStream{send: send})
 		bytes = sum.Bytes
 	}
 	if err != nil {
 		return s.queryError(err)
 	}
-	return stream.Send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Summary{Summary: &agnesv1.QuerySummary{
+	return send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Summary{Summary: &agnesv1.QuerySummary{
 		Rows: sum.Rows, Bytes: bytes, ElapsedMs: sum.Elapsed.Milliseconds(), Truncated: sum.Truncated != engine.NotTruncated,
 	}}})
 }

@@ -64,6 +64,8 @@ func value(v any, typ string) *structpb.Value {
 		return structpb.NewStringValue(formatTime(x, typ))
 	case duckdb.Decimal:
 		return structpb.NewStringValue(formatDecimal(x))
+	case duckdb.Interval:
+		return structpb.NewStringValue(formatInterval(x.Months, x.Days, x.Micros))
 	case []byte:
 		if strings.EqualFold(typ, "UUID") && len(x) == 16 {
 			return structpb.NewStringValue(fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16]))
@@ -98,6 +100,40 @@ func formatDecimal(d duckdb.Decimal) string {
 		return "-" + digits
 	}
 	return digits
+}
+
+// formatInterval writes an interval as DuckDB prints it: "1 year 2 months 3 days
+// 04:05:06.5" (parts that are zero left out; "00:00:00" for an empty interval).
+func formatInterval(months, days int32, micros int64) string {
+	var parts []string
+	plural := func(n int64, unit string) {
+		if n == 0 {
+			return
+		}
+		if n == 1 || n == -1 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, unit))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d %ss", n, unit))
+		}
+	}
+	plural(int64(months/12), "year")
+	plural(int64(months%12), "month")
+	plural(int64(days), "day")
+	if micros != 0 || len(parts) == 0 {
+		sign := ""
+		if micros < 0 {
+			sign, micros = "-", -micros
+		}
+		d := time.Duration(micros) * time.Microsecond
+		h, m := int64(d/time.Hour), int64(d%time.Hour/time.Minute)
+		sec := float64(d%time.Minute) / float64(time.Second)
+		text := fmt.Sprintf("%s%02d:%02d:%02d", sign, h, m, int64(sec))
+		if frac := d % time.Second; frac != 0 {
+			text += strings.TrimRight(fmt.Sprintf("%.6f", float64(frac)/float64(time.Second))[1:], "0")
+		}
+		parts = append(parts, text)
+	}
+	return strings.Join(parts, " ")
 }
 
 func intValue(x int64) *structpb.Value {

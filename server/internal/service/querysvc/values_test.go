@@ -28,6 +28,9 @@ func TestValues(t *testing.T) {
 		{ts, "TIMESTAMP", "2026-01-02 03:04:05.6"},
 		{nil, "INTEGER", nil},
 		{true, "BOOLEAN", true},
+		{duckdb.Interval{Micros: 90 * 60 * 1e6}, "INTERVAL", "01:30:00"},
+		{duckdb.Interval{Months: 14, Days: 3, Micros: 1500000}, "INTERVAL", "1 year 2 months 3 days 00:00:01.5"},
+		{duckdb.Interval{}, "INTERVAL", "00:00:00"},
 	} {
 		require.Equal(t, c.want, value(c.in, c.typ).AsInterface(), "%v %s", c.in, c.typ)
 	}
