@@ -129,6 +129,7 @@ func (n *ndjson) Batch(rec arrow.RecordBatch) error {
 		per = defaultBatchRows
 	}
 	total := int(rec.NumRows())
+	enc := newRowEncoder(rec, n.types)
 	for start := 0; start < total; start += per {
 		end := min(start+per, total)
 		b := append(n.buf[:0], `{"result":{"batch":{"arrow_batch":"","rows":[`...)
@@ -136,7 +137,7 @@ func (n *ndjson) Batch(rec arrow.RecordBatch) error {
 			if i > start {
 				b = append(b, ',')
 			}
-			b = appendRow(b, rec, i, n.types)
+			b = enc.appendRow(b, i)
 		}
 		b = append(b, `],"row_count":`...)
 		b = strconv.AppendInt(b, int64(end-start), 10)
