@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
@@ -76,6 +77,9 @@ func (s *Service) StreamREST(json *restjson.Marshaler, maxBody int64) http.Handl
 }
 
 // ndjson writes stream messages as the gateway does, one {"result": ...} per line.
+// Row batches are encoded by two workers while DuckDB produces the next ones, and
+// written in order by one writer; at most inFlight batches wait, so memory stays
+// bounded.
 type ndjson struct {
 	w       *bufio.Writer
 	flush   func()
@@ -84,10 +88,26 @@ type ndjson struct {
 	types   []string
 	started bool
 	bytes   int64
-	buf     []byte
+
+	jobs    chan *encodeJob // to the encoders
+	order   chan *encodeJob // to the writer, in arrival order
+	written chan struct{}   // the writer has finished
+	failed  atomic.Pointer[error]
 }
 
+type encodeJob struct {
+	rec  arrow.RecordBatch
+	out  []byte
+	done chan struct{}
+}
+
+const (
+	encoders = 2
+	inFlight = 4
+)
+
 func (n *ndjson) line(s string) {
+	n.drain()
 	n.started = true
 	_, _ = n.w.WriteString(s)
 	_ = n.w.WriteByte('\n')
@@ -99,14 +119,22 @@ func (n *ndjson) message(m *agnesv1.QueryStreamResponse) error {
 		return err
 	}
 	n.line(`{"result":` + string(raw) + `}`)
-	return nil
+	return n.err()
 }
 
 func (n *ndjson) end() {
+	n.drain()
 	_ = n.w.Flush()
 	if n.flush != nil {
 		n.flush()
 	}
+}
+
+func (n *ndjson) err() error {
+	if p := n.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Columns implements engine.ColumnSink: the JSON format names DuckDB's types.
@@ -122,17 +150,46 @@ func (n *ndjson) Columns(cols []engine.Column) error {
 // Schema implements engine.ArrowSink (the columns were written by Columns).
 func (n *ndjson) Schema(*arrow.Schema) error { return nil }
 
-// Batch implements engine.ArrowSink: one line per batch_rows rows.
+// Batch implements engine.ArrowSink: the batch is kept (Retain) and queued for the
+// encoders; it is released once written.
 func (n *ndjson) Batch(rec arrow.RecordBatch) error {
+	if err := n.err(); err != nil {
+		return err
+	}
+	if n.jobs == nil {
+		n.started = true
+		n.jobs, n.order, n.written = make(chan *encodeJob), make(chan *encodeJob, inFlight), make(chan struct{})
+		for range encoders {
+			go n.encode(n.jobs)
+		}
+		go n.write(n.order, n.written)
+	}
+	rec.Retain()
+	job := &encodeJob{rec: rec, done: make(chan struct{})}
+	n.order <- job // blocks while inFlight batches wait: backpressure on DuckDB
+	n.jobs <- job
+	return nil
+}
+
+func (n *ndjson) encode(jobs <-chan *encodeJob) {
+	for job := range jobs {
+		job.out = n.lines(job.rec)
+		close(job.done)
+	}
+}
+
+// lines encodes a batch as one line per batch_rows rows.
+func (n *ndjson) lines(rec arrow.RecordBatch) []byte {
 	per := n.rows
 	if per <= 0 {
 		per = defaultBatchRows
 	}
 	total := int(rec.NumRows())
 	enc := newRowEncoder(rec, n.types)
+	b := make([]byte, 0, total*64+128)
 	for start := 0; start < total; start += per {
 		end := min(start+per, total)
-		b := append(n.buf[:0], `{"result":{"batch":{"arrow_batch":"","rows":[`...)
+		b = append(b, `{"result":{"batch":{"arrow_batch":"","rows":[`...)
 		for i := start; i < end; i++ {
 			if i > start {
 				b = append(b, ',')
@@ -142,21 +199,42 @@ func (n *ndjson) Batch(rec arrow.RecordBatch) error {
 		b = append(b, `],"row_count":`...)
 		b = strconv.AppendInt(b, int64(end-start), 10)
 		b = append(b, "}}}\n"...)
-		n.buf = b
-		n.bytes += int64(len(b))
-		if _, err := n.w.Write(b); err != nil {
-			return err
+	}
+	return b
+}
+
+func (n *ndjson) write(order <-chan *encodeJob, written chan<- struct{}) {
+	defer close(written)
+	for job := range order {
+		<-job.done
+		job.rec.Release()
+		if n.err() != nil {
+			continue // keep draining so no encoder blocks
+		}
+		n.bytes += int64(len(job.out))
+		_, err := n.w.Write(job.out)
+		if err == nil && n.w.Buffered() > 128<<10 {
+			err = n.w.Flush()
+			if err == nil && n.flush != nil {
+				n.flush()
+			}
+		}
+		if err != nil {
+			n.failed.Store(&err)
 		}
 	}
-	if n.w.Buffered() > 128<<10 {
-		if err := n.w.Flush(); err != nil {
-			return err
-		}
-		if n.flush != nil {
-			n.flush()
-		}
+}
+
+// drain waits until every queued batch is written (before a message that must come
+// after them, and before the handler returns).
+func (n *ndjson) drain() {
+	if n.jobs == nil {
+		return
 	}
-	return nil
+	close(n.jobs)
+	close(n.order)
+	<-n.written
+	n.jobs = nil
 }
 
 func firstNonEmpty(vs ...string) string {
