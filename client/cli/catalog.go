@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -55,9 +56,9 @@ func (a *app) describeCmd() *cobra.Command {
 				return a.printer().value(map[string]any{"table": jsonOf(t.GetTable()), "profile": jsonOf(prof.GetProfile())})
 			}
 			tb := t.GetTable()
-			fmt.Fprintf(a.out, "%s — %s\n", tb.GetId(), firstNonEmpty(tb.GetDescription(), "(no description)"))
+			fmt.Fprintf(a.out, "%s — %s\n", tb.GetId(), cmp.Or(tb.GetDescription(), "(no description)"))
 			fmt.Fprintf(a.out, "%d rows, %s, source %s, %s, last sync %s\n\n", tb.GetRows(), humanBytes(tb.GetSizeBytes()),
-				firstNonEmpty(tb.GetSourceType(), "-"), firstNonEmpty(tb.GetQueryMode(), "local"), when(tb.GetLastSync()))
+				cmp.Or(tb.GetSourceType(), "-"), cmp.Or(tb.GetQueryMode(), "local"), when(tb.GetLastSync()))
 			byName := map[string]*agnesv1.ColumnProfile{}
 			for _, col := range prof.GetProfile().GetColumns() {
 				byName[col.GetName()] = col

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -109,7 +110,7 @@ func (a *app) logoutCmd() *cobra.Command {
 			}
 			if id, ok := patID(saved.Token); ok {
 				// Best effort: the server may be gone; forgetting the token locally still happens.
-				c := sdk.New(firstNonEmpty(a.server, saved.Server, DefaultServer), saved.Token)
+				c := sdk.New(cmp.Or(a.server, saved.Server, DefaultServer), saved.Token)
 				_, _ = c.Auth.RevokeToken(cmd.Context(), &agnesv1.RevokeTokenRequest{TokenId: id})
 			}
 			saved.Token = ""

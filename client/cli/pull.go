@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"strings"
@@ -37,7 +38,7 @@ An interrupted pull resumes where it stopped. DIR defaults to ./` + DefaultPullD
 				return err
 			}
 			if dir == "" {
-				dir = firstNonEmpty(os.Getenv("AGNES_PULL_DIR"), DefaultPullDir)
+				dir = cmp.Or(os.Getenv("AGNES_PULL_DIR"), DefaultPullDir)
 			}
 			opts := pull.Options{Dir: dir, Parallel: parallel}
 			bar := &progressBar{out: a.err}

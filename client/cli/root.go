@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,8 +71,8 @@ func (a *app) resolve() (server, token string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	server = firstNonEmpty(a.server, os.Getenv("AGNES_SERVER"), saved.Server, DefaultServer)
-	token = firstNonEmpty(os.Getenv("AGNES_TOKEN"), saved.Token)
+	server = cmp.Or(a.server, os.Getenv("AGNES_SERVER"), saved.Server, DefaultServer)
+	token = cmp.Or(os.Getenv("AGNES_TOKEN"), saved.Token)
 	if a.token != "" {
 		token = a.token
 	}
@@ -88,13 +89,4 @@ func (a *app) client() (*sdk.Client, error) {
 		return nil, errors.New("not signed in: run `agnes login` or set AGNES_TOKEN")
 	}
 	return sdk.New(server, token), nil
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,7 +43,7 @@ func (a *app) tablesCmd() *cobra.Command {
 			return list(a.printer(), res.GetTables(), []string{"ID", "SOURCE", "STRATEGY", "MODE", "SCHEDULE", "LAST ERROR"},
 				func(t *agnesv1.RegisteredTable) []string {
 					return []string{t.GetId(), t.GetSourceType(), t.GetSyncStrategy(), t.GetQueryMode(),
-						firstNonEmpty(t.GetSyncSchedule(), "on demand"), cut(t.GetLastSyncError(), 50)}
+						cmp.Or(t.GetSyncSchedule(), "on demand"), cut(t.GetLastSyncError(), 50)}
 				})
 		}),
 	})
@@ -115,7 +116,7 @@ func (a *app) syncCmd() *cobra.Command {
 				fmt.Fprintf(a.out, "%-30s %-10s %8d rows  %s\n", t.GetTableId(), stateName(t.GetState()), t.GetRows(), t.GetError())
 			}
 			if last.GetState() != agnesv1.SyncJobState_SYNC_JOB_STATE_SUCCEEDED {
-				return errors.New("sync " + stateName(last.GetState()) + ": " + firstNonEmpty(last.GetError(), "see the tables above"))
+				return errors.New("sync " + stateName(last.GetState()) + ": " + cmp.Or(last.GetError(), "see the tables above"))
 			}
 			return nil
 		}),

@@ -47,13 +47,9 @@ func (a *Authorizer) Check(ctx context.Context, procedure string, msg proto.Mess
 	if pol.GetAccess() == agnesv1.Access_ACCESS_PUBLIC {
 		return nil
 	}
-	p := auth.FromContext(ctx)
-	if p == nil {
-		reason := auth.FailureFromContext(ctx)
-		if reason == "" {
-			reason = "missing or invalid Authorization header"
-		}
-		return connect.NewError(connect.CodeUnauthenticated, errors.New(reason))
+	p, err := auth.Required(ctx)
+	if err != nil {
+		return err
 	}
 	if pol.GetSessionOnly() && p.TokenType != auth.TypeSession {
 		return connect.NewError(connect.CodePermissionDenied,

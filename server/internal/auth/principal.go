@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"errors"
+
+	"connectrpc.com/connect"
 
 	"github.com/agnesdata/agnes/server/internal/store"
 )
@@ -40,4 +43,18 @@ func withFailure(ctx context.Context, reason string) context.Context {
 func FailureFromContext(ctx context.Context) string {
 	s, _ := ctx.Value(failureKey{}).(string)
 	return s
+}
+
+// Required returns the caller, or the 401 error that says why there is none (the
+// reason presented credentials failed, or that none were presented). Plain HTTP
+// handlers use it; RPCs get the same answer from the authorization interceptor.
+func Required(ctx context.Context) (*Principal, error) {
+	if p := FromContext(ctx); p != nil {
+		return p, nil
+	}
+	reason := FailureFromContext(ctx)
+	if reason == "" {
+		reason = "missing or invalid Authorization header"
+	}
+	return nil, connect.NewError(connect.CodeUnauthenticated, errors.New(reason))
 }

@@ -1,6 +1,7 @@
 package adminsvc
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -91,11 +92,11 @@ type form struct {
 
 func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 	ctx := r.Context()
-	p := auth.FromContext(ctx)
-	switch {
-	case p == nil:
-		return nil, apierr.Unauthenticated("%s", firstNonEmpty(auth.FailureFromContext(ctx), "missing or invalid Authorization header"))
-	case !p.IsAdmin:
+	p, err := auth.Required(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !p.IsAdmin {
 		return nil, apierr.PermissionDenied("admin access required")
 	}
 	f, err := u.read(r)
@@ -105,7 +106,7 @@ func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := connectors.TableID(firstNonEmpty(f.name, f.stem))
+	id, err := connectors.TableID(cmp.Or(f.name, f.stem))
 	if err != nil {
 		return nil, apierr.InvalidArgument("name: %v", err)
 	}
@@ -126,7 +127,7 @@ func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 		return nil, err
 	}
 	if existing == nil {
-		if _, err := u.svc.Register(ctx, &store.RegisteredTable{Name: firstNonEmpty(f.name, id), SourceType: upload.Type,
+		if _, err := u.svc.Register(ctx, &store.RegisteredTable{Name: cmp.Or(f.name, id), SourceType: upload.Type,
 			SourceTable: final, Description: f.description}); err != nil {
 			restore()
 			return nil, err
@@ -140,7 +141,7 @@ func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 		restore()
 		return nil, err
 	}
-	res := &UploadResult{ID: id, Name: firstNonEmpty(f.name, id), Status: "registered", JobID: job.ID}
+	res := &UploadResult{ID: id, Name: cmp.Or(f.name, id), Status: "registered", JobID: job.ID}
 	if existing != nil {
 		res.Status = "replaced"
 	}
@@ -253,11 +254,11 @@ func (u *Uploads) sync(ctx context.Context, id string) (*store.SyncJob, error) {
 	}
 	for _, t := range job.Tables {
 		if t.State != store.JobSucceeded {
-			return nil, apierr.InvalidArgument("%s", firstNonEmpty(t.Error, job.Error, "the file could not be loaded"))
+			return nil, apierr.InvalidArgument("%s", cmp.Or(t.Error, job.Error, "the file could not be loaded"))
 		}
 	}
 	if job.State != store.JobSucceeded {
-		return nil, apierr.InvalidArgument("%s", firstNonEmpty(job.Error, "the file could not be loaded"))
+		return nil, apierr.InvalidArgument("%s", cmp.Or(job.Error, "the file could not be loaded"))
 	}
 	return job, nil
 }
@@ -266,13 +267,4 @@ func randomHex() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -38,8 +38,8 @@ func (s *Service) StreamREST(json *restjson.Marshaler, maxBody int64) http.Handl
 			info.SetRPC("agnes.v1.QueryService/QueryStream", ce.Code().String())
 			apierr.WriteConnect(w, ce)
 		}
-		if auth.FromContext(ctx) == nil {
-			fail(apierr.Unauthenticated("%s", firstNonEmpty(auth.FailureFromContext(ctx), "missing or invalid Authorization header")))
+		if _, err := auth.Required(ctx); err != nil {
+			fail(err)
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
@@ -235,13 +235,4 @@ func (n *ndjson) drain() {
 	close(n.order)
 	<-n.written
 	n.jobs = nil
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -30,13 +30,9 @@ func (s *Service) Download(w http.ResponseWriter, r *http.Request) {
 		}
 		apierr.WriteConnect(w, ce)
 	}
-	p := auth.FromContext(ctx)
-	if p == nil {
-		reason := auth.FailureFromContext(ctx)
-		if reason == "" {
-			reason = "missing or invalid Authorization header"
-		}
-		fail(apierr.Unauthenticated("%s", reason))
+	p, err := auth.Required(ctx)
+	if err != nil {
+		fail(err)
 		return
 	}
 	tableID := r.PathValue("table_id")

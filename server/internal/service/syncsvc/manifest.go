@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
@@ -25,13 +23,9 @@ const ManifestPattern = "GET /api/sync/manifest"
 func (s *Service) Manifest(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	reqctx.From(ctx).SetRPC("agnes.v1.SyncService/GetManifest", "ok")
-	p := auth.FromContext(ctx)
-	if p == nil {
-		reason := auth.FailureFromContext(ctx)
-		if reason == "" {
-			reason = "missing or invalid Authorization header"
-		}
-		apierr.WriteHTTP(w, http.StatusUnauthorized, connect.CodeUnauthenticated, reason)
+	p, err := auth.Required(ctx)
+	if err != nil {
+		apierr.WriteConnect(w, apierr.Convert(ctx, err))
 		return
 	}
 	c, ids, err := s.visible(ctx, p)
