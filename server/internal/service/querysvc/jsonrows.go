@@ -113,7 +113,14 @@ func columnEncoder(col arrow.Array, typ string) func([]byte, int) []byte {
 		return nullable(col, func(buf []byte, i int) []byte { return appendBlob(buf, a.Value(i)) })
 	case *array.Decimal128:
 		scale := a.DataType().(*arrow.Decimal128Type).Scale
-		return nullable(col, func(buf []byte, i int) []byte { return appendString(buf, scaled(a.Value(i).BigInt(), scale)) })
+		return nullable(col, func(buf []byte, i int) []byte {
+			v := a.Value(i)
+			hi, lo := v.HighBits(), v.LowBits()
+			if (hi == 0 && lo < 1<<63) || (hi == -1 && lo >= 1<<63) { // fits an int64: no big.Int
+				return appendDecimal(buf, int64(lo), int(scale))
+			}
+			return appendString(buf, scaled(v.BigInt(), scale))
+		})
 	case *array.Date32:
 		return nullable(col, func(buf []byte, i int) []byte {
 			buf = append(buf, '"')
@@ -257,6 +264,39 @@ func appendFloat(buf []byte, f float64, bits int) []byte {
 		format = 'e'
 	}
 	return strconv.AppendFloat(buf, f, format, -1, bits)
+}
+
+// appendDecimal writes an unscaled int64 with exactly scale fractional digits, quoted.
+func appendDecimal(buf []byte, v int64, scale int) []byte {
+	var digits [24]byte
+	d := strconv.AppendUint(digits[:0], uint64(abs(v)), 10)
+	buf = append(buf, '"')
+	if v < 0 {
+		buf = append(buf, '-')
+	}
+	if scale <= 0 {
+		buf = append(buf, d...)
+		return append(buf, '"')
+	}
+	if len(d) <= scale {
+		buf = append(buf, '0', '.')
+		for range scale - len(d) {
+			buf = append(buf, '0')
+		}
+		buf = append(buf, d...)
+		return append(buf, '"')
+	}
+	buf = append(buf, d[:len(d)-scale]...)
+	buf = append(buf, '.')
+	buf = append(buf, d[len(d)-scale:]...)
+	return append(buf, '"')
+}
+
+func abs(v int64) uint64 {
+	if v < 0 {
+		return uint64(-v)
+	}
+	return uint64(v)
 }
 
 // scaled writes an unscaled decimal with exactly scale fractional digits.

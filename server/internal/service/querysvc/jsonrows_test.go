@@ -75,3 +75,18 @@ func TestFastTimeFormatsMatchTime(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendDecimal(t *testing.T) {
+	for _, c := range []struct {
+		v     int64
+		scale int
+		want  string
+	}{
+		{632250, 2, `"6322.50"`}, {-5, 3, `"-0.005"`}, {42, 0, `"42"`}, {0, 2, `"0.00"`}, {7, 1, `"0.7"`},
+		{-123456789, 4, `"-12345.6789"`}, {-9223372036854775808, 2, `"-92233720368547758.08"`},
+	} {
+		if got := string(appendDecimal(nil, c.v, c.scale)); got != c.want {
+			t.Errorf("%d scale %d: got %s, want %s", c.v, c.scale, got, c.want)
+		}
+	}
+}

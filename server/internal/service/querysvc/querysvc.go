@@ -204,6 +204,9 @@ func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, s
 	case format == agnesv1.ResultFormat_RESULT_FORMAT_ARROW:
 		sink := &arrowStream{send: send}
 		sum, err = s.engine.RunArrow(ctx, req.GetSql(), opts, sink)
+		if derr := sink.drain(); err == nil {
+			err = derr
+		}
 		bytes = sink.bytes
 	case rest != nil:
 		sum, err = s.engine.RunArrow(ctx, req.GetSql(), opts, rest)
