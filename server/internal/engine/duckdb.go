@@ -75,6 +75,30 @@ type conn struct {
 	// connection until its next statement or disconnect; the pool runs a
 	// statement before the connection waits idle (pool.put).
 	dirty bool
+	// prepared keeps this connection's most recent SELECTs prepared (text →
+	// statement), so a repeated query skips parsing, binding and planning.
+	// Statements belong to the connection; they are freed with it.
+	prepared map[string]bindings.PreparedStatement
+	recent   []string // prepared's keys, oldest first
+}
+
+// maxPrepared bounds the prepared statements one connection keeps.
+const maxPrepared = 32
+
+// keep remembers a prepared SELECT, freeing the oldest beyond maxPrepared.
+func (c *conn) keep(query string, ps bindings.PreparedStatement) {
+	if c.prepared == nil {
+		c.prepared = map[string]bindings.PreparedStatement{}
+	}
+	c.prepared[query] = ps
+	c.recent = append(c.recent, query)
+	if len(c.recent) > maxPrepared {
+		old := c.recent[0]
+		c.recent = c.recent[1:]
+		stale := c.prepared[old]
+		delete(c.prepared, old)
+		bindings.DestroyPrepare(&stale)
+	}
 }
 
 func connect(db bindings.Database) (*conn, error) {
@@ -96,9 +120,16 @@ func (c *conn) exec(ctx context.Context, query string, args ...driver.NamedValue
 	return st.drain()
 }
 
-// close disconnects; DuckDB cleans up whatever query state the connection
-// still holds.
-func (c *conn) close() { bindings.Disconnect(&c.c) }
+// close frees the kept statements and disconnects; DuckDB cleans up whatever
+// query state the connection still holds.
+func (c *conn) close() {
+	for q, ps := range c.prepared {
+		bindings.DestroyPrepare(&ps)
+		delete(c.prepared, q)
+	}
+	c.recent = nil
+	bindings.Disconnect(&c.c)
+}
 
 // watch interrupts c once ctx is done, and again every interruptEvery,
 // until the returned func is called. That func returns only when no more
@@ -139,6 +170,7 @@ func (c *conn) watch(ctx context.Context) func() {
 type stream struct {
 	c      *conn
 	ps     bindings.PreparedStatement
+	kept   bool // ps belongs to the connection's prepared statements
 	res    bindings.Result
 	opts   bindings.ArrowOptions
 	types  []bindings.LogicalType
@@ -166,6 +198,20 @@ func (c *conn) query(ctx context.Context, query string, selectOnly bool, args ..
 }
 
 func (s *stream) start(query string, selectOnly bool, args []driver.NamedValue) error {
+	if err := s.prepare(query, selectOnly, args); err != nil {
+		return err
+	}
+	return s.execute()
+}
+
+// prepare readies the statement: a SELECT this connection prepared before is
+// reused (only SELECTs without arguments are kept, once they passed the checks).
+func (s *stream) prepare(query string, selectOnly bool, args []driver.NamedValue) error {
+	reusable := selectOnly && len(args) == 0
+	if ps, ok := s.c.prepared[query]; ok && reusable {
+		s.ps, s.kept = ps, true
+		return nil
+	}
 	c := s.c.c
 	var ext bindings.ExtractedStatements
 	n := bindings.ExtractStatements(c, query, &ext)
@@ -193,7 +239,15 @@ func (s *stream) start(query string, selectOnly bool, args []driver.NamedValue) 
 		s.ended = true
 		return err
 	}
+	if reusable {
+		s.c.keep(query, s.ps)
+		s.kept = true
+	}
+	return nil
+}
 
+// execute runs the prepared statement as a streaming result.
+func (s *stream) execute() error {
 	var pending bindings.PendingResult
 	if bindings.PendingPreparedStreaming(s.ps, &pending) == bindings.StateError {
 		s.ended = true
@@ -276,7 +330,9 @@ func (s *stream) close() {
 	for i := range s.types {
 		bindings.DestroyLogicalType(&s.types[i])
 	}
-	bindings.DestroyPrepare(&s.ps)
+	if !s.kept {
+		bindings.DestroyPrepare(&s.ps)
+	}
 }
 
 // bind binds database/sql-style arguments by position.

@@ -378,3 +378,36 @@ func (s *slowSink) Batch(rec arrow.RecordBatch) error {
 	}
 	return nil
 }
+
+// TestPreparedSelectsAreReusedAndBounded: a repeated query reuses its prepared
+// statement on the connection (and still answers correctly); a connection keeps at
+// most maxPrepared of them.
+func TestPreparedSelectsAreReusedAndBounded(t *testing.T) {
+	ctx := context.Background()
+	e := loaded(t, newFixture(t), Options{MaxConns: 1})
+	count := func(q string) int64 {
+		var rows collectRows
+		_, err := e.RunRows(ctx, q, RunOptions{}, &rows)
+		must(t, err)
+		return rows.rows[0][0].(int64)
+	}
+	for range 3 {
+		if n := count("SELECT count(*) FROM orders"); n != 5000 {
+			t.Fatalf("count %d", n)
+		}
+	}
+	for i := range maxPrepared + 8 {
+		if n := count(fmt.Sprintf("SELECT count(*) + %d FROM orders", i)); n != int64(5000+i) {
+			t.Fatalf("query %d: %d", i, n)
+		}
+	}
+	g, err := e.acquire()
+	must(t, err)
+	defer e.release(g)
+	c, err := g.pool.get(ctx)
+	must(t, err)
+	defer g.pool.put(c)
+	if len(c.prepared) != maxPrepared || len(c.recent) != maxPrepared {
+		t.Fatalf("kept %d statements (%d recent), want %d", len(c.prepared), len(c.recent), maxPrepared)
+	}
+}
