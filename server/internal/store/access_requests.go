@@ -30,7 +30,7 @@ const accessRequestSelect = `SELECT a.id, a.user_id, coalesce(u.email, ''), a.re
 	coalesce(a.granted_group_id, '')
 	FROM access_requests a LEFT JOIN users u ON u.id = a.user_id`
 
-func scanAccessRequest(row interface{ Scan(...any) error }) (*AccessRequest, error) {
+func scanAccessRequest(row scanner) (*AccessRequest, error) {
 	r := &AccessRequest{}
 	var reviewed sql.NullTime
 	if err := row.Scan(&r.ID, &r.UserID, &r.UserEmail, &r.ResourceType, &r.ResourceID, &r.Reason, &r.Status,
@@ -75,19 +75,7 @@ func (s *Store) GetAccessRequest(ctx context.Context, id string) (*AccessRequest
 func (s *Store) ListAccessRequests(ctx context.Context, userID, status string) ([]*AccessRequest, error) {
 	rows, err := s.db.QueryContext(ctx, accessRequestSelect+` WHERE (? = '' OR a.user_id = ?) AND (? = '' OR a.status = ?)
 		ORDER BY a.created_at DESC`, userID, userID, status, status)
-	if err != nil {
-		return nil, fmt.Errorf("list access requests: %w", err)
-	}
-	defer rows.Close()
-	var out []*AccessRequest
-	for rows.Next() {
-		r, err := scanAccessRequest(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanAccessRequest)
 }
 
 // ReviewAccessRequest approves or denies a pending request. Approval grants the

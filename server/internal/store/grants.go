@@ -30,7 +30,7 @@ type GrantFilter struct {
 const grantSelect = `SELECT r.id, r.group_id, g.name, r.resource_type, r.resource_id, r.assigned_at, r.assigned_by
 	FROM resource_grants r JOIN user_groups g ON g.id = r.group_id`
 
-func scanGrant(row interface{ Scan(...any) error }) (*Grant, error) {
+func scanGrant(row scanner) (*Grant, error) {
 	g := &Grant{}
 	if err := row.Scan(&g.ID, &g.GroupID, &g.GroupName, &g.ResourceType, &g.ResourceID, &g.AssignedAt, &g.AssignedBy); err != nil {
 		return nil, err
@@ -44,19 +44,7 @@ func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]*Grant, error)
 	rows, err := s.db.QueryContext(ctx, grantSelect+`
 		WHERE (? = '' OR r.resource_type = ?) AND (? = '' OR r.group_id = ?)
 		ORDER BY g.name, r.resource_type, r.resource_id`, f.ResourceType, f.ResourceType, f.GroupID, f.GroupID)
-	if err != nil {
-		return nil, fmt.Errorf("list grants: %w", err)
-	}
-	defer rows.Close()
-	var out []*Grant
-	for rows.Next() {
-		g, err := scanGrant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanGrant)
 }
 
 // CreateGrant grants a group access to a resource. ErrNotFound for a missing group;

@@ -68,7 +68,7 @@ const groupSelect = `SELECT g.id, g.name, g.description, g.is_system, g.created_
 	(SELECT count(*) FROM resource_grants r WHERE r.group_id = g.id)
 	FROM user_groups g`
 
-func scanGroup(row interface{ Scan(...any) error }) (*Group, error) {
+func scanGroup(row scanner) (*Group, error) {
 	g := &Group{}
 	if err := row.Scan(&g.ID, &g.Name, &g.Description, &g.IsSystem, &g.CreatedAt, &g.CreatedBy, &g.MemberCount, &g.GrantCount); err != nil {
 		return nil, err
@@ -80,19 +80,7 @@ func scanGroup(row interface{ Scan(...any) error }) (*Group, error) {
 // ListGroups lists groups ordered by name.
 func (s *Store) ListGroups(ctx context.Context) ([]*Group, error) {
 	rows, err := s.db.QueryContext(ctx, groupSelect+` ORDER BY g.name`)
-	if err != nil {
-		return nil, fmt.Errorf("list groups: %w", err)
-	}
-	defer rows.Close()
-	var out []*Group
-	for rows.Next() {
-		g, err := scanGroup(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanGroup)
 }
 
 // GetGroup returns a group by id.

@@ -61,49 +61,31 @@ func (id *Identity) GrantedIDs(resourceType string) []string {
 	return out
 }
 
-// identityCache keeps identities between writes. gen guards against a reader that
-// loaded from the database before a write storing its stale result after it.
+// identityCache keeps identities and token rows between writes (keys "user:<id>",
+// "pat:<id>"). gen guards against a reader that loaded from the database before a
+// write storing its stale result after it.
 type identityCache struct {
-	mu   sync.Mutex
-	gen  uint64
-	m    map[string]*Identity
-	pats map[string]*PAT
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]any
 }
 
-func (c *identityCache) getPAT(id string) (*PAT, uint64) {
+func (c *identityCache) get(key string) (any, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pats[id], c.gen
+	return c.m[key], c.gen
 }
 
-func (c *identityCache) putPAT(gen uint64, p *PAT) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen != c.gen {
-		return
-	}
-	if c.pats == nil {
-		c.pats = map[string]*PAT{}
-	}
-	c.pats[p.ID] = p
-}
-
-func (c *identityCache) get(userID string) (*Identity, uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[userID], c.gen
-}
-
-func (c *identityCache) put(gen uint64, id *Identity) {
+func (c *identityCache) put(gen uint64, key string, v any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
 	if c.m == nil {
-		c.m = map[string]*Identity{}
+		c.m = map[string]any{}
 	}
-	c.m[id.UserID] = id
+	c.m[key] = v
 }
 
 func (c *identityCache) clear() {
@@ -111,7 +93,6 @@ func (c *identityCache) clear() {
 	defer c.mu.Unlock()
 	c.gen++
 	c.m = nil
-	c.pats = nil
 }
 
 // writeIdentity is Write for changes to users, groups, memberships or grants: it also
@@ -123,15 +104,15 @@ func (s *Store) writeIdentity(ctx context.Context, fn func(tx *sql.Tx) error) er
 
 // Identity returns the current identity of a user. ErrNotFound when the user does not exist.
 func (s *Store) Identity(ctx context.Context, userID string) (*Identity, error) {
-	id, gen := s.cache.get(userID)
-	if id != nil {
+	v, gen := s.cache.get("user:" + userID)
+	if id, ok := v.(*Identity); ok {
 		return id, nil
 	}
 	id, err := s.loadIdentity(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(gen, id)
+	s.cache.put(gen, "user:"+userID, id)
 	return id, nil
 }
 

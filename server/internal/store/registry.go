@@ -35,7 +35,7 @@ const registryColumns = `id, name, source_type, bucket, source_table, source_que
 	sync_schedule, primary_key, folder, description, registered_by, registered_at, incremental_column,
 	incremental_window_days, partition_by, partition_granularity`
 
-func scanTable(row interface{ Scan(...any) error }) (*RegisteredTable, error) {
+func scanTable(row scanner) (*RegisteredTable, error) {
 	t := &RegisteredTable{}
 	var pk string
 	if err := row.Scan(&t.ID, &t.Name, &t.SourceType, &t.Bucket, &t.SourceTable, &t.SourceQuery, &t.SyncStrategy,
@@ -94,19 +94,7 @@ func (s *Store) GetTable(ctx context.Context, id string) (*RegisteredTable, erro
 // ListTables lists the registry ordered by id.
 func (s *Store) ListTables(ctx context.Context) ([]*RegisteredTable, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+registryColumns+` FROM table_registry ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list registry: %w", err)
-	}
-	defer rows.Close()
-	var out []*RegisteredTable
-	for rows.Next() {
-		t, err := scanTable(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanTable)
 }
 
 // UpdateTable replaces a registered table's row (the id stays). ErrAlreadyExists

@@ -71,7 +71,7 @@ func (s *Store) SaveJob(ctx context.Context, j *SyncJob) error {
 
 const jobSelect = `SELECT id, state, tables, triggered_by, created_at, started_at, finished_at, error, generation FROM sync_jobs`
 
-func scanJob(row interface{ Scan(...any) error }) (*SyncJob, error) {
+func scanJob(row scanner) (*SyncJob, error) {
 	j := &SyncJob{}
 	var tables string
 	var started, finished sql.NullTime
@@ -95,19 +95,7 @@ func (s *Store) GetJob(ctx context.Context, id string) (*SyncJob, error) {
 // ListJobs returns the newest jobs.
 func (s *Store) ListJobs(ctx context.Context, limit int) ([]*SyncJob, error) {
 	rows, err := s.db.QueryContext(ctx, jobSelect+` ORDER BY created_at DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list jobs: %w", err)
-	}
-	defer rows.Close()
-	var out []*SyncJob
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanJob)
 }
 
 // CancelUnfinishedJobs marks jobs a previous process left running as cancelled.

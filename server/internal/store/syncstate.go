@@ -119,7 +119,7 @@ func (s *Store) DeleteSyncState(ctx context.Context, tableID string) error {
 const syncStateSelect = `SELECT table_id, source, query_mode, last_sync, coalesce(rows, 0), coalesce(file_size_bytes, 0),
 	hash, parts, path, status, error FROM sync_state`
 
-func scanSyncState(row interface{ Scan(...any) error }) (*SyncState, error) {
+func scanSyncState(row scanner) (*SyncState, error) {
 	st := &SyncState{}
 	var last sql.NullTime
 	var parts string
@@ -137,19 +137,7 @@ func scanSyncState(row interface{ Scan(...any) error }) (*SyncState, error) {
 // SyncStates lists every table's sync state ordered by id.
 func (s *Store) SyncStates(ctx context.Context) ([]*SyncState, error) {
 	rows, err := s.db.QueryContext(ctx, syncStateSelect+` ORDER BY table_id`)
-	if err != nil {
-		return nil, fmt.Errorf("list sync state: %w", err)
-	}
-	defer rows.Close()
-	var out []*SyncState
-	for rows.Next() {
-		st, err := scanSyncState(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanSyncState)
 }
 
 // GetSyncState returns one table's sync state.

@@ -28,7 +28,7 @@ const patSelect = `SELECT t.id, t.user_id, coalesce(u.email, ''), t.name, t.toke
 	t.expires_at, t.last_used_at, t.last_used_ip, t.revoked_at
 	FROM personal_access_tokens t LEFT JOIN users u ON u.id = t.user_id`
 
-func scanPAT(row interface{ Scan(...any) error }) (*PAT, error) {
+func scanPAT(row scanner) (*PAT, error) {
 	p := &PAT{}
 	var exp, used, rev sql.NullTime
 	var ip sql.NullString
@@ -52,15 +52,15 @@ func (s *Store) CreatePAT(ctx context.Context, p *PAT) error {
 // GetPAT returns a token row by id (cached between identity writes: it is read on
 // every request made with that token).
 func (s *Store) GetPAT(ctx context.Context, id string) (*PAT, error) {
-	p, gen := s.cache.getPAT(id)
-	if p != nil {
+	v, gen := s.cache.get("pat:" + id)
+	if p, ok := v.(*PAT); ok {
 		return p, nil
 	}
 	p, err := scanPAT(s.db.QueryRowContext(ctx, patSelect+` WHERE t.id = ?`, id))
 	if err != nil {
 		return nil, errNoRows(err)
 	}
-	s.cache.putPAT(gen, p)
+	s.cache.put(gen, "pat:"+id, p)
 	return p, nil
 }
 
@@ -68,19 +68,7 @@ func (s *Store) GetPAT(ctx context.Context, id string) (*PAT, error) {
 func (s *Store) ListPATs(ctx context.Context, userID string, limit, offset int) ([]*PAT, error) {
 	rows, err := s.db.QueryContext(ctx, patSelect+` WHERE (? = '' OR t.user_id = ?)
 		ORDER BY t.created_at DESC, t.id LIMIT ? OFFSET ?`, userID, userID, limit, offset)
-	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []*PAT
-	for rows.Next() {
-		p, err := scanPAT(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanPAT)
 }
 
 // RevokePAT revokes a token; with ownerID set, only that user's token. ErrNotFound otherwise.

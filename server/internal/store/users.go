@@ -40,7 +40,7 @@ func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSp
 
 const userColumns = `id, email, name, password_hash IS NOT NULL, active, created_at, deactivated_at`
 
-func scanUser(row interface{ Scan(...any) error }) (*User, error) {
+func scanUser(row scanner) (*User, error) {
 	u := &User{}
 	var deact sql.NullTime
 	if err := row.Scan(&u.ID, &u.Email, &u.Name, &u.HasPassword, &u.Active, &u.CreatedAt, &deact); err != nil {
