@@ -352,3 +352,28 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestArrowStreamWithDictionaries: ENUM columns arrive as Arrow dictionaries, which
+// need dictionary batches in the IPC stream.
+func TestArrowStreamWithDictionaries(t *testing.T) {
+	s := shop(t)
+	stream, err := s.Clients(ts.Connect, s.AdminToken).Query.QueryStream(context.Background(), &agnesv1.QueryStreamRequest{
+		Sql: `SELECT i, (CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END)::ENUM('even', 'odd') AS parity FROM range(5000) t(i)`})
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	for stream.Receive() {
+		if sc := stream.Msg().GetSchema(); sc != nil {
+			buf.Write(sc.GetArrowSchema())
+		}
+		buf.Write(stream.Msg().GetBatch().GetArrowBatch())
+	}
+	require.NoError(t, stream.Err())
+	r, err := ipc.NewReader(&buf)
+	require.NoError(t, err)
+	var rows int64
+	for r.Next() {
+		rows += r.RecordBatch().NumRows()
+	}
+	require.NoError(t, r.Err())
+	require.EqualValues(t, 5000, rows)
+}

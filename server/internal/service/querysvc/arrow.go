@@ -2,7 +2,6 @@ package querysvc
 
 import (
 	"bytes"
-	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -12,25 +11,31 @@ import (
 )
 
 // arrowStream turns engine batches into Arrow IPC messages: the schema message
-// first, then each record batch (with any dictionary batches it needs) as one
-// QueryBatch. Concatenated, they form an Arrow IPC stream (add the end-of-stream
-// marker), which is what the SDK hands to ipc.NewReader.
+// first, then each record batch as one QueryBatch. Concatenated, they form an Arrow
+// IPC stream (add the end-of-stream marker), which is what the SDK hands to
+// ipc.NewReader.
 //
-// Encoding and sending happen on a goroutine of their own, so DuckDB computes the
-// next batch while the previous one goes out; at most sendAhead batches wait.
+// Batches are encoded by two workers while DuckDB computes the next ones, and sent in
+// order by one goroutine. A schema with dictionary columns (DuckDB ENUMs) is encoded
+// by one stateful IPC writer instead, which also emits the dictionary batches.
 type arrowStream struct {
-	send   func(*agnesv1.QueryStreamResponse) error
-	schema *arrow.Schema
-	w      *ipc.Writer
-	pw     *payloads
-	bytes  int64
-
-	queue  chan arrow.RecordBatch
-	sent   chan struct{}
-	failed atomic.Pointer[error]
+	send  func(*agnesv1.QueryStreamResponse) error
+	w     *ipc.Writer // dictionary schemas only
+	pw    *payloads
+	bytes int64
+	pipe  *ordered[arrow.RecordBatch, encodedBatch]
 }
 
-const sendAhead = 4
+type encodedBatch struct {
+	data []byte
+	rows int64
+	err  error
+}
+
+const (
+	arrowEncoders = 2
+	sendAhead     = 4
+)
 
 // payloads collects what the IPC writer emits for one Write; the writer's own
 // schema message is dropped because it was sent first, on its own.
@@ -51,10 +56,24 @@ func (p *payloads) WritePayload(pl ipc.Payload) error {
 	return err
 }
 
+func hasDictionary(s *arrow.Schema) bool {
+	for _, f := range s.Fields() {
+		if f.Type.ID() == arrow.DICTIONARY {
+			return true
+		}
+	}
+	return false
+}
+
+// Schema implements engine.ArrowSink.
 func (a *arrowStream) Schema(s *arrow.Schema) error {
-	a.schema = s
-	a.pw = &payloads{}
-	a.w = ipc.NewWriterWithPayloadWriter(a.pw, ipc.WithSchema(s), ipc.WithAllocator(memory.DefaultAllocator))
+	workers, encode := arrowEncoders, encodeBatch
+	if hasDictionary(s) {
+		a.pw = &payloads{}
+		a.w = ipc.NewWriterWithPayloadWriter(a.pw, ipc.WithSchema(s), ipc.WithAllocator(memory.DefaultAllocator))
+		workers, encode = 1, a.encodeWithDictionaries
+	}
+	a.pipe = &ordered[arrow.RecordBatch, encodedBatch]{workers: workers, ahead: sendAhead, encode: encode, emit: a.emit}
 	var msg bytes.Buffer
 	pl := ipc.GetSchemaPayload(s, memory.DefaultAllocator)
 	defer pl.Release()
@@ -69,55 +88,64 @@ func (a *arrowStream) Schema(s *arrow.Schema) error {
 	return a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Schema{Schema: out}})
 }
 
-// Batch implements engine.ArrowSink: the batch is kept (Retain) and queued for the
-// sender, which releases it once sent.
+// Batch implements engine.ArrowSink: the batch is kept (Retain) until encoded.
 func (a *arrowStream) Batch(rec arrow.RecordBatch) error {
-	if p := a.failed.Load(); p != nil {
-		return *p
-	}
-	if a.queue == nil {
-		a.queue, a.sent = make(chan arrow.RecordBatch, sendAhead), make(chan struct{})
-		go a.sender(a.queue, a.sent)
-	}
 	rec.Retain()
-	a.queue <- rec
-	return nil
+	return a.pipe.push(rec)
 }
 
-func (a *arrowStream) sender(queue <-chan arrow.RecordBatch, sent chan<- struct{}) {
-	defer close(sent)
-	for rec := range queue {
-		if a.failed.Load() == nil {
-			if err := a.sendBatch(rec); err != nil {
-				a.failed.Store(&err)
-			}
-		}
-		rec.Release()
+// encodeBatch writes one record batch as an IPC message and releases it.
+func encodeBatch(rec arrow.RecordBatch) encodedBatch {
+	defer rec.Release()
+	pl, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(memory.DefaultAllocator))
+	if err != nil {
+		return encodedBatch{err: err}
 	}
+	defer pl.Release()
+	var buf bytes.Buffer
+	buf.Grow(int(recordBytes(rec)) + 1024)
+	if _, err := pl.WritePayload(&buf); err != nil {
+		return encodedBatch{err: err}
+	}
+	return encodedBatch{data: buf.Bytes(), rows: rec.NumRows()}
 }
 
-func (a *arrowStream) sendBatch(rec arrow.RecordBatch) error {
+func (a *arrowStream) encodeWithDictionaries(rec arrow.RecordBatch) encodedBatch {
+	defer rec.Release()
 	a.pw.buf.Reset()
 	if err := a.w.Write(rec); err != nil {
-		return err
+		return encodedBatch{err: err}
 	}
-	// Send marshals the message before returning, so the buffer can be reused.
-	data := a.pw.buf.Bytes()
-	a.bytes += int64(len(data))
+	return encodedBatch{data: bytes.Clone(a.pw.buf.Bytes()), rows: rec.NumRows()}
+}
+
+func (a *arrowStream) emit(b encodedBatch) error {
+	if b.err != nil {
+		return b.err
+	}
+	a.bytes += int64(len(b.data))
 	return a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
-		ArrowBatch: data, RowCount: rec.NumRows(),
+		ArrowBatch: b.data, RowCount: b.rows,
 	}}})
 }
 
-// drain waits until every queued batch is sent and reports a send failure.
+// drain waits until every queued batch is sent and reports a failure.
 func (a *arrowStream) drain() error {
-	if a.queue != nil {
-		close(a.queue)
-		<-a.sent
-		a.queue = nil
+	if a.pipe == nil {
+		return nil
 	}
-	if p := a.failed.Load(); p != nil {
-		return *p
+	return a.pipe.drain()
+}
+
+// recordBytes estimates a batch's buffer size, to size the IPC buffer once.
+func recordBytes(rec arrow.RecordBatch) int64 {
+	var n int64
+	for _, col := range rec.Columns() {
+		for _, b := range col.Data().Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
 	}
-	return nil
+	return n
 }

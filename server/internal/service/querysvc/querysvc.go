@@ -210,7 +210,9 @@ func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, s
 		bytes = sink.bytes
 	case rest != nil:
 		sum, err = s.engine.RunArrow(ctx, req.GetSql(), opts, rest)
-		rest.drain() // the rows are written before the summary
+		if derr := rest.drain(); err == nil { // the rows are written before the summary
+			err = derr
+		}
 		bytes = rest.bytes
 	default:
 		opts.BatchRows = int(req.GetBatchRows())

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"github.com/apache/arrow-go/v18/arrow"
@@ -78,8 +77,7 @@ func (s *Service) StreamREST(json *restjson.Marshaler, maxBody int64) http.Handl
 
 // ndjson writes stream messages as the gateway does, one {"result": ...} per line.
 // Row batches are encoded by two workers while DuckDB produces the next ones, and
-// written in order by one writer; at most inFlight batches wait, so memory stays
-// bounded.
+// written in order by one goroutine (ordered), so memory stays bounded.
 type ndjson struct {
 	w       *bufio.Writer
 	flush   func()
@@ -88,23 +86,10 @@ type ndjson struct {
 	types   []string
 	started bool
 	bytes   int64
-
-	jobs    chan *encodeJob // to the encoders
-	order   chan *encodeJob // to the writer, in arrival order
-	written chan struct{}   // the writer has finished
-	failed  atomic.Pointer[error]
+	pipe    *ordered[arrow.RecordBatch, []byte]
 }
 
-type encodeJob struct {
-	rec  arrow.RecordBatch
-	out  []byte
-	done chan struct{}
-}
-
-const (
-	encoders = 2
-	inFlight = 4
-)
+const jsonEncoders = 2
 
 func (n *ndjson) line(s string) {
 	n.drain()
@@ -119,7 +104,7 @@ func (n *ndjson) message(m *agnesv1.QueryStreamResponse) error {
 		return err
 	}
 	n.line(`{"result":` + string(raw) + `}`)
-	return n.err()
+	return n.drain()
 }
 
 func (n *ndjson) end() {
@@ -130,11 +115,13 @@ func (n *ndjson) end() {
 	}
 }
 
-func (n *ndjson) err() error {
-	if p := n.failed.Load(); p != nil {
-		return *p
+// drain waits until every queued batch is written (before a message that must come
+// after them, and before the handler returns).
+func (n *ndjson) drain() error {
+	if n.pipe == nil {
+		return nil
 	}
-	return nil
+	return n.pipe.drain()
 }
 
 // Columns implements engine.ColumnSink: the JSON format names DuckDB's types.
@@ -148,38 +135,21 @@ func (n *ndjson) Columns(cols []engine.Column) error {
 }
 
 // Schema implements engine.ArrowSink (the columns were written by Columns).
-func (n *ndjson) Schema(*arrow.Schema) error { return nil }
-
-// Batch implements engine.ArrowSink: the batch is kept (Retain) and queued for the
-// encoders; it is released once written.
-func (n *ndjson) Batch(rec arrow.RecordBatch) error {
-	if err := n.err(); err != nil {
-		return err
-	}
-	if n.jobs == nil {
-		n.started = true
-		n.jobs, n.order, n.written = make(chan *encodeJob), make(chan *encodeJob, inFlight), make(chan struct{})
-		for range encoders {
-			go n.encode(n.jobs)
-		}
-		go n.write(n.order, n.written)
-	}
-	rec.Retain()
-	job := &encodeJob{rec: rec, done: make(chan struct{})}
-	n.order <- job // blocks while inFlight batches wait: backpressure on DuckDB
-	n.jobs <- job
+func (n *ndjson) Schema(*arrow.Schema) error {
+	n.pipe = &ordered[arrow.RecordBatch, []byte]{workers: jsonEncoders, ahead: sendAhead, encode: n.lines, emit: n.write}
 	return nil
 }
 
-func (n *ndjson) encode(jobs <-chan *encodeJob) {
-	for job := range jobs {
-		job.out = n.lines(job.rec)
-		close(job.done)
-	}
+// Batch implements engine.ArrowSink: the batch is kept (Retain) until encoded.
+func (n *ndjson) Batch(rec arrow.RecordBatch) error {
+	n.started = true
+	rec.Retain()
+	return n.pipe.push(rec)
 }
 
-// lines encodes a batch as one line per batch_rows rows.
+// lines encodes a batch as one line per batch_rows rows, and releases it.
 func (n *ndjson) lines(rec arrow.RecordBatch) []byte {
+	defer rec.Release()
 	per := n.rows
 	if per <= 0 {
 		per = defaultBatchRows
@@ -203,36 +173,18 @@ func (n *ndjson) lines(rec arrow.RecordBatch) []byte {
 	return b
 }
 
-func (n *ndjson) write(order <-chan *encodeJob, written chan<- struct{}) {
-	defer close(written)
-	for job := range order {
-		<-job.done
-		job.rec.Release()
-		if n.err() != nil {
-			continue // keep draining so no encoder blocks
+func (n *ndjson) write(b []byte) error {
+	n.bytes += int64(len(b))
+	if _, err := n.w.Write(b); err != nil {
+		return err
+	}
+	if n.w.Buffered() > 128<<10 {
+		if err := n.w.Flush(); err != nil {
+			return err
 		}
-		n.bytes += int64(len(job.out))
-		_, err := n.w.Write(job.out)
-		if err == nil && n.w.Buffered() > 128<<10 {
-			err = n.w.Flush()
-			if err == nil && n.flush != nil {
-				n.flush()
-			}
-		}
-		if err != nil {
-			n.failed.Store(&err)
+		if n.flush != nil {
+			n.flush()
 		}
 	}
-}
-
-// drain waits until every queued batch is written (before a message that must come
-// after them, and before the handler returns).
-func (n *ndjson) drain() {
-	if n.jobs == nil {
-		return
-	}
-	close(n.jobs)
-	close(n.order)
-	<-n.written
-	n.jobs = nil
+	return nil
 }
