@@ -410,7 +410,8 @@ func (x *QuerySchema) GetFormat() ResultFormat {
 // QueryBatch is a bounded slice of the result.
 type QueryBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Arrow IPC record-batch message (ARROW format).
+	// Arrow IPC record-batch messages, one or more, back to back (ARROW format):
+	// the schema's bytes followed by every batch's bytes are an Arrow IPC stream.
 	ArrowBatch []byte `protobuf:"bytes,1,opt,name=arrow_batch,json=arrowBatch,proto3" json:"arrow_batch,omitempty"`
 	// Rows as positional arrays (JSON format).
 	Rows []*structpb.ListValue `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`

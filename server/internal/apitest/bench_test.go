@@ -10,6 +10,7 @@ import (
 	"github.com/agnesdata/agnes/client/sdk"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/config"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -23,5 +24,31 @@ func BenchmarkSelect1(b *testing.B) {
 		if _, err := c.Query(ctx, &agnesv1.QueryRequest{Sql: "SELECT 1"}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkQueryStreamArrow streams a 2M-row table as Arrow over Connect
+// (HTTP/1.1, the SDK's defaults), client and server in one process: run it
+// with -cpuprofile to see where a big stream's time goes.
+func BenchmarkQueryStreamArrow(b *testing.B) {
+	s := ts.New(b, ts.WithConfig(func(c *config.Config) { c.Query.MaxRows = 10_000_000 }))
+	s.AddTable(b, "sales", "big", `SELECT i AS id, i % 1000 AS customer_id, (i % 97) * 1.25 AS amount, 'c' || (i % 10) AS category,
+	TIMESTAMP '2026-01-01' + INTERVAL (i % 86400) SECOND AS ts FROM range(2000000) t(i)`)
+	s.Rebuild(b)
+	c := sdk.New(s.URL, s.AdminToken)
+	ctx := context.Background()
+	for b.Loop() {
+		stream, err := c.Query.QueryStream(ctx, &agnesv1.QueryStreamRequest{Sql: "SELECT * FROM big"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var rows int64
+		for stream.Receive() {
+			rows += stream.Msg().GetBatch().GetRowCount()
+		}
+		if err := stream.Err(); err != nil || rows != 2000000 {
+			b.Fatalf("%d rows, %v", rows, err)
+		}
+		stream.Close()
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	bindings "github.com/duckdb/duckdb-go-bindings"
 	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/agnesdata/agnes/server/internal/ordered"
 )
 
 // This file is the engine's only contact with DuckDB: a generation's
@@ -281,28 +283,104 @@ func (s *stream) execute() error {
 // next returns the next chunk as a record batch the caller must release,
 // or nil at the end of the result.
 func (s *stream) next() (arrow.RecordBatch, error) {
+	chunk, err := s.fetch()
+	if chunk.Ptr == nil || err != nil {
+		return nil, err
+	}
+	c := s.convert(chunk)
+	return c.rec, c.err
+}
+
+// fetch returns the next non-empty chunk, which the caller must convert,
+// or a nil chunk at the end of the result.
+func (s *stream) fetch() (bindings.DataChunk, error) {
 	for !s.ended {
 		chunk := bindings.FetchChunk(s.res)
 		if chunk.Ptr == nil {
 			s.ended = true
 			if msg := bindings.ResultError(&s.res); msg != "" {
-				return nil, dbError(bindings.ResultErrorType(&s.res), msg)
+				return chunk, dbError(bindings.ResultErrorType(&s.res), msg)
 			}
-			return nil, nil
+			return chunk, nil
 		}
-		if bindings.DataChunkGetSize(chunk) == 0 {
-			bindings.DestroyDataChunk(&chunk)
-			continue
+		if bindings.DataChunkGetSize(chunk) > 0 {
+			return chunk, nil
 		}
-		// The conversion copies the chunk: the batch owns its buffers.
-		rec, ed := bindings.DataChunkToArrowArray(s.opts, s.schema, chunk)
 		bindings.DestroyDataChunk(&chunk)
-		if err := errorData(ed); err != nil {
-			return nil, fmt.Errorf("arrow batch: %w", err)
-		}
-		return rec, nil
 	}
-	return nil, nil
+	return bindings.DataChunk{}, nil
+}
+
+// converted is a chunk turned into a record batch.
+type converted struct {
+	rec arrow.RecordBatch
+	err error
+}
+
+// convert turns a fetched chunk into a record batch and frees the chunk. It
+// copies every value (the batch owns its buffers), and may run on any
+// goroutine, concurrently with fetch and other converts.
+func (s *stream) convert(chunk bindings.DataChunk) converted {
+	rec, ed := bindings.DataChunkToArrowArray(s.opts, s.schema, chunk)
+	bindings.DestroyDataChunk(&chunk)
+	if err := errorData(ed); err != nil {
+		return converted{err: fmt.Errorf("arrow batch: %w", err)}
+	}
+	return converted{rec: rec}
+}
+
+// Converting chunks to Arrow is, after computing them, the largest cost of a
+// big result, and fetch alone would do it on one thread: records spreads it
+// over converters goroutines, with at most convertAhead chunks in flight.
+const (
+	converters   = 2
+	convertAhead = 8
+)
+
+// errStop ends records early without an error.
+var errStop = errors.New("stop")
+
+// records hands the rest of the result to fn, batch by batch and in order, on
+// one goroutine. Chunks are fetched here and converted on other goroutines
+// meanwhile. fn returning errStop ends the reading without an error.
+func (s *stream) records(ctx context.Context, fn func(arrow.RecordBatch) error) error {
+	p := ordered.Pipeline[bindings.DataChunk, converted]{
+		Workers: converters, Ahead: convertAhead, Work: s.convert,
+		Emit: func(c converted) error {
+			if c.err != nil {
+				return c.err
+			}
+			defer c.rec.Release()
+			return fn(c.rec)
+		},
+		Discard: func(c converted) {
+			if c.rec != nil {
+				c.rec.Release()
+			}
+		},
+	}
+	err := func() error {
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			chunk, err := s.fetch()
+			if chunk.Ptr == nil || err != nil {
+				return err
+			}
+			if err := p.Push(chunk); err != nil {
+				bindings.DestroyDataChunk(&chunk)
+				return nil // the pipeline's error, from Drain
+			}
+		}
+	}()
+	if derr := p.Drain(); err == nil {
+		err = derr
+	}
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
 }
 
 // drain reads the rest of the result.

@@ -111,21 +111,15 @@ func (e *Engine) RunArrow(ctx context.Context, query string, opts RunOptions, si
 		if err := sink.Schema(st.schema); err != nil {
 			return &sinkError{err}
 		}
-		for sum.Truncated == NotTruncated {
-			if err := ctx.Err(); err != nil {
+		return st.records(ctx, func(rec arrow.RecordBatch) error {
+			if err := sendBatch(rec, lim, sum, sink); err != nil {
 				return err
 			}
-			rec, err := st.next()
-			if rec == nil || err != nil {
-				return err
+			if sum.Truncated != NotTruncated {
+				return errStop
 			}
-			err = sendBatch(rec, lim, sum, sink)
-			rec.Release()
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 }
 

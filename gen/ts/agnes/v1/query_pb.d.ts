@@ -196,7 +196,8 @@ export declare const QuerySchemaSchema: GenMessage<QuerySchema>;
  */
 export declare type QueryBatch = Message<"agnes.v1.QueryBatch"> & {
   /**
-   * Arrow IPC record-batch message (ARROW format).
+   * Arrow IPC record-batch messages, one or more, back to back (ARROW format):
+   * the schema's bytes followed by every batch's bytes are an Arrow IPC stream.
    *
    * @generated from field: bytes arrow_batch = 1;
    */

@@ -2,32 +2,39 @@ package querysvc
 
 import (
 	"bytes"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/server/internal/ordered"
 )
 
 // arrowStream turns engine batches into Arrow IPC messages: the schema message
-// first, then each record batch as one QueryBatch. Concatenated, they form an Arrow
-// IPC stream (add the end-of-stream marker), which is what the SDK hands to
-// ipc.NewReader.
+// first, then the record batches, several to a QueryBatch (consecutive IPC
+// messages, about groupBytes of them). Concatenated, they form an Arrow IPC
+// stream (add the end-of-stream marker), which is what the SDK hands to
+// ipc.NewReader. Grouping DuckDB's small chunks (2048 rows) keeps the cost per
+// message (framing, flush, write) off a big result's path.
 //
-// Batches are encoded by two workers while DuckDB computes the next ones, and sent in
-// order by one goroutine. A schema with dictionary columns (DuckDB ENUMs) is encoded
-// by one stateful IPC writer instead, which also emits the dictionary batches.
+// Groups are encoded by two workers while DuckDB computes the next ones, and
+// sent in order by one goroutine; their buffers are reused once sent. A schema
+// with dictionary columns (DuckDB ENUMs) is encoded by one stateful IPC writer
+// instead, which also emits the dictionary batches.
 type arrowStream struct {
-	send  func(*agnesv1.QueryStreamResponse) error
-	w     *ipc.Writer // dictionary schemas only
-	pw    *payloads
-	bytes int64
-	pipe  *ordered[arrow.RecordBatch, encodedBatch]
+	send       func(*agnesv1.QueryStreamResponse) error
+	w          *ipc.Writer // dictionary schemas only
+	pw         *payloads
+	bytes      int64
+	group      []arrow.RecordBatch
+	groupBytes int64
+	pipe       *ordered.Pipeline[[]arrow.RecordBatch, encodedBatch]
 }
 
 type encodedBatch struct {
-	data []byte
+	buf  *bytes.Buffer
 	rows int64
 	err  error
 }
@@ -35,12 +42,17 @@ type encodedBatch struct {
 const (
 	arrowEncoders = 2
 	sendAhead     = 4
+	// groupBytes is about how much Arrow data one QueryBatch carries.
+	groupBytes = 1 << 20
 )
 
-// payloads collects what the IPC writer emits for one Write; the writer's own
+// buffers holds encoded groups' buffers for reuse once they are sent.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// payloads collects what the IPC writer emits into buf; the writer's own
 // schema message is dropped because it was sent first, on its own.
 type payloads struct {
-	buf        bytes.Buffer
+	buf        *bytes.Buffer
 	seenSchema bool
 }
 
@@ -52,7 +64,7 @@ func (p *payloads) WritePayload(pl ipc.Payload) error {
 		p.seenSchema = true
 		return nil
 	}
-	_, err := pl.WritePayload(&p.buf)
+	_, err := pl.WritePayload(p.buf)
 	return err
 }
 
@@ -67,13 +79,13 @@ func hasDictionary(s *arrow.Schema) bool {
 
 // Schema implements engine.ArrowSink.
 func (a *arrowStream) Schema(s *arrow.Schema) error {
-	workers, encode := arrowEncoders, encodeBatch
+	workers, encode := arrowEncoders, encodeGroup
 	if hasDictionary(s) {
 		a.pw = &payloads{}
 		a.w = ipc.NewWriterWithPayloadWriter(a.pw, ipc.WithSchema(s), ipc.WithAllocator(memory.DefaultAllocator))
 		workers, encode = 1, a.encodeWithDictionaries
 	}
-	a.pipe = &ordered[arrow.RecordBatch, encodedBatch]{workers: workers, ahead: sendAhead, encode: encode, emit: a.emit}
+	a.pipe = &ordered.Pipeline[[]arrow.RecordBatch, encodedBatch]{Workers: workers, Ahead: sendAhead, Work: encode, Emit: a.emit, Discard: recycle}
 	var msg bytes.Buffer
 	pl := ipc.GetSchemaPayload(s, memory.DefaultAllocator)
 	defer pl.Release()
@@ -91,50 +103,100 @@ func (a *arrowStream) Schema(s *arrow.Schema) error {
 // Batch implements engine.ArrowSink: the batch is kept (Retain) until encoded.
 func (a *arrowStream) Batch(rec arrow.RecordBatch) error {
 	rec.Retain()
-	return a.pipe.push(rec)
+	a.group = append(a.group, rec)
+	a.groupBytes += recordBytes(rec)
+	if a.groupBytes < groupBytes {
+		return nil
+	}
+	return a.flush()
 }
 
-// encodeBatch writes one record batch as an IPC message and releases it.
-func encodeBatch(rec arrow.RecordBatch) encodedBatch {
-	defer rec.Release()
-	pl, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(memory.DefaultAllocator))
-	if err != nil {
-		return encodedBatch{err: err}
+// flush queues the current group for encoding.
+func (a *arrowStream) flush() error {
+	if len(a.group) == 0 {
+		return nil
 	}
-	defer pl.Release()
-	var buf bytes.Buffer
-	buf.Grow(int(recordBytes(rec)) + 1024)
-	if _, err := pl.WritePayload(&buf); err != nil {
-		return encodedBatch{err: err}
+	g := a.group
+	a.group, a.groupBytes = nil, 0
+	if err := a.pipe.Push(g); err != nil {
+		release(g)
+		return err
 	}
-	return encodedBatch{data: buf.Bytes(), rows: rec.NumRows()}
+	return nil
 }
 
-func (a *arrowStream) encodeWithDictionaries(rec arrow.RecordBatch) encodedBatch {
-	defer rec.Release()
-	a.pw.buf.Reset()
-	if err := a.w.Write(rec); err != nil {
-		return encodedBatch{err: err}
+func release(g []arrow.RecordBatch) {
+	for _, rec := range g {
+		rec.Release()
 	}
-	return encodedBatch{data: bytes.Clone(a.pw.buf.Bytes()), rows: rec.NumRows()}
 }
 
+// encodeGroup writes a group's record batches as consecutive IPC messages
+// into one buffer, and releases them.
+func encodeGroup(g []arrow.RecordBatch) encodedBatch {
+	defer release(g)
+	out := encodedBatch{buf: buffers.Get().(*bytes.Buffer)}
+	out.buf.Reset()
+	for _, rec := range g {
+		pl, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(memory.DefaultAllocator))
+		if err != nil {
+			return encodedBatch{err: err}
+		}
+		_, err = pl.WritePayload(out.buf)
+		pl.Release()
+		if err != nil {
+			return encodedBatch{err: err}
+		}
+		out.rows += rec.NumRows()
+	}
+	return out
+}
+
+func (a *arrowStream) encodeWithDictionaries(g []arrow.RecordBatch) encodedBatch {
+	defer release(g)
+	out := encodedBatch{buf: buffers.Get().(*bytes.Buffer)}
+	out.buf.Reset()
+	a.pw.buf = out.buf
+	for _, rec := range g {
+		if err := a.w.Write(rec); err != nil {
+			return encodedBatch{err: err}
+		}
+		out.rows += rec.NumRows()
+	}
+	return out
+}
+
+// emit sends an encoded group; its buffer is free again once sent (connect
+// has copied it into the response by then).
 func (a *arrowStream) emit(b encodedBatch) error {
 	if b.err != nil {
 		return b.err
 	}
-	a.bytes += int64(len(b.data))
-	return a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
-		ArrowBatch: b.data, RowCount: b.rows,
+	a.bytes += int64(b.buf.Len())
+	err := a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
+		ArrowBatch: b.buf.Bytes(), RowCount: b.rows,
 	}}})
+	recycle(b)
+	return err
 }
 
-// drain waits until every queued batch is sent and reports a failure.
+func recycle(b encodedBatch) {
+	if b.buf != nil {
+		buffers.Put(b.buf)
+	}
+}
+
+// drain sends the last group, waits until every queued group is sent and
+// reports a failure.
 func (a *arrowStream) drain() error {
 	if a.pipe == nil {
 		return nil
 	}
-	return a.pipe.drain()
+	ferr := a.flush()
+	if err := a.pipe.Drain(); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // recordBytes estimates a batch's buffer size, to size the IPC buffer once.

@@ -14,6 +14,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/engine"
+	"github.com/agnesdata/agnes/server/internal/ordered"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/restjson"
 )
@@ -77,7 +78,7 @@ func (s *Service) StreamREST(json *restjson.Marshaler, maxBody int64) http.Handl
 
 // ndjson writes stream messages as the gateway does, one {"result": ...} per line.
 // Row batches are encoded by two workers while DuckDB produces the next ones, and
-// written in order by one goroutine (ordered), so memory stays bounded.
+// written in order by one goroutine (ordered.Pipeline), so memory stays bounded.
 type ndjson struct {
 	w       *bufio.Writer
 	flush   func()
@@ -86,7 +87,7 @@ type ndjson struct {
 	types   []string
 	started bool
 	bytes   int64
-	pipe    *ordered[arrow.RecordBatch, []byte]
+	pipe    *ordered.Pipeline[arrow.RecordBatch, []byte]
 }
 
 const jsonEncoders = 2
@@ -121,7 +122,7 @@ func (n *ndjson) drain() error {
 	if n.pipe == nil {
 		return nil
 	}
-	return n.pipe.drain()
+	return n.pipe.Drain()
 }
 
 // Columns implements engine.ColumnSink: the JSON format names DuckDB's types.
@@ -136,7 +137,7 @@ func (n *ndjson) Columns(cols []engine.Column) error {
 
 // Schema implements engine.ArrowSink (the columns were written by Columns).
 func (n *ndjson) Schema(*arrow.Schema) error {
-	n.pipe = &ordered[arrow.RecordBatch, []byte]{workers: jsonEncoders, ahead: sendAhead, encode: n.lines, emit: n.write}
+	n.pipe = &ordered.Pipeline[arrow.RecordBatch, []byte]{Workers: jsonEncoders, Ahead: sendAhead, Work: n.lines, Emit: n.write}
 	return nil
 }
 
@@ -144,7 +145,11 @@ func (n *ndjson) Schema(*arrow.Schema) error {
 func (n *ndjson) Batch(rec arrow.RecordBatch) error {
 	n.started = true
 	rec.Retain()
-	return n.pipe.push(rec)
+	if err := n.pipe.Push(rec); err != nil {
+		rec.Release()
+		return err
+	}
+	return nil
 }
 
 // lines encodes a batch as one line per batch_rows rows, and releases it.
