@@ -18,12 +18,19 @@ import (
 // authentication, sandbox, RBAC, engine, encoding (make bench compares it with DuckDB).
 func BenchmarkSelect1(b *testing.B) {
 	s := ts.New(b)
-	c := agnesv1connect.NewQueryServiceClient(http.DefaultClient, s.URL, connect.WithInterceptors(sdk.BearerAuth(s.AdminToken)))
-	ctx := context.Background()
-	for b.Loop() {
-		if _, err := c.Query(ctx, &agnesv1.QueryRequest{Sql: "SELECT 1"}); err != nil {
-			b.Fatal(err)
-		}
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+	}{{"h1", http.DefaultClient}, {"h2c", ts.HTTP2Client()}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := agnesv1connect.NewQueryServiceClient(tc.client, s.URL, connect.WithInterceptors(sdk.BearerAuth(s.AdminToken)))
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := c.Query(ctx, &agnesv1.QueryRequest{Sql: "SELECT 1"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

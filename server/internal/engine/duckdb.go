@@ -135,19 +135,12 @@ func (c *conn) close() {
 
 // watch interrupts c once ctx is done, and again every interruptEvery,
 // until the returned func is called. That func returns only when no more
-// interrupt can come, so the connection is safe to hand on.
+// interrupt can come, so the connection is safe to hand on. Nothing runs
+// (no goroutine) unless ctx ends while the statement does.
 func (c *conn) watch(ctx context.Context) func() {
-	if ctx.Done() == nil {
-		return func() {}
-	}
 	stop, exited := make(chan struct{}), make(chan struct{})
-	go func() {
+	unregister := context.AfterFunc(ctx, func() {
 		defer close(exited)
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-		}
 		tick := time.NewTicker(interruptEvery)
 		defer tick.Stop()
 		for {
@@ -158,8 +151,11 @@ func (c *conn) watch(ctx context.Context) func() {
 			case <-tick.C:
 			}
 		}
-	}()
+	})
 	return func() {
+		if unregister() {
+			return // the interrupter never started
+		}
 		close(stop)
 		<-exited
 	}

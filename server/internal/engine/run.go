@@ -166,7 +166,7 @@ func (e *Engine) RunRows(ctx context.Context, query string, opts RunOptions, sin
 		if err := sink.Columns(out); err != nil {
 			return &sinkError{err}
 		}
-		batch := make([][]any, 0, lim.batch)
+		batch := make([][]any, 0, min(lim.batch, 64)) // most results are small
 		for sum.Truncated == NotTruncated {
 			if err := ctx.Err(); err != nil {
 				return err
