@@ -49,6 +49,15 @@ const (
 // buffers holds encoded groups' buffers for reuse once they are sent.
 var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// groupBuffer returns an empty buffer with room for a group (a group ends
+// with the batch that reached groupBytes), so encoding does not regrow it.
+func groupBuffer() *bytes.Buffer {
+	b := buffers.Get().(*bytes.Buffer)
+	b.Reset()
+	b.Grow(groupBytes + groupBytes/2)
+	return b
+}
+
 // payloads collects what the IPC writer emits into buf; the writer's own
 // schema message is dropped because it was sent first, on its own.
 type payloads struct {
@@ -135,8 +144,7 @@ func release(g []arrow.RecordBatch) {
 // into one buffer, and releases them.
 func encodeGroup(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	out := encodedBatch{buf: buffers.Get().(*bytes.Buffer)}
-	out.buf.Reset()
+	out := encodedBatch{buf: groupBuffer()}
 	for _, rec := range g {
 		pl, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(memory.DefaultAllocator))
 		if err != nil {
@@ -154,8 +162,7 @@ func encodeGroup(g []arrow.RecordBatch) encodedBatch {
 
 func (a *arrowStream) encodeWithDictionaries(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	out := encodedBatch{buf: buffers.Get().(*bytes.Buffer)}
-	out.buf.Reset()
+	out := encodedBatch{buf: groupBuffer()}
 	a.pw.buf = out.buf
 	for _, rec := range g {
 		if err := a.w.Write(rec); err != nil {
