@@ -52,6 +52,7 @@ type catalog struct {
 	ids     []string // sorted
 	tables  map[string]*agnesv1.ManifestTable
 	json    map[string][]byte // each table's REST JSON, encoded once per change
+	states  map[string]*store.SyncState
 }
 
 func (s *Service) catalog(ctx context.Context) (*catalog, error) {
@@ -74,7 +75,8 @@ func (s *Service) catalog(ctx context.Context) (*catalog, error) {
 	for _, t := range registry {
 		reg[t.ID] = t
 	}
-	c = &catalog{version: v, tables: make(map[string]*agnesv1.ManifestTable, len(states)), json: make(map[string][]byte, len(states))}
+	c = &catalog{version: v, tables: make(map[string]*agnesv1.ManifestTable, len(states)), json: make(map[string][]byte, len(states)),
+		states: make(map[string]*store.SyncState, len(states))}
 	for _, st := range states {
 		if st.Hash == "" && st.Path == "" && st.QueryMode != "remote" {
 			continue // never synced successfully: nothing to distribute yet
@@ -94,6 +96,7 @@ func (s *Service) catalog(ctx context.Context) (*catalog, error) {
 		c.ids = append(c.ids, st.TableID)
 		c.tables[st.TableID] = mt
 		c.json[st.TableID] = raw
+		c.states[st.TableID] = st
 	}
 	s.mu.Lock()
 	s.snapshot = c
@@ -366,19 +369,21 @@ type dataFile struct {
 	name string // download file name
 }
 
-// resolveFile finds the file behind a table (and part). NotFound for unknown
-// ids, tables without local data and unknown parts.
+// resolveFile finds the file behind a table (and part) in the catalog, so a
+// download costs no state query. NotFound for unknown ids, tables without
+// local data and unknown parts.
 func (s *Service) resolveFile(ctx context.Context, tableID, part string) (*dataFile, error) {
 	notFound := apierr.NotFound("table '%s' not found", tableID)
 	if !tableIDRE.MatchString(tableID) {
 		return nil, notFound
 	}
-	st, err := s.store.GetSyncState(ctx, tableID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && st.Path == "") {
-		return nil, notFound
-	}
+	c, err := s.catalog(ctx)
 	if err != nil {
 		return nil, err
+	}
+	st := c.states[tableID]
+	if st == nil || st.Path == "" {
+		return nil, notFound
 	}
 	base := filepath.Join(s.dataDir, filepath.FromSlash(st.Path))
 	if part == "" {
