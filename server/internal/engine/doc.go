@@ -16,12 +16,14 @@
 //
 // Results are streamed: DuckDB computes a result as the engine reads it,
 // one chunk (up to 2048 rows) at a time, each converted to an Arrow record
-// batch and handed to the sink. DuckDB runs ahead of the reader by at most
-// a 16 MB buffer, so memory does not grow with the size of the result and
-// the first batch leaves once that buffer is full, not once the whole
-// result is computed. Row sinks get the same batches decoded into Go
-// values. Row, byte and time limits stop a query early; cancelling the
-// context interrupts it inside DuckDB.
+// batch and handed to the sink (for Arrow sinks, converted on two goroutines
+// while the next chunks are fetched, and handed on in order). DuckDB runs
+// ahead of the reader by at most a 32 MB buffer, so memory does not grow
+// with the size of the result and the first batch leaves once that buffer
+// is full, not once the whole result is computed. Row sinks get the same
+// batches decoded into Go values. Row, byte and time limits stop a query
+// early; cancelling the context interrupts it inside DuckDB.
+//
 // The engine talks to DuckDB through its C API (duckdb-go-bindings): each
 // generation owns its instance and a small pool of connections, because
 // duckdb-go materializes a whole result before its first row. See
