@@ -180,6 +180,9 @@ func (r *run) bigScan(ctx context.Context) error {
 	type acc struct {
 		growth, peak []int64
 		bytes        int64
+		// CPU seconds per run: the server's, and the harness's own (the
+		// in-process work, or the client receiving the stream).
+		serverCPU, harnessCPU []float64
 	}
 	stats := map[string]*acc{}
 	const (
@@ -222,11 +225,19 @@ func (r *run) bigScan(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			srv0, _ := readCPUTicks(r.main.Pid)
+			own0, _ := readCPUTicks(os.Getpid())
 			smp := sampleRSS(pid, 20*time.Millisecond)
 			res, err := fn(ctx)
 			peak, _ := smp.Stop()
+			srv1, _ := readCPUTicks(r.main.Pid)
+			own1, _ := readCPUTicks(os.Getpid())
 			a := stats[name]
 			a.growth, a.peak, a.bytes = append(a.growth, peak-base), append(a.peak, peak), res.Bytes
+			a.harnessCPU = append(a.harnessCPU, float64(own1-own0)/clockTicks)
+			if server {
+				a.serverCPU = append(a.serverCPU, float64(srv1-srv0)/clockTicks)
+			}
 			if err == nil && (res.Rows != r.data.Rows || res.Truncated) {
 				err = fmt.Errorf("got %d rows (truncated %v), want %d", res.Rows, res.Truncated, r.data.Rows)
 			}
@@ -264,8 +275,12 @@ func (r *run) bigScan(ctx context.Context) error {
 		if v.name == vArrowIn {
 			who = "harness"
 		}
-		r.rep.timing("C SELECT * FROM big", v.name, s[v.name], fmt.Sprintf("%s payload; %s RSS growth max %s (median %s), peak RSS %s",
-			mb(a.bytes), who, mb(slices.Max(a.growth)), mb(medianInt(a.growth)), mb(slices.Max(a.peak))))
+		cpu := fmt.Sprintf("harness CPU per run median %.2f s", medianF(a.harnessCPU))
+		if len(a.serverCPU) > 0 {
+			cpu = fmt.Sprintf("server CPU per run median %.2f s, harness (client) CPU %.2f s", medianF(a.serverCPU), medianF(a.harnessCPU))
+		}
+		r.rep.timing("C SELECT * FROM big", v.name, s[v.name], fmt.Sprintf("%s payload; %s RSS growth max %s (median %s), peak RSS %s; %s",
+			mb(a.bytes), who, mb(slices.Max(a.growth)), mb(medianInt(a.growth)), mb(slices.Max(a.peak)), cpu))
 	}
 	in, arrowW, jsonW := s[vArrowIn].Median(), s[vArrow].Median(), s[vJSONREST].Median()
 	x := ratio(arrowW, in)
@@ -279,6 +294,10 @@ func (r *run) bigScan(ctx context.Context) error {
 		r.rep.add(Row{Scenario: "C. SELECT * FROM big (" + rowsLabel(r.data.Rows) + " rows)", Metric: "server peak RSS growth (max over runs), " + strings.TrimPrefix(v, "Agnes "),
 			Agnes: mb(g), Baseline: "—", Ratio: "—", Target: "≤ 256 MB", Result: passIf(g <= 256<<20)})
 	}
+	srvCPU, cliCPU, inCPU := medianF(stats[vArrow].serverCPU), medianF(stats[vArrow].harnessCPU), medianF(stats[vArrowIn].harnessCPU)
+	r.rep.add(Row{Scenario: "C. (context)", Metric: "CPU per run (median): Arrow stream's server (+ its client, the harness) / in-process",
+		Agnes: fmt.Sprintf("%.2f s (+%.2f s)", srvCPU, cliCPU), Baseline: fmt.Sprintf("%.2f s", inCPU),
+		Ratio: fmt.Sprintf("%.2f× (%.2f× with the client)", srvCPU/inCPU, (srvCPU+cliCPU)/inCPU), Target: "—", Result: Info})
 	if r.cfg.StreamIdentity {
 		z := ratio(s[vArrowID].Median(), in)
 		r.rep.add(Row{Scenario: "C. (context)", Metric: "wall, Arrow stream over Connect with response compression refused / in-process",
