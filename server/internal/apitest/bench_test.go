@@ -2,8 +2,10 @@ package apitest
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -11,6 +13,7 @@ import (
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	"github.com/agnesdata/agnes/server/internal/config"
+	"github.com/agnesdata/agnes/server/internal/store"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -58,4 +61,36 @@ func BenchmarkQueryStreamArrow(b *testing.B) {
 		}
 		stream.Close()
 	}
+}
+
+// BenchmarkManifest5000 is the manifest of 5,000 tables over REST and Connect
+// (make bench's scenario H measures it as a user in 20 groups).
+func BenchmarkManifest5000(b *testing.B) {
+	s := ts.New(b)
+	now := time.Now()
+	states := make([]store.SyncState, 5000)
+	for i := range states {
+		states[i] = store.SyncState{TableID: fmt.Sprintf("t%04d", i), Source: "src", QueryMode: "local", LastSync: &now,
+			Rows: 1000, SizeBytes: 4096, Hash: fmt.Sprintf("%032x", i), Path: fmt.Sprintf("extracts/src/data/t%04d.parquet", i), Status: "ok"}
+	}
+	if err := s.App.Store.UpsertSyncStates(context.Background(), states); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.Run("rest", func(b *testing.B) {
+		for b.Loop() {
+			if r := s.REST(b, http.MethodGet, "/api/sync/manifest", s.AdminToken, nil); r.Status != http.StatusOK {
+				b.Fatal(r.Status)
+			}
+		}
+	})
+	b.Run("connect", func(b *testing.B) {
+		c := sdk.New(s.URL, s.AdminToken)
+		for b.Loop() {
+			m, err := c.Sync.GetManifest(ctx, &agnesv1.GetManifestRequest{})
+			if err != nil || len(m.GetTables()) != 5000 {
+				b.Fatalf("%d tables, %v", len(m.GetTables()), err)
+			}
+		}
+	})
 }

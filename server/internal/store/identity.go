@@ -61,8 +61,8 @@ func (id *Identity) GrantedIDs(resourceType string) []string {
 	return out
 }
 
-// identityCache keeps identities and token rows between writes (keys "user:<id>",
-// "pat:<id>"). gen guards against a reader that loaded from the database before a
+// identityCache keeps identities, token rows and sync settings between writes
+// (keys "user:<id>", "pat:<id>", "settings:<user id>"). gen guards against a reader that loaded from the database before a
 // write storing its stale result after it.
 type identityCache struct {
 	mu  sync.Mutex
@@ -95,8 +95,8 @@ func (c *identityCache) clear() {
 	c.m = nil
 }
 
-// writeIdentity is Write for changes to users, groups, memberships or grants: it also
-// invalidates the identity cache, after the commit.
+// writeIdentity is Write for changes to users, groups, memberships, grants or
+// sync settings: it also invalidates the identity cache, after the commit.
 func (s *Store) writeIdentity(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	defer s.cache.clear()
 	return s.Write(ctx, fn)

@@ -20,25 +20,40 @@ type UserSetting struct {
 	UpdatedAt time.Time
 }
 
-// UserSettings is a user's sync preferences.
+// UserSettings is a user's sync preferences. Values from GetUserSettings are
+// shared (cached): read them, do not modify them.
 type UserSettings struct {
 	TableMode string
 	Tables    []UserSetting
+	enabled   map[string]bool // Tables by id
 }
 
 // Enabled says whether the preferences let a table into the user's manifest.
 func (u *UserSettings) Enabled(tableID string) bool {
-	for _, t := range u.Tables {
-		if t.TableID == tableID {
-			return t.Enabled
-		}
+	if e, ok := u.enabled[tableID]; ok {
+		return e
 	}
 	return u.TableMode != ModeSelected
 }
 
-// GetUserSettings returns a user's preferences (mode "all" and none set by default).
+// GetUserSettings returns a user's preferences (mode "all" and none set by
+// default). They are read on every manifest, so they are cached with the
+// identities and dropped on any settings write.
 func (s *Store) GetUserSettings(ctx context.Context, userID string) (*UserSettings, error) {
-	out := &UserSettings{TableMode: ModeAll, Tables: []UserSetting{}}
+	v, gen := s.cache.get("settings:" + userID)
+	if u, ok := v.(*UserSettings); ok {
+		return u, nil
+	}
+	u, err := s.loadUserSettings(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	s.cache.put(gen, "settings:"+userID, u)
+	return u, nil
+}
+
+func (s *Store) loadUserSettings(ctx context.Context, userID string) (*UserSettings, error) {
+	out := &UserSettings{TableMode: ModeAll, Tables: []UserSetting{}, enabled: map[string]bool{}}
 	err := s.db.QueryRowContext(ctx, `SELECT table_mode FROM user_settings WHERE user_id = ?`, userID).Scan(&out.TableMode)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
@@ -56,13 +71,14 @@ func (s *Store) GetUserSettings(ctx context.Context, userID string) (*UserSettin
 		}
 		u.UpdatedAt = u.UpdatedAt.UTC()
 		out.Tables = append(out.Tables, u)
+		out.enabled[u.TableID] = u.Enabled
 	}
 	return out, rows.Err()
 }
 
 // SetUserSettings applies table preferences and, when mode is non-empty, the mode.
 func (s *Store) SetUserSettings(ctx context.Context, userID, mode string, tables map[string]bool) error {
-	return s.Write(ctx, func(tx *sql.Tx) error {
+	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		now := s.now()
 		if mode != "" {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO user_settings VALUES (?, ?, ?)
