@@ -229,7 +229,7 @@ func (r *run) runMain(ctx context.Context) (err error) {
 		encs = append(encs, k+": "+strings.Join(kinds, ", "))
 	}
 	if len(encs) > 0 {
-		rep.note("Response encodings the Connect clients received (client: call kind encoding): %s. The SDK advertises gzip and connect-go handlers compress every response a client accepts gzip for (no minimum size is configured), so SDK users get gzip-compressed Arrow batches; \"+identity\" is the client that refuses compression.", strings.Join(encs, "; "))
+		rep.note("Response encodings the Connect clients received (client: call kind encoding): %s. The SDK advertises gzip; the server offers it on every service but Query and Sync (Arrow batches and Parquet chunks are already compact), so SDK users get those uncompressed; \"+identity\" is the client that refuses compression.", strings.Join(encs, "; "))
 	}
 	return nil
 }
