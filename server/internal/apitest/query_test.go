@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -376,4 +377,95 @@ func TestArrowStreamWithDictionaries(t *testing.T) {
 	}
 	require.NoError(t, r.Err())
 	require.EqualValues(t, 5000, rows)
+}
+
+// A result of many chunks and several ~1 MB messages arrives whole and in
+// order (chunks are converted and encoded on several goroutines), and a limit
+// cuts it exactly, over Arrow and over REST NDJSON.
+func TestQueryStreamLargeResultInOrder(t *testing.T) {
+	s := ts.New(t)
+	const total = 400_000
+	s.AddTable(t, "big", "numbers", fmt.Sprintf(`SELECT i AS id, 'row ' || i AS label FROM range(%d) t(i)`, total))
+	s.Rebuild(t)
+	ctx := context.Background()
+	const sql = `SELECT id, label FROM numbers ORDER BY id`
+
+	arrowIDs := func(limit int64) ([]int64, *agnesv1.QuerySummary, int) {
+		stream, err := s.Clients(ts.Connect, s.AdminToken).Query.QueryStream(ctx, &agnesv1.QueryStreamRequest{Sql: sql, Limit: limit})
+		require.NoError(t, err)
+		var ipcBytes bytes.Buffer
+		var sum *agnesv1.QuerySummary
+		messages := 0
+		for stream.Receive() {
+			switch ev := stream.Msg().GetEvent().(type) {
+			case *agnesv1.QueryStreamResponse_Schema:
+				ipcBytes.Write(ev.Schema.GetArrowSchema())
+			case *agnesv1.QueryStreamResponse_Batch:
+				ipcBytes.Write(ev.Batch.GetArrowBatch())
+				messages++
+			case *agnesv1.QueryStreamResponse_Summary:
+				sum = ev.Summary
+			}
+		}
+		require.NoError(t, stream.Err())
+		r, err := ipc.NewReader(&ipcBytes)
+		require.NoError(t, err)
+		var ids []int64
+		for r.Next() {
+			rec := r.RecordBatch()
+			col, labels := rec.Column(0).(*array.Int64), rec.Column(1).(*array.String)
+			for i := range col.Len() {
+				require.Equal(t, fmt.Sprintf("row %d", col.Value(i)), labels.Value(i))
+				ids = append(ids, col.Value(i))
+			}
+		}
+		require.NoError(t, r.Err())
+		return ids, sum, messages
+	}
+	inOrder := func(ids []int64, n int) {
+		require.Len(t, ids, n)
+		for i, id := range ids {
+			if id != int64(i) {
+				t.Fatalf("row %d has id %d: out of order", i, id)
+			}
+		}
+	}
+
+	ids, sum, messages := arrowIDs(0)
+	inOrder(ids, total)
+	require.EqualValues(t, total, sum.GetRows())
+	require.False(t, sum.GetTruncated())
+	require.Greater(t, messages, 2, "several ~1 MB messages")
+
+	ids, sum, _ = arrowIDs(250_001)
+	inOrder(ids, 250_001)
+	require.True(t, sum.GetTruncated())
+
+	// REST NDJSON: the same rows, in order.
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/query/stream", strings.NewReader(`{"sql": `+jsonString(sql)+`}`))
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	ids = ids[:0]
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var line struct {
+			Result struct {
+				Batch *struct {
+					Rows [][]any `json:"rows"`
+				} `json:"batch"`
+			} `json:"result"`
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &line))
+		if line.Result.Batch != nil {
+			for _, r := range line.Result.Batch.Rows {
+				ids = append(ids, int64(r[0].(float64)))
+			}
+		}
+	}
+	require.NoError(t, sc.Err())
+	inOrder(ids, total)
 }
