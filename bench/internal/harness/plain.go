@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 )
 
 // PlainHandler is an unhardened DuckDB-over-HTTP endpoint: POST /query with
@@ -77,18 +76,8 @@ func ServePlain(addr, parquet string) error {
 		return err
 	}
 	defer db.Close()
-	srv := &http.Server{Addr: addr, Handler: PlainHandler(db), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
 	log.Printf("plain DuckDB-over-HTTP server on %s over %s", addr, parquet)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return serveUntilDone(ctx, addr, PlainHandler(db))
 }
 
 // StartPlain starts the plain server as a child process: exe (the harness
