@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/agnesdata/agnes/client/sdk"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 )
 
@@ -47,8 +48,7 @@ or arrow (an Arrow IPC stream on stdout). Ctrl-C cancels the query on the server
 			case "json":
 				out = &jsonWriter{w: a.out}
 			case "arrow":
-				req.Format = agnesv1.ResultFormat_RESULT_FORMAT_ARROW
-				out = &arrowWriter{w: a.out}
+				return a.queryArrow(cmd.Context(), c, req)
 			default:
 				return fmt.Errorf("unknown --format %q (table, csv, json, arrow)", format)
 			}
@@ -78,19 +78,52 @@ or arrow (an Arrow IPC stream on stdout). Ctrl-C cancels the query on the server
 			if err := out.close(); err != nil {
 				return err
 			}
-			if sum != nil {
-				note := ""
-				if sum.GetTruncated() {
-					note = ", truncated by a limit"
-				}
-				fmt.Fprintf(a.err, "(%d rows, %.3f s%s)\n", sum.GetRows(), time.Since(start).Seconds(), note)
-			}
+			a.summary(sum, start)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "table, csv, json or arrow")
 	cmd.Flags().Int64Var(&limit, "limit", 0, "maximum rows (default: the server's limit)")
 	return cmd
+}
+
+// queryArrow writes the result to stdout as an Arrow IPC stream, through
+// the SDK's Arrow reader (no allocation per batch).
+func (a *app) queryArrow(ctx context.Context, c *sdk.Client, req *agnesv1.QueryStreamRequest) error {
+	start := time.Now()
+	st, err := c.QueryArrow(ctx, req)
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	defer st.Close()
+	if _, err := a.out.Write(st.Schema()); err != nil {
+		return err
+	}
+	for st.Next() {
+		if _, err := a.out.Write(st.Batch()); err != nil {
+			return err
+		}
+	}
+	if err := st.Err(); err != nil {
+		return interrupted(ctx, err)
+	}
+	if _, err := a.out.Write(arrowEOS); err != nil {
+		return err
+	}
+	a.summary(st.Summary(), start)
+	return nil
+}
+
+// summary prints the row count and time on stderr.
+func (a *app) summary(sum *agnesv1.QuerySummary, start time.Time) {
+	if sum == nil {
+		return
+	}
+	note := ""
+	if sum.GetTruncated() {
+		note = ", truncated by a limit"
+	}
+	fmt.Fprintf(a.err, "(%d rows, %.3f s%s)\n", sum.GetRows(), time.Since(start).Seconds(), note)
 }
 
 // interrupted says "canceled" plainly when the user pressed Ctrl-C.
@@ -269,20 +302,3 @@ func (j *jsonWriter) batch(b *agnesv1.QueryBatch) error {
 }
 
 func (j *jsonWriter) close() error { return nil }
-
-type arrowWriter struct{ w io.Writer }
-
-func (a *arrowWriter) schema(s *agnesv1.QuerySchema) error {
-	_, err := a.w.Write(s.GetArrowSchema())
-	return err
-}
-
-func (a *arrowWriter) batch(b *agnesv1.QueryBatch) error {
-	_, err := a.w.Write(b.GetArrowBatch())
-	return err
-}
-
-func (a *arrowWriter) close() error {
-	_, err := a.w.Write(arrowEOS)
-	return err
-}

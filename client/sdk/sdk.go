@@ -21,6 +21,7 @@ type Client struct {
 	BaseURL string
 	HTTP    *http.Client
 	token   string
+	connect []connect.ClientOption // what every service client was made with
 
 	Auth    agnesv1connect.AuthServiceClient
 	Admin   agnesv1connect.AdminServiceClient
@@ -53,7 +54,7 @@ func New(baseURL, token string, opts ...Option) *Client {
 	baseURL = strings.TrimRight(baseURL, "/")
 	copts := append([]connect.ClientOption{connect.WithInterceptors(BearerAuth(token))}, o.connect...)
 	return &Client{
-		BaseURL: baseURL, HTTP: o.httpClient, token: token,
+		BaseURL: baseURL, HTTP: o.httpClient, token: token, connect: copts,
 		Auth:    agnesv1connect.NewAuthServiceClient(o.httpClient, baseURL, copts...),
 		Admin:   agnesv1connect.NewAdminServiceClient(o.httpClient, baseURL, copts...),
 		Sync:    agnesv1connect.NewSyncServiceClient(o.httpClient, baseURL, copts...),

@@ -43,25 +43,15 @@ func newTransport(kind string) *http.Transport {
 	return t
 }
 
-// encodingRecorder remembers the content encodings the server answered with,
-// and can make the client ask for no compression at all.
+// encodingRecorder remembers the content encodings the server answered with.
 type encodingRecorder struct {
-	next     http.RoundTripper
-	identity bool // ask for uncompressed responses
+	next http.RoundTripper
 
 	mu   sync.Mutex
 	seen map[string]string // request kind → encoding
 }
 
 func (e *encodingRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	if e.identity {
-		req = req.Clone(req.Context())
-		for _, h := range []string{"Accept-Encoding", "Connect-Accept-Encoding", "Grpc-Accept-Encoding"} {
-			if req.Header.Get(h) != "" {
-				req.Header.Set(h, "identity")
-			}
-		}
-	}
 	res, err := e.next.RoundTrip(req)
 	if err != nil {
 		return res, err
@@ -98,28 +88,21 @@ type Agnes struct {
 	URL   string
 	Token string
 
-	H1, H2C  *sdk.Client // Connect over HTTP/1.1 and over h2c (the SDK's defaults otherwise)
-	Identity *sdk.Client // Connect over the chosen transport, asking for uncompressed responses
-	rec      map[string]*encodingRecorder
-	rest     *http.Client // REST mirror, HTTP/1.1
+	H1, H2C *sdk.Client // Connect over HTTP/1.1 and over h2c (the SDK's defaults otherwise)
+	rec     map[string]*encodingRecorder
+	rest    *http.Client // REST mirror, HTTP/1.1
 }
 
-// NewAgnes returns clients for the server at url; identityKind is the
-// transport of the uncompressed variant.
-func NewAgnes(url, token, identityKind string) *Agnes {
+// NewAgnes returns clients for the server at url.
+func NewAgnes(url, token string) *Agnes {
 	a := &Agnes{URL: url, Token: token, rec: map[string]*encodingRecorder{}}
-	mk := func(kind string, identity bool) *sdk.Client {
-		r := &encodingRecorder{next: newTransport(kind), identity: identity}
-		key := kind
-		if identity {
-			key += "+identity"
-		}
-		a.rec[key] = r
+	mk := func(kind string) *sdk.Client {
+		r := &encodingRecorder{next: newTransport(kind)}
+		a.rec[kind] = r
 		return sdk.New(url, token, sdk.WithHTTPClient(&http.Client{Transport: r}))
 	}
-	a.H1 = mk(HTTP1, false)
-	a.H2C = mk(H2C, false)
-	a.Identity = mk(identityKind, true)
+	a.H1 = mk(HTTP1)
+	a.H2C = mk(H2C)
 	a.rest = &http.Client{Transport: newTransport(HTTP1)}
 	return a
 }
@@ -160,8 +143,29 @@ type StreamResult struct {
 	Compressed bool
 }
 
-// ConnectArrow streams a query as Arrow IPC over Connect and reads every batch.
+// ConnectArrow streams a query through the SDK's Arrow reader (Connect,
+// every batch received into one reused buffer) and reads every batch.
 func ConnectArrow(ctx context.Context, c *sdk.Client, sql string) (StreamResult, error) {
+	var r StreamResult
+	s, err := c.QueryArrow(ctx, &agnesv1.QueryStreamRequest{Sql: sql})
+	if err != nil {
+		return r, err
+	}
+	defer s.Close()
+	r.Bytes = int64(len(s.Schema()))
+	for s.Next() {
+		r.Bytes += int64(len(s.Batch()))
+		r.Rows += s.BatchRows()
+	}
+	if err := s.Err(); err != nil {
+		return r, err
+	}
+	return r, checkSummary(&r, s.Summary())
+}
+
+// ConnectArrowGenerated streams a query as Arrow through the generated
+// client's QueryStream (every message its own allocation) and reads every batch.
+func ConnectArrowGenerated(ctx context.Context, c *sdk.Client, sql string) (StreamResult, error) {
 	var r StreamResult
 	stream, err := c.Query.QueryStream(ctx, &agnesv1.QueryStreamRequest{Sql: sql, Format: agnesv1.ResultFormat_RESULT_FORMAT_ARROW})
 	if err != nil {
@@ -183,14 +187,20 @@ func ConnectArrow(ctx context.Context, c *sdk.Client, sql string) (StreamResult,
 	if err := stream.Err(); err != nil {
 		return r, err
 	}
+	return r, checkSummary(&r, sum)
+}
+
+// checkSummary records the summary's truncation, checking that it agrees
+// with the rows received.
+func checkSummary(r *StreamResult, sum *agnesv1.QuerySummary) error {
 	if sum == nil {
-		return r, errors.New("stream ended without a summary")
+		return errors.New("stream ended without a summary")
 	}
 	r.Truncated = sum.GetTruncated()
 	if sum.GetRows() != r.Rows {
-		return r, fmt.Errorf("summary says %d rows, batches carried %d", sum.GetRows(), r.Rows)
+		return fmt.Errorf("summary says %d rows, batches carried %d", sum.GetRows(), r.Rows)
 	}
-	return r, nil
+	return nil
 }
 
 // post sends a JSON body to the REST mirror.

@@ -39,7 +39,7 @@ type Config struct {
 	WarmAgg, ItersAgg         int
 	WarmSelect1, ItersSelect1 int
 	ItersStream               int
-	StreamIdentity            bool          // also stream Arrow with compression refused
+	StreamGenerated           bool          // C: also stream Arrow through the generated client
 	StreamSlow                time.Duration // C: a variant slower than this runs once
 	FreshServer               bool          // C: restart the main server before each server run
 	WarmSmall, ItersSmall     int
@@ -152,7 +152,7 @@ func (r *run) runMain(ctx context.Context) (err error) {
 	}
 	startup := time.Since(t0)
 	defer func() { r.cleanup(r.main) }()
-	r.a = NewAgnes(r.main.URL, r.main.Token, cfg.Connect)
+	r.a = NewAgnes(r.main.URL, r.main.Token)
 	rep.Machine = append(rep.Machine, [2]string{"main server", fmt.Sprintf("bin/agnes-server serve, pid %d, %d extracts, start-up (incl. rebuild) to healthy %s, log %s",
 		r.main.Pid, r.data.Sources(), startup.Round(time.Millisecond), r.main.LogPath)})
 	rep.Machine = append(rep.Machine, [2]string{"transport of C–F", transportName(cfg.Connect) + " (A and B measure both HTTP/1.1 and h2c)"})
@@ -229,7 +229,7 @@ func (r *run) runMain(ctx context.Context) (err error) {
 		encs = append(encs, k+": "+strings.Join(kinds, ", "))
 	}
 	if len(encs) > 0 {
-		rep.note("Response encodings the Connect clients received (client: call kind encoding): %s. The SDK advertises gzip; the server offers it on every service but Query and Sync (Arrow batches and Parquet chunks are already compact), so SDK users get those uncompressed; \"+identity\" is the client that refuses compression.", strings.Join(encs, "; "))
+		rep.note("Response encodings the Connect clients received (client: call kind encoding): %s. The SDK advertises gzip; the server offers it on every service but Query and Sync (Arrow batches and Parquet chunks are already compact), so SDK users get those uncompressed.", strings.Join(encs, "; "))
 	}
 	return nil
 }
@@ -244,7 +244,7 @@ func (r *run) restartMain(ctx context.Context, tag string) error {
 		return fmt.Errorf("restart the main server: %w", err)
 	}
 	enc := r.a
-	r.main, r.a = s, NewAgnes(s.URL, s.Token, r.cfg.Connect)
+	r.main, r.a = s, NewAgnes(s.URL, s.Token)
 	r.retired = append(r.retired, enc)
 	return nil
 }

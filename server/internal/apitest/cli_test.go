@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/stretchr/testify/require"
 
 	"github.com/agnesdata/agnes/client/cli"
@@ -122,6 +124,19 @@ func TestCLIQuery(t *testing.T) {
 	out, _, code = agnes(t, "", "query", "--format", "json", "SELECT id, channel, day FROM orders ORDER BY id LIMIT 2")
 	require.Equal(t, 0, code)
 	require.Equal(t, `{"id":0,"channel":null,"day":"2026-01-01"}`+"\n"+`{"id":1,"channel":"web","day":"2026-01-02"}`+"\n", out)
+
+	out, stderr, code = agnes(t, "", "query", "--format", "arrow", "SELECT id FROM orders ORDER BY id")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `^\(100 rows, [0-9.]+ s\)\n$`, stderr)
+	r, err := ipc.NewReader(strings.NewReader(out))
+	require.NoError(t, err)
+	var ids []int64
+	for r.Next() {
+		ids = append(ids, r.RecordBatch().Column(0).(*array.Int64).Int64Values()...)
+	}
+	require.NoError(t, r.Err())
+	require.Len(t, ids, 100)
+	require.EqualValues(t, 99, ids[99])
 
 	_, stderr, code = agnes(t, "", "query", "SELECT * FROM customers")
 	require.Equal(t, 1, code)
