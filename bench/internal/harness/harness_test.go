@@ -60,6 +60,37 @@ func TestInterleaveRotatesOrder(t *testing.T) {
 	}
 }
 
+// Every variant run comes right after its prep and a base run, and each
+// yields one pair per round (re-runs for steal replace a pair, never add one).
+func TestPairedRunsBaseBeforeEachVariant(t *testing.T) {
+	var order []string
+	undone := 0
+	mk := func(n string) variant {
+		return variant{name: n,
+			prep: func(context.Context) error { order = append(order, "prep-"+n); return nil },
+			run:  func(context.Context) error { order = append(order, n); return nil },
+			undo: func() { undone++ }}
+	}
+	base := variant{name: "base", run: func(context.Context) error { order = append(order, "base"); return nil }}
+	s, pairs, rerun, err := pairedWithPrep(context.Background(), base, []variant{mk("a"), mk("b")}, 3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range order {
+		if o == "a" || o == "b" {
+			if i < 2 || order[i-1] != "base" || order[i-2] != "prep-"+o {
+				t.Fatalf("run %d (%s) not right after its prep and a base run: %v", i, o, order)
+			}
+		}
+	}
+	if len(pairs["a"]) != 3 || len(pairs["b"]) != 3 || len(s["a"]) != 3 || len(s["base"]) != 6 {
+		t.Fatalf("pairs %d/%d, samples a %d base %d; want 3/3, 3, 6", len(pairs["a"]), len(pairs["b"]), len(s["a"]), len(s["base"]))
+	}
+	if undone != rerun || rerun > 3 { // only a and b have an undo here
+		t.Fatalf("%d re-runs, %d undos", rerun, undone)
+	}
+}
+
 func TestPlainHandler(t *testing.T) {
 	db, err := openMemoryDB()
 	if err != nil {

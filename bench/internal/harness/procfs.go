@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -37,6 +38,22 @@ func readRSS(pid int) (int64, error) {
 }
 
 // readCPUTicks returns utime+stime of pid in clock ticks (1/100 s).
+// readStealTicks returns the machine's CPU steal time so far, in clock
+// ticks summed over its CPUs (/proc/stat): time the host ran something else
+// while this machine's CPUs had work.
+func readStealTicks() (int64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, errors.New("malformed /proc/stat")
+	}
+	return strconv.ParseInt(f[8], 10, 64)
+}
+
 func readCPUTicks(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -91,7 +92,17 @@ func (c Config) wantMain() bool {
 func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	started := time.Now()
 	rep = &Report{Started: started.UTC(), Machine: machineInfo(cfg.ServerBin)}
-	defer func() { rep.Took = time.Since(started).Round(time.Second).String() }()
+	steal0, _ := readStealTicks()
+	defer func() {
+		took := time.Since(started)
+		rep.Took = took.Round(time.Second).String()
+		// On a shared VM the host takes CPU time away in bursts; how much it
+		// took says how far to trust this run's figures.
+		if steal1, err := readStealTicks(); err == nil {
+			stolen := float64(steal1-steal0) / clockTicks
+			rep.Machine = append(rep.Machine, [2]string{"CPU time taken by the host (steal)", fmt.Sprintf("%.1f s, %.1f%% of the CPU time of the run", stolen, 100*stolen/(took.Seconds()*float64(runtime.NumCPU())))})
+		}
+	}()
 	r := &run{cfg: cfg, rep: rep, logf: cfg.Logf, plainC: &http.Client{Transport: newTransport(HTTP1)}}
 	defer StopAll()
 

@@ -47,7 +47,8 @@ func (s Sample) Min() time.Duration {
 type variant struct {
 	name string
 	run  func(context.Context) error
-	prep func(context.Context) error // optional, untimed, before each run (interleaveWithPrep only)
+	prep func(context.Context) error // optional, untimed, before each run (pairedWithPrep only)
+	undo func()                      // optional: forget what the last run recorded (pairedWithPrep only)
 }
 
 // interleave runs warmup untimed rounds, then iters timed rounds; every round
