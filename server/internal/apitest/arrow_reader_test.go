@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -111,4 +112,33 @@ func TestSDKArrowReaderDictionaries(t *testing.T) {
 	}
 	require.NoError(t, r.Err())
 	require.EqualValues(t, 5000, rows)
+}
+
+// A Connect client speaking JSON gets the Arrow batches too (the handler's
+// codec writes them in place only for binary protobuf).
+func TestArrowStreamOverConnectJSON(t *testing.T) {
+	s := shop(t)
+	q := agnesv1connect.NewQueryServiceClient(ts.HTTP2Client(), s.URL, ts.Bearer(s.AdminToken), connect.WithProtoJSON())
+	stream, err := q.QueryStream(context.Background(), &agnesv1.QueryStreamRequest{Sql: `SELECT i, 'x' || i AS s FROM range(50000) t(i)`})
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	var sum *agnesv1.QuerySummary
+	for stream.Receive() {
+		buf.Write(stream.Msg().GetSchema().GetArrowSchema())
+		buf.Write(stream.Msg().GetBatch().GetArrowBatch())
+		if m := stream.Msg().GetSummary(); m != nil {
+			sum = m
+		}
+	}
+	require.NoError(t, stream.Err())
+	require.EqualValues(t, buf.Len(), sum.GetBytes())
+	r, err := ipc.NewReader(&buf)
+	require.NoError(t, err)
+	var rows int64
+	for r.Next() {
+		rows += r.RecordBatch().NumRows()
+	}
+	require.NoError(t, r.Err())
+	require.EqualValues(t, 50000, rows)
+	require.EqualValues(t, 50000, sum.GetRows())
 }
