@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -104,18 +105,10 @@ func TestSDKArrowReaderDictionaries(t *testing.T) {
 		buf.Write(st.Batch())
 	}
 	require.NoError(t, st.Err())
-	r, err := ipc.NewReader(&buf)
-	require.NoError(t, err)
-	var rows int64
-	for r.Next() {
-		rows += r.RecordBatch().NumRows()
-	}
-	require.NoError(t, r.Err())
-	require.EqualValues(t, 5000, rows)
+	require.EqualValues(t, 5000, ipcRows(t, &buf))
 }
 
-// A Connect client speaking JSON gets the Arrow batches too (the handler's
-// codec writes them in place only for binary protobuf).
+// A Connect client speaking JSON gets the Arrow batches too.
 func TestArrowStreamOverConnectJSON(t *testing.T) {
 	s := shop(t)
 	q := agnesv1connect.NewQueryServiceClient(ts.HTTP2Client(), s.URL, ts.Bearer(s.AdminToken), connect.WithProtoJSON())
@@ -132,13 +125,20 @@ func TestArrowStreamOverConnectJSON(t *testing.T) {
 	}
 	require.NoError(t, stream.Err())
 	require.EqualValues(t, buf.Len(), sum.GetBytes())
-	r, err := ipc.NewReader(&buf)
+	require.EqualValues(t, 50000, ipcRows(t, &buf))
+	require.EqualValues(t, 50000, sum.GetRows())
+}
+
+// ipcRows reads an Arrow IPC stream whole and counts its rows.
+func ipcRows(t *testing.T, stream io.Reader) int64 {
+	t.Helper()
+	r, err := ipc.NewReader(stream)
 	require.NoError(t, err)
+	defer r.Release()
 	var rows int64
 	for r.Next() {
 		rows += r.RecordBatch().NumRows()
 	}
 	require.NoError(t, r.Err())
-	require.EqualValues(t, 50000, rows)
-	require.EqualValues(t, 50000, sum.GetRows())
+	return rows
 }

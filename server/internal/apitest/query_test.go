@@ -369,14 +369,7 @@ func TestArrowStreamWithDictionaries(t *testing.T) {
 		buf.Write(stream.Msg().GetBatch().GetArrowBatch())
 	}
 	require.NoError(t, stream.Err())
-	r, err := ipc.NewReader(&buf)
-	require.NoError(t, err)
-	var rows int64
-	for r.Next() {
-		rows += r.RecordBatch().NumRows()
-	}
-	require.NoError(t, r.Err())
-	require.EqualValues(t, 5000, rows)
+	require.EqualValues(t, 5000, ipcRows(t, &buf))
 }
 
 // A result of many chunks and several ~1 MB messages arrives whole and in
