@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -106,6 +107,42 @@ func TestSDKArrowReaderDictionaries(t *testing.T) {
 	}
 	require.NoError(t, st.Err())
 	require.EqualValues(t, 5000, ipcRows(t, &buf))
+}
+
+// A batch bigger than the buffers batches are encoded into (16 MiB: three
+// rows of 9 MB in one DuckDB chunk) comes through whole, over Connect and gRPC.
+func TestArrowStreamHugeBatch(t *testing.T) {
+	s := shop(t)
+	const width = 9_000_000
+	for _, p := range ts.RPCProtocols {
+		t.Run(string(p), func(t *testing.T) {
+			st, err := s.Clients(p, s.AdminToken).QueryArrow(context.Background(), &agnesv1.QueryStreamRequest{
+				Sql: fmt.Sprintf(`SELECT i, repeat(chr(65 + i::INTEGER), %d) AS s FROM range(3) t(i)`, width)})
+			require.NoError(t, err)
+			defer st.Close()
+			var stream bytes.Buffer
+			stream.Write(st.Schema())
+			for st.Next() {
+				stream.Write(st.Batch())
+			}
+			require.NoError(t, st.Err())
+			r, err := ipc.NewReader(&stream)
+			require.NoError(t, err)
+			defer r.Release()
+			var got []string
+			for r.Next() {
+				col := r.RecordBatch().Column(1).(*array.String)
+				for i := range col.Len() {
+					got = append(got, col.Value(i))
+				}
+			}
+			require.NoError(t, r.Err())
+			require.Len(t, got, 3)
+			for i, v := range got {
+				require.Equal(t, strings.Repeat(string(rune('A'+i)), width), v, "row %d", i)
+			}
+		})
+	}
 }
 
 // A Connect client speaking JSON gets the Arrow batches too.

@@ -167,7 +167,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	// more CPU than it saves, so these two services do not offer it.
 	bulk := append(slices.Clone(opts), connect.WithCompression("gzip", nil, nil))
 	mount(agnesv1connect.NewSyncServiceHandler(syncs, bulk...))
-	mount(agnesv1connect.NewQueryServiceHandler(queries, bulk...))
+	// The Query service's codec sends Arrow batches as the encoders wrote them.
+	mount(agnesv1connect.NewQueryServiceHandler(queries, append(bulk, connect.WithCodec(querysvc.Codec()))...))
 	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
 

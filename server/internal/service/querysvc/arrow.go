@@ -2,7 +2,6 @@ package querysvc
 
 import (
 	"bytes"
-	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -19,8 +18,9 @@ import (
 // ipc.NewReader. Grouping DuckDB's small chunks (2048 rows) keeps the cost per
 // message (framing, flush, write) off a big result's path.
 //
-// Groups are encoded by two workers while DuckDB computes the next ones, and
-// sent in order by one goroutine; their buffers are reused once sent. A schema
+// Groups are encoded by two workers while DuckDB computes the next ones, each
+// straight into its message's wire form (wire.go), and sent in order by one
+// goroutine; their buffers are reused once sent. A schema
 // with dictionary columns (DuckDB ENUMs) is encoded by one stateful IPC writer
 // instead, which also emits the dictionary batches.
 type arrowStream struct {
@@ -34,7 +34,7 @@ type arrowStream struct {
 }
 
 type encodedBatch struct {
-	buf  *bytes.Buffer
+	wire *wireBuffer
 	rows int64
 	err  error
 }
@@ -45,18 +45,6 @@ const (
 	// groupBytes is about how much Arrow data one QueryBatch carries.
 	groupBytes = 1 << 20
 )
-
-// buffers holds encoded groups' buffers for reuse once they are sent.
-var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
-// groupBuffer returns an empty buffer with room for a group (a group ends
-// with the batch that reached groupBytes), so encoding does not regrow it.
-func groupBuffer() *bytes.Buffer {
-	b := buffers.Get().(*bytes.Buffer)
-	b.Reset()
-	b.Grow(groupBytes + groupBytes/2)
-	return b
-}
 
 // payloads collects what the IPC writer emits into buf; the writer's own
 // schema message is dropped because it was sent first, on its own.
@@ -144,15 +132,17 @@ func release(g []arrow.RecordBatch) {
 // into one buffer, and releases them.
 func encodeGroup(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	out := encodedBatch{buf: groupBuffer()}
+	out := encodedBatch{wire: newWireBuffer()}
 	for _, rec := range g {
 		pl, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(memory.DefaultAllocator))
 		if err != nil {
+			recycle(out)
 			return encodedBatch{err: err}
 		}
-		_, err = pl.WritePayload(out.buf)
+		_, err = pl.WritePayload(out.wire.buf)
 		pl.Release()
 		if err != nil {
+			recycle(out)
 			return encodedBatch{err: err}
 		}
 		out.rows += rec.NumRows()
@@ -162,10 +152,11 @@ func encodeGroup(g []arrow.RecordBatch) encodedBatch {
 
 func (a *arrowStream) encodeWithDictionaries(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	out := encodedBatch{buf: groupBuffer()}
-	a.pw.buf = out.buf
+	out := encodedBatch{wire: newWireBuffer()}
+	a.pw.buf = out.wire.buf
 	for _, rec := range g {
 		if err := a.w.Write(rec); err != nil {
+			recycle(out)
 			return encodedBatch{err: err}
 		}
 		out.rows += rec.NumRows()
@@ -173,23 +164,24 @@ func (a *arrowStream) encodeWithDictionaries(g []arrow.RecordBatch) encodedBatch
 	return out
 }
 
-// emit sends an encoded group; its buffer is free again once sent (connect
-// has copied it into the response by then).
+// emit sends an encoded group; its buffer is free again once sent (the
+// response has been written by then).
 func (a *arrowStream) emit(b encodedBatch) error {
 	if b.err != nil {
 		return b.err
 	}
-	a.bytes += int64(b.buf.Len())
-	err := a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
-		ArrowBatch: b.buf.Bytes(), RowCount: b.rows,
-	}}})
-	recycle(b)
-	return err
+	defer recycle(b)
+	wire, data := b.wire.message(b.rows)
+	a.bytes += int64(len(data))
+	msg := &agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
+		ArrowBatch: data, RowCount: b.rows,
+	}}}
+	return sendWire(a.send, msg, wire)
 }
 
 func recycle(b encodedBatch) {
-	if b.buf != nil {
-		buffers.Put(b.buf)
+	if b.wire != nil {
+		b.wire.release()
 	}
 }
 
