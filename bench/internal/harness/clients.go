@@ -144,7 +144,7 @@ type StreamResult struct {
 }
 
 // ConnectArrow streams a query through the SDK's Arrow reader (Connect,
-// every batch received into one reused buffer) and reads every batch.
+// every batch read in place) and reads every batch.
 func ConnectArrow(ctx context.Context, c *sdk.Client, sql string) (StreamResult, error) {
 	var r StreamResult
 	s, err := c.QueryArrow(ctx, &agnesv1.QueryStreamRequest{Sql: sql})

@@ -36,9 +36,11 @@ const (
 	// 8 MiB recycling limit. A group that outgrows it (one huge batch)
 	// moves to the heap and is not reused.
 	regionSize = 16 << 20
-	// keptRegions bounds the regions kept for reuse (each holds the pages a
-	// group wrote, ~1-2 MB); more are released.
-	keptRegions = 32
+	// keptRegions bounds the regions kept for reuse; more are unmapped. A
+	// region keeps the pages written in it, so only one whose group stayed
+	// within keptWritten (an ordinary group: ~1 MB) is kept.
+	keptRegions = 16
+	keptWritten = 4 << 20
 )
 
 var regions = make(chan []byte, keptRegions)
@@ -62,12 +64,25 @@ func newWireBuffer() *wireBuffer {
 // release makes the region available to other groups. The buffer must not
 // be used afterwards.
 func (w *wireBuffer) release() {
-	select {
-	case regions <- w.region:
-	default:
+	if !w.keep() {
 		freeRegion(w.region)
 	}
 	w.region, w.buf = nil, nil
+}
+
+// keep puts the region back for reuse, if it held an ordinary group and
+// fewer than keptRegions are kept.
+func (w *wireBuffer) keep() bool {
+	inRegion := &w.buf.Bytes()[0] == &w.region[:1][0]
+	if !inRegion || w.buf.Len() > keptWritten {
+		return false
+	}
+	select {
+	case regions <- w.region:
+		return true
+	default:
+		return false
+	}
 }
 
 // ipcLen is the length of the IPC bytes written so far.

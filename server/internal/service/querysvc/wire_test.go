@@ -42,6 +42,29 @@ func TestWireFormIsProtoEncoding(t *testing.T) {
 	}
 }
 
+// A region is kept for reuse after an ordinary group (~1 MB), not after one
+// that wrote more of it (its pages would stay memory) or outgrew it.
+func TestOnlyOrdinaryRegionsKept(t *testing.T) {
+	for len(regions) > 0 {
+		freeRegion(<-regions)
+	}
+	for _, tc := range []struct {
+		written int
+		kept    bool
+	}{{1 << 20, true}, {keptWritten + 1, false}, {regionSize + 1, false}} {
+		w := newWireBuffer()
+		first := &w.region[:1][0]
+		w.buf.Write(make([]byte, tc.written))
+		w.release()
+		require.Equal(t, tc.kept, len(regions) == 1, "%d bytes written", tc.written)
+		if tc.kept {
+			r := <-regions
+			require.Same(t, first, &r[:1][0])
+			freeRegion(r)
+		}
+	}
+}
+
 // The codec sends a message being sent with sendWire as its wire form, and
 // marshals any other message with protobuf.
 func TestCodecUsesWireForm(t *testing.T) {
