@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -130,7 +131,7 @@ func sendWire(send func(*agnesv1.QueryStreamResponse) error, msg *agnesv1.QueryS
 // message with a wire form written by an encoder is sent as those bytes. It
 // has no MarshalAppend on purpose: connect would then copy the bytes into a
 // buffer of its own.
-func Codec() codec { return codec{} }
+func Codec() connect.Codec { return codec{} }
 
 type codec struct{}
 
