@@ -18,9 +18,9 @@ import (
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
-// The SDK's Arrow reader receives every batch into one reused buffer; what
-// a caller copies out before the next Next is the whole result, in order,
-// over Connect and gRPC, with the server's summary.
+// The SDK's Arrow reader reads every batch in place, in a buffer reused for
+// the next message; what a caller copies out before the next Next is the
+// whole result, in order, over Connect and gRPC, with the server's summary.
 func TestSDKArrowReader(t *testing.T) {
 	s := ts.New(t)
 	const total = 300_000
