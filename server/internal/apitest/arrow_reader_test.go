@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/stretchr/testify/require"
 
+	"github.com/agnesdata/agnes/client/sdk"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
@@ -47,27 +48,7 @@ func TestSDKArrowReader(t *testing.T) {
 		sum = st.Summary()
 		require.NotNil(t, sum)
 		require.Equal(t, sum.GetRows(), rows)
-		r, err := ipc.NewReader(&stream)
-		require.NoError(t, err)
-		for r.Next() {
-			rec := r.RecordBatch()
-			col, labels := rec.Column(0).(*array.Int64), rec.Column(1).(*array.String)
-			for i := range col.Len() {
-				require.Equal(t, fmt.Sprintf("row %d", col.Value(i)), labels.Value(i))
-				ids = append(ids, col.Value(i))
-			}
-		}
-		require.NoError(t, r.Err())
-		return ids, sum, batches
-	}
-	inOrder := func(ids []int64, n int) {
-		t.Helper()
-		require.Len(t, ids, n)
-		for i, id := range ids {
-			if id != int64(i) {
-				t.Fatalf("row %d has id %d: a batch was overwritten or reordered", i, id)
-			}
-		}
+		return labeledIDs(t, &stream), sum, batches
 	}
 
 	for _, p := range ts.RPCProtocols {
@@ -75,12 +56,12 @@ func TestSDKArrowReader(t *testing.T) {
 			c := s.Clients(p, s.UserToken)
 			// The request's format is ignored: the reader always asks for Arrow.
 			ids, sum, batches := read(c, &agnesv1.QueryStreamRequest{Sql: `SELECT id, label FROM numbers ORDER BY id`, Format: agnesv1.ResultFormat_RESULT_FORMAT_JSON})
-			inOrder(ids, total)
+			requireInOrder(t, ids, total)
 			require.False(t, sum.GetTruncated())
 			require.Greater(t, batches, 2, "several messages, so the buffer was reused")
 
 			ids, sum, _ = read(c, &agnesv1.QueryStreamRequest{Sql: `SELECT id, label FROM numbers ORDER BY id`, Limit: 123_457})
-			inOrder(ids, 123_457)
+			requireInOrder(t, ids, 123_457)
 			require.True(t, sum.GetTruncated())
 
 			// Errors surface from QueryArrow, with the API's codes.
@@ -100,13 +81,7 @@ func TestSDKArrowReaderDictionaries(t *testing.T) {
 		Sql: `SELECT i, (CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END)::ENUM('even', 'odd') AS parity FROM range(5000) t(i)`})
 	require.NoError(t, err)
 	defer st.Close()
-	var buf bytes.Buffer
-	buf.Write(st.Schema())
-	for st.Next() {
-		buf.Write(st.Batch())
-	}
-	require.NoError(t, st.Err())
-	require.EqualValues(t, 5000, ipcRows(t, &buf))
+	require.EqualValues(t, 5000, ipcRows(t, readArrow(t, st)))
 }
 
 // A batch bigger than the buffers batches are encoded into (16 MiB: three
@@ -120,13 +95,7 @@ func TestArrowStreamHugeBatch(t *testing.T) {
 				Sql: fmt.Sprintf(`SELECT i, repeat(chr(65 + i::INTEGER), %d) AS s FROM range(3) t(i)`, width)})
 			require.NoError(t, err)
 			defer st.Close()
-			var stream bytes.Buffer
-			stream.Write(st.Schema())
-			for st.Next() {
-				stream.Write(st.Batch())
-			}
-			require.NoError(t, st.Err())
-			r, err := ipc.NewReader(&stream)
+			r, err := ipc.NewReader(readArrow(t, st))
 			require.NoError(t, err)
 			defer r.Release()
 			var got []string
@@ -164,6 +133,51 @@ func TestArrowStreamOverConnectJSON(t *testing.T) {
 	require.EqualValues(t, buf.Len(), sum.GetBytes())
 	require.EqualValues(t, 50000, ipcRows(t, &buf))
 	require.EqualValues(t, 50000, sum.GetRows())
+}
+
+// readArrow reads an SDK Arrow stream to its end: its schema and every
+// batch, copied out before the next Next, as one Arrow IPC stream.
+func readArrow(t *testing.T, st *sdk.ArrowStream) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	buf.Write(st.Schema())
+	for st.Next() {
+		buf.Write(st.Batch())
+	}
+	require.NoError(t, st.Err())
+	return &buf
+}
+
+// labeledIDs reads an Arrow IPC stream of (id BIGINT, label 'row <id>') rows,
+// checks every label against its id and returns the ids in stream order.
+func labeledIDs(t *testing.T, stream io.Reader) []int64 {
+	t.Helper()
+	r, err := ipc.NewReader(stream)
+	require.NoError(t, err)
+	defer r.Release()
+	var ids []int64
+	for r.Next() {
+		rec := r.RecordBatch()
+		col, labels := rec.Column(0).(*array.Int64), rec.Column(1).(*array.String)
+		for i := range col.Len() {
+			require.Equal(t, fmt.Sprintf("row %d", col.Value(i)), labels.Value(i))
+			ids = append(ids, col.Value(i))
+		}
+	}
+	require.NoError(t, r.Err())
+	return ids
+}
+
+// requireInOrder checks that ids are 0 .. n-1, in order: no batch was
+// overwritten, reordered or lost.
+func requireInOrder(t *testing.T, ids []int64, n int) {
+	t.Helper()
+	require.Len(t, ids, n)
+	for i, id := range ids {
+		if id != int64(i) {
+			t.Fatalf("row %d has id %d: a batch was overwritten or reordered", i, id)
+		}
+	}
 }
 
 // ipcRows reads an Arrow IPC stream whole and counts its rows.

@@ -401,37 +401,17 @@ func TestQueryStreamLargeResultInOrder(t *testing.T) {
 			}
 		}
 		require.NoError(t, stream.Err())
-		r, err := ipc.NewReader(&ipcBytes)
-		require.NoError(t, err)
-		var ids []int64
-		for r.Next() {
-			rec := r.RecordBatch()
-			col, labels := rec.Column(0).(*array.Int64), rec.Column(1).(*array.String)
-			for i := range col.Len() {
-				require.Equal(t, fmt.Sprintf("row %d", col.Value(i)), labels.Value(i))
-				ids = append(ids, col.Value(i))
-			}
-		}
-		require.NoError(t, r.Err())
-		return ids, sum, messages
-	}
-	inOrder := func(ids []int64, n int) {
-		require.Len(t, ids, n)
-		for i, id := range ids {
-			if id != int64(i) {
-				t.Fatalf("row %d has id %d: out of order", i, id)
-			}
-		}
+		return labeledIDs(t, &ipcBytes), sum, messages
 	}
 
 	ids, sum, messages := arrowIDs(0)
-	inOrder(ids, total)
+	requireInOrder(t, ids, total)
 	require.EqualValues(t, total, sum.GetRows())
 	require.False(t, sum.GetTruncated())
 	require.Greater(t, messages, 2, "several ~1 MB messages")
 
 	ids, sum, _ = arrowIDs(250_001)
-	inOrder(ids, 250_001)
+	requireInOrder(t, ids, 250_001)
 	require.True(t, sum.GetTruncated())
 
 	// REST NDJSON: the same rows, in order.
@@ -460,5 +440,5 @@ func TestQueryStreamLargeResultInOrder(t *testing.T) {
 		}
 	}
 	require.NoError(t, sc.Err())
-	inOrder(ids, total)
+	requireInOrder(t, ids, total)
 }
