@@ -95,6 +95,21 @@ func (c *identityCache) clear() {
 	c.m = nil
 }
 
+// cached returns what the cache holds under key, or loads it and keeps it
+// (unless a write came in meanwhile).
+func cached[T any](c *identityCache, key string, load func() (T, error)) (T, error) {
+	v, gen := c.get(key)
+	if t, ok := v.(T); ok {
+		return t, nil
+	}
+	t, err := load()
+	if err != nil {
+		return t, err
+	}
+	c.put(gen, key, t)
+	return t, nil
+}
+
 // writeIdentity is Write for changes to users, groups, memberships, grants or
 // sync settings: it also invalidates the identity cache, after the commit.
 func (s *Store) writeIdentity(ctx context.Context, fn func(tx *sql.Tx) error) error {
@@ -104,16 +119,7 @@ func (s *Store) writeIdentity(ctx context.Context, fn func(tx *sql.Tx) error) er
 
 // Identity returns the current identity of a user. ErrNotFound when the user does not exist.
 func (s *Store) Identity(ctx context.Context, userID string) (*Identity, error) {
-	v, gen := s.cache.get("user:" + userID)
-	if id, ok := v.(*Identity); ok {
-		return id, nil
-	}
-	id, err := s.loadIdentity(ctx, userID)
-	if err != nil {
-		return nil, err
-	}
-	s.cache.put(gen, "user:"+userID, id)
-	return id, nil
+	return cached(&s.cache, "user:"+userID, func() (*Identity, error) { return s.loadIdentity(ctx, userID) })
 }
 
 func (s *Store) loadIdentity(ctx context.Context, userID string) (*Identity, error) {

@@ -40,16 +40,7 @@ func (u *UserSettings) Enabled(tableID string) bool {
 // default). They are read on every manifest, so they are cached with the
 // identities and dropped on any settings write.
 func (s *Store) GetUserSettings(ctx context.Context, userID string) (*UserSettings, error) {
-	v, gen := s.cache.get("settings:" + userID)
-	if u, ok := v.(*UserSettings); ok {
-		return u, nil
-	}
-	u, err := s.loadUserSettings(ctx, userID)
-	if err != nil {
-		return nil, err
-	}
-	s.cache.put(gen, "settings:"+userID, u)
-	return u, nil
+	return cached(&s.cache, "settings:"+userID, func() (*UserSettings, error) { return s.loadUserSettings(ctx, userID) })
 }
 
 func (s *Store) loadUserSettings(ctx context.Context, userID string) (*UserSettings, error) {

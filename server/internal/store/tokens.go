@@ -52,16 +52,10 @@ func (s *Store) CreatePAT(ctx context.Context, p *PAT) error {
 // GetPAT returns a token row by id (cached between identity writes: it is read on
 // every request made with that token).
 func (s *Store) GetPAT(ctx context.Context, id string) (*PAT, error) {
-	v, gen := s.cache.get("pat:" + id)
-	if p, ok := v.(*PAT); ok {
-		return p, nil
-	}
-	p, err := scanPAT(s.db.QueryRowContext(ctx, patSelect+` WHERE t.id = ?`, id))
-	if err != nil {
-		return nil, errNoRows(err)
-	}
-	s.cache.put(gen, "pat:"+id, p)
-	return p, nil
+	return cached(&s.cache, "pat:"+id, func() (*PAT, error) {
+		p, err := scanPAT(s.db.QueryRowContext(ctx, patSelect+` WHERE t.id = ?`, id))
+		return p, errNoRows(err)
+	})
 }
 
 // ListPATs lists one user's tokens (userID non-empty) or everyone's, newest first.
