@@ -74,3 +74,9 @@ var ErrNotFound = errors.New("table not found in source")
 type InputError struct{ Msg string }
 
 func (e *InputError) Error() string { return e.Msg }
+
+// Factory builds a source instance of one connector type from its name (the
+// registry's source, also its extract folder) and its settings from the
+// configuration (decoded with DecodeSettings). It checks the settings but does
+// not call the upstream: the server verifies reachability separately.
+type Factory func(name string, settings map[string]any) (Connector, error)
