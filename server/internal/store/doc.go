@@ -1,7 +1,15 @@
-// Package store owns system.duckdb: users, groups, grants, tokens, audit log and the
-// state later features add. The server process is its only writer; every write goes
-// through this package, which is what lets it keep the identity cache coherent.
+// Package store is the seam between Agnes and its state: the records the server
+// keeps (users, groups, grants, tokens, the table registry, sync state, jobs, audit
+// log, ...), the small role interfaces its consumers depend on, and the errors
+// every implementation returns.
 //
-// Schema changes are forward-only SQL files in migrations/, embedded and applied in
-// order on open (and by `agnes-server migrate`), each in its own transaction.
+// Implementations live in subpackages: duckdbstore (system.duckdb, the embedded
+// default) and, for several replicas, a Postgres store to come. Every
+// implementation passes the conformance suite in storetest. The caches the server
+// keeps in front of the store are a decorator (package cached) over these same
+// interfaces, so an implementation never caches and a consumer never knows.
+//
+// Authorization rules do not live here: an Identity says which groups a user is
+// in and which resources those groups were granted; package access decides what
+// that allows.
 package store

@@ -2,13 +2,11 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
-	"sync"
+	"strings"
+	"time"
 )
 
-// System group names. Both are seeded on open and cannot be renamed or deleted.
+// System group names. Both are seeded by every store and cannot be renamed or deleted.
 const (
 	GroupAdmin    = "Admin"
 	GroupEveryone = "Everyone"
@@ -19,6 +17,15 @@ const (
 	ResourceTable = "table"
 )
 
+// Membership sources: who put a user in a group.
+const (
+	MemberAdmin  = "admin"       // an admin, through the API
+	MemberSystem = "system_seed" // Everyone, on creation
+)
+
+// Resource names one grantable thing.
+type Resource struct{ Type, ID string }
+
 // GroupRef names a group a user belongs to.
 type GroupRef struct {
 	ID       string
@@ -27,158 +34,231 @@ type GroupRef struct {
 }
 
 // Identity is who a user is right now: what authentication and authorization need on
-// every request. It is cached and rebuilt after any identity write.
+// every request. Values are shared by caches: read them, never modify them.
 type Identity struct {
-	UserID  string
-	Email   string
-	Name    string
-	Active  bool
+	UserID string
+	Email  string
+	Name   string
+	Active bool
+	// IsAdmin: a member of the system group Admin.
 	IsAdmin bool
 	Groups  []GroupRef
-	grants  map[grantKey]struct{}
-}
-
-type grantKey struct{ typ, id string }
-
-// Can reports whether the identity may reach a resource: admins always, others through
-// an explicit grant to one of their groups.
-func (id *Identity) Can(resourceType, resourceID string) bool {
-	if id.IsAdmin {
-		return true
-	}
-	_, ok := id.grants[grantKey{resourceType, resourceID}]
-	return ok
+	// Grants are the resources granted to any of the user's groups.
+	Grants map[Resource]struct{}
 }
 
 // GrantedIDs lists the ids of resources of one type granted to the identity's groups.
 func (id *Identity) GrantedIDs(resourceType string) []string {
 	var out []string
-	for k := range id.grants {
-		if k.typ == resourceType {
-			out = append(out, k.id)
+	for r := range id.Grants {
+		if r.Type == resourceType {
+			out = append(out, r.ID)
 		}
 	}
 	return out
 }
 
-// identityCache keeps identities, token rows and sync settings between writes
-// (keys "user:<id>", "pat:<id>", "settings:<user id>"). gen guards against a reader that loaded from the database before a
-// write storing its stale result after it.
-type identityCache struct {
-	mu  sync.Mutex
-	gen uint64
-	m   map[string]any
+// Identities resolves users into identities.
+type Identities interface {
+	// Identity returns the current identity of a user; ErrNotFound when there is none.
+	Identity(ctx context.Context, userID string) (*Identity, error)
 }
 
-func (c *identityCache) get(key string) (any, uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[key], c.gen
+// User is a user with its groups.
+type User struct {
+	ID            string
+	Email         string
+	Name          string
+	HasPassword   bool
+	Active        bool
+	CreatedAt     time.Time
+	DeactivatedAt *time.Time
+	Groups        []GroupRef
+	IsAdmin       bool
 }
 
-func (c *identityCache) put(gen uint64, key string, v any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen != c.gen {
-		return
-	}
-	if c.m == nil {
-		c.m = map[string]any{}
-	}
-	c.m[key] = v
+// NewUser describes a user to create.
+type NewUser struct {
+	Email        string
+	Name         string
+	PasswordHash string   // empty: no password
+	Groups       []string // group names, besides Everyone
+	Admin        bool     // also add to Admin
+	By           string   // actor email, for memberships
 }
 
-func (c *identityCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	c.m = nil
+// UserCredentials is what password sign-in needs.
+type UserCredentials struct {
+	ID           string
+	Email        string
+	Active       bool
+	PasswordHash string
 }
 
-// cached returns what the cache holds under key, or loads it and keeps it
-// (unless a write came in meanwhile).
-func cached[T any](c *identityCache, key string, load func() (T, error)) (T, error) {
-	v, gen := c.get(key)
-	if t, ok := v.(T); ok {
-		return t, nil
-	}
-	t, err := load()
-	if err != nil {
-		return t, err
-	}
-	c.put(gen, key, t)
-	return t, nil
+// NormalizeEmail is how emails are stored and looked up: trimmed and lower-cased,
+// so Alice@Example.com and alice@example.com are one account.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
+// Users are the accounts.
+type Users interface {
+	// CreateUser adds a user to Everyone (and the named groups). ErrAlreadyExists
+	// for a taken email; ErrNotFound for an unknown group name.
+	CreateUser(ctx context.Context, nu NewUser) (*User, error)
+	GetUser(ctx context.Context, id string) (*User, error)
+	// CredentialsByEmail looks a user up for sign-in (email normalized).
+	CredentialsByEmail(ctx context.Context, email string) (*UserCredentials, error)
+	UserIDByEmail(ctx context.Context, email string) (string, error)
+	// ListUsers lists users ordered by email.
+	ListUsers(ctx context.Context, limit, offset int) ([]*User, error)
+	// AnyPassword reports whether any user has a password (bootstrap is closed).
+	AnyPassword(ctx context.Context) (bool, error)
+	// Bootstrap creates (or promotes) the first admin, atomically refusing with a
+	// RuleError once any user has a password.
+	Bootstrap(ctx context.Context, email, name, passwordHash string) (*User, error)
+	// UpdateUser changes the name and/or active flag (nil = unchanged). Deactivating
+	// the last active admin is a RuleError.
+	UpdateUser(ctx context.Context, id string, name *string, active *bool) (*User, error)
+	SetPassword(ctx context.Context, id, hash string) error
+	// DeleteUser removes a user with its memberships and tokens (RuleError for the
+	// last active admin).
+	DeleteUser(ctx context.Context, id string) error
 }
 
-// writeIdentity is Write for changes to users, groups, memberships, grants or
-// sync settings: it also invalidates the identity cache, after the commit.
-func (s *Store) writeIdentity(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	defer s.cache.clear()
-	return s.Write(ctx, fn)
+// Group is a group with counts.
+type Group struct {
+	ID          string
+	Name        string
+	Description string
+	IsSystem    bool
+	CreatedAt   time.Time
+	CreatedBy   string
+	MemberCount int
+	GrantCount  int
 }
 
-// Identity returns the current identity of a user. ErrNotFound when the user does not exist.
-func (s *Store) Identity(ctx context.Context, userID string) (*Identity, error) {
-	return cached(&s.cache, "user:"+userID, func() (*Identity, error) { return s.loadIdentity(ctx, userID) })
+// Member is a user's membership of a group.
+type Member struct {
+	UserID  string
+	Email   string
+	Name    string
+	Active  bool
+	Source  string
+	AddedAt time.Time
+	AddedBy string
 }
 
-func (s *Store) loadIdentity(ctx context.Context, userID string) (*Identity, error) {
-	id := &Identity{UserID: userID, grants: map[grantKey]struct{}{}}
-	err := s.db.QueryRowContext(ctx, `SELECT email, name, active FROM users WHERE id = ?`, userID).
-		Scan(&id.Email, &id.Name, &id.Active)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load user: %w", err)
-	}
-	id.Groups, err = s.userGroups(ctx, s.db, userID)
-	if err != nil {
-		return nil, err
-	}
-	for _, g := range id.Groups {
-		if g.IsSystem && g.Name == GroupAdmin {
-			id.IsAdmin = true
-		}
-	}
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT DISTINCT g.resource_type, g.resource_id
-		FROM resource_grants g JOIN user_group_members m ON m.group_id = g.group_id
-		WHERE m.user_id = ?`, userID)
-	if err != nil {
-		return nil, fmt.Errorf("load grants: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k grantKey
-		if err := rows.Scan(&k.typ, &k.id); err != nil {
-			return nil, fmt.Errorf("load grants: %w", err)
-		}
-		id.grants[k] = struct{}{}
-	}
-	return id, rows.Err()
+// Groups are the groups and their members.
+type Groups interface {
+	ListGroups(ctx context.Context) ([]*Group, error)
+	GetGroup(ctx context.Context, id string) (*Group, error)
+	GroupIDByName(ctx context.Context, name string) (string, error)
+	CreateGroup(ctx context.Context, name, description, by string) (*Group, error)
+	// UpdateGroup renames or re-describes (nil = unchanged); system groups cannot
+	// be renamed (RuleError).
+	UpdateGroup(ctx context.Context, id string, name, description *string) (*Group, error)
+	// DeleteGroup removes a group with its memberships and grants (RuleError for a
+	// system group).
+	DeleteGroup(ctx context.Context, id string) error
+	ListMembers(ctx context.Context, groupID string) ([]*Member, error)
+	AddMember(ctx context.Context, groupID, userID, by string) (*Member, error)
+	// RemoveMember removes a membership (RuleError for the last active admin, and
+	// for Everyone).
+	RemoveMember(ctx context.Context, groupID, userID string) error
 }
 
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+// Grant gives a group access to one resource.
+type Grant struct {
+	ID           string
+	GroupID      string
+	GroupName    string
+	ResourceType string
+	ResourceID   string
+	AssignedAt   time.Time
+	AssignedBy   string
 }
 
-func (s *Store) userGroups(ctx context.Context, q querier, userID string) ([]GroupRef, error) {
-	rows, err := q.QueryContext(ctx, `
-		SELECT g.id, g.name, g.is_system FROM user_group_members m
-		JOIN user_groups g ON g.id = m.group_id WHERE m.user_id = ? ORDER BY g.name`, userID)
-	if err != nil {
-		return nil, fmt.Errorf("load groups: %w", err)
-	}
-	defer rows.Close()
-	var out []GroupRef
-	for rows.Next() {
-		var g GroupRef
-		if err := rows.Scan(&g.ID, &g.Name, &g.IsSystem); err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+// GrantFilter narrows ListGrants; empty fields match everything.
+type GrantFilter struct {
+	ResourceType string
+	GroupID      string
+}
+
+// EffectiveGrant is a resource a user reaches, with the groups that give it.
+type EffectiveGrant struct {
+	ResourceType string
+	ResourceID   string
+	Via          []GroupRef
+}
+
+// Grants are resource grants to groups.
+type Grants interface {
+	// ListGrants lists grants ordered by group name, type and id.
+	ListGrants(ctx context.Context, f GrantFilter) ([]*Grant, error)
+	CreateGrant(ctx context.Context, groupID, resourceType, resourceID, by string) (*Grant, error)
+	DeleteGrant(ctx context.Context, id string) error
+	// DeleteGrantsFor removes every grant on a resource (it was unregistered).
+	DeleteGrantsFor(ctx context.Context, resourceType, resourceID string) error
+	// EffectiveAccess lists a user's explicit grants (no admin short-circuit: that
+	// is a rule of package access).
+	EffectiveAccess(ctx context.Context, userID string) ([]*EffectiveGrant, error)
+}
+
+// PAT is a personal access token's record. The token itself is never stored: only
+// its SHA-256, so a leak of the store yields no usable tokens.
+type PAT struct {
+	ID         string
+	UserID     string
+	UserEmail  string
+	Name       string
+	TokenHash  string
+	Prefix     string
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	LastUsedAt *time.Time
+	LastUsedIP string
+	RevokedAt  *time.Time
+}
+
+// Tokens are personal access tokens and logged-out sessions.
+type Tokens interface {
+	CreatePAT(ctx context.Context, p *PAT) error
+	GetPAT(ctx context.Context, id string) (*PAT, error)
+	// ListPATs lists one user's tokens (userID non-empty) or everyone's, newest first.
+	ListPATs(ctx context.Context, userID string, limit, offset int) ([]*PAT, error)
+	// RevokePAT revokes a token; with ownerID set, only that user's. ErrNotFound otherwise.
+	RevokePAT(ctx context.Context, id, ownerID string) error
+	// TouchPAT records a token's use.
+	TouchPAT(ctx context.Context, id, ip string, at time.Time) error
+	// RevokeSession records a logged-out session until it would have expired.
+	RevokeSession(ctx context.Context, jti, userID string, expiresAt time.Time) error
+	// SessionRevoked reports whether a session was logged out.
+	SessionRevoked(ctx context.Context, jti string) (bool, error)
+}
+
+// AccessRequest is a user's request for a grant.
+type AccessRequest struct {
+	ID             string
+	UserID         string
+	UserEmail      string
+	ResourceType   string
+	ResourceID     string
+	Reason         string
+	Status         string // pending | approved | denied
+	CreatedAt      time.Time
+	ReviewedBy     string
+	ReviewedAt     *time.Time
+	ReviewNote     string
+	GrantedGroupID string
+}
+
+// AccessRequests are users' requests for grants.
+type AccessRequests interface {
+	// CreateAccessRequest files a pending request. ErrAlreadyExists when the user
+	// already has a pending request for the same resource.
+	CreateAccessRequest(ctx context.Context, userID, resourceType, resourceID, reason string) (*AccessRequest, error)
+	GetAccessRequest(ctx context.Context, id string) (*AccessRequest, error)
+	ListAccessRequests(ctx context.Context, userID, status string) ([]*AccessRequest, error)
+	// ReviewAccessRequest approves (granting the resource to groupID in the same
+	// transaction) or denies a pending request.
+	ReviewAccessRequest(ctx context.Context, id string, approve bool, groupID, note, by string) (*AccessRequest, error)
 }

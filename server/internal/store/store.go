@@ -2,27 +2,20 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
-
-	"github.com/duckdb/duckdb-go/v2"
 )
 
-// Sentinel errors. They carry no transport meaning; the API edge maps them to codes.
+// Sentinel errors. They carry no transport meaning; the API edge maps them to
+// codes. Implementations wrap them with the operation that failed
+// ("get user 42: not found"), so compare with errors.Is.
 var (
 	ErrNotFound      = errors.New("not found")
 	ErrAlreadyExists = errors.New("already exists")
+	// ErrBusy: an unfinished job already holds one of a new job's keys.
+	ErrBusy = errors.New("busy")
+	// ErrLeaseLost: the job's lease passed to another owner (or the job ended).
+	ErrLeaseLost = errors.New("job lease lost")
 )
 
 // RuleError is a request the data model refuses (removing the last admin, renaming
@@ -31,223 +24,51 @@ type RuleError struct{ Msg string }
 
 func (e *RuleError) Error() string { return e.Msg }
 
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
+// BusyError names the job that holds a key a new job wanted.
+type BusyError struct{ Key, JobID string }
 
-// Store is system.duckdb. Reads run concurrently; writes are serialized by one mutex,
-// because DuckDB's optimistic concurrency would otherwise abort concurrent writers and
-// admin writes are rare enough that a queue costs nothing.
-type Store struct {
-	db  *sql.DB
-	wmu sync.Mutex
-	now func() time.Time
-
-	cache   identityCache
-	revoked revokedSet
-	touches touchLog
-
-	// dataVersion changes on every write to the registry or sync state, so readers
-	// can keep derived views (the manifest catalog) until it moves.
-	dataVersion atomic.Uint64
-
-	auditMu   sync.RWMutex // guards audits against Close
-	audits    chan auditRow
-	auditDone chan struct{}
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("job %s already holds %q", e.JobID, e.Key)
 }
 
-// DataVersion changes whenever the registry or sync state changes.
-func (s *Store) DataVersion() uint64 { return s.dataVersion.Load() }
+// Is makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 
-// writeData is Write for the registry and sync state: it bumps DataVersion.
-func (s *Store) writeData(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	defer s.dataVersion.Add(1)
-	return s.Write(ctx, fn)
+// Store is every role together: what an implementation provides and what the
+// conformance suite checks. Consumers take the roles they use, not this.
+type Store interface {
+	Identities
+	Users
+	Groups
+	Grants
+	Tokens
+	AccessRequests
+	Registry
+	SyncStates
+	Profiles
+	Metrics
+	Settings
+	Jobs
+	Audit
+	Versions
+	// Close flushes what is queued (audit rows) and releases the store.
+	Close() error
 }
 
-// Open opens (creating if needed) the database file, applies pending migrations and
-// seeds the system groups. path ":memory:" gives a private in-memory database.
-func Open(ctx context.Context, path string) (*Store, error) {
-	if path != ":memory:" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return nil, fmt.Errorf("create state dir: %w", err)
-		}
-	} else {
-		path = ""
-	}
-	connector, err := duckdb.NewConnector(path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	db := sql.OpenDB(connector)
-	s := &Store{db: db, now: func() time.Time { return time.Now().UTC() }}
-	if err := s.Migrate(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	if err := s.seed(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	if err := s.loadRevoked(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	s.audits, s.auditDone = make(chan auditRow, 4096), make(chan struct{})
-	go s.auditLoop(s.audits, s.auditDone)
-	return s, nil
+// Versions tell a cache when to drop what it holds. Each counter changes after
+// every committed write of its domain (identity: users, groups, memberships,
+// grants, tokens, sessions, settings; data: registry and sync state). With one
+// process they are in memory; a store shared by replicas must advance them on
+// every replica's writes (e.g. Postgres LISTEN/NOTIFY).
+type Versions interface {
+	IdentityVersion() uint64
+	DataVersion() uint64
 }
 
-// Close writes the queued audit rows and closes the database.
-func (s *Store) Close() error {
-	s.stopAudit()
-	return s.db.Close()
+// Migrator is implemented by stores with a schema.
+type Migrator interface {
+	// Migrate applies pending schema migrations.
+	Migrate(ctx context.Context) error
+	// SchemaVersion reads the applied schema version.
+	SchemaVersion(ctx context.Context) (int, error)
 }
-
-// DB exposes the handle for packages that own their own tables in system.duckdb
-// (added by later migrations). Writes must go through Write.
-func (s *Store) DB() *sql.DB { return s.db }
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %q: name must start with NNNN_", e.Name())
-		}
-		body, err := migrationFiles.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(body)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: versions must be 1..n without gaps", m.name)
-		}
-	}
-	return out, nil
-}
-
-// SchemaVersion is the schema version this binary expects.
-func SchemaVersion() int {
-	ms, err := migrations()
-	if err != nil {
-		return 0
-	}
-	return len(ms)
-}
-
-// CurrentVersion reads the applied schema version.
-func (s *Store) CurrentVersion(ctx context.Context) (int, error) {
-	var v sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT max(version) FROM schema_version`).Scan(&v)
-	if err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
-	}
-	return int(v.Int64), nil
-}
-
-// Migrate applies pending migrations, each in its own transaction. A database newer
-// than this binary is refused rather than guessed at.
-func (s *Store) Migrate(ctx context.Context) error {
-	ms, err := migrations()
-	if err != nil {
-		return err
-	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
-		version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_version: %w", err)
-	}
-	current, err := s.CurrentVersion(ctx)
-	if err != nil {
-		return err
-	}
-	if current > len(ms) {
-		return fmt.Errorf("database schema version %d is newer than this binary (%d): upgrade agnes-server", current, len(ms))
-	}
-	for _, m := range ms[current:] {
-		err := s.Write(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_version VALUES (?, ?, ?)`, m.version, m.name, s.now())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.name, err)
-		}
-	}
-	return nil
-}
-
-// Write runs fn in a write transaction, serialized with every other write.
-func (s *Store) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return classify(err)
-	}
-	if err := tx.Commit(); err != nil {
-		return classify(fmt.Errorf("commit: %w", err))
-	}
-	return nil
-}
-
-// classify turns DuckDB constraint violations into ErrAlreadyExists, keeping the
-// original error in the chain for logs.
-func classify(err error) error {
-	var de *duckdb.Error
-	if errors.As(err, &de) && de.Type == duckdb.ErrorTypeConstraint &&
-		(strings.Contains(de.Msg, "Duplicate key") || strings.Contains(de.Msg, "unique")) {
-		return fmt.Errorf("%w: %w", ErrAlreadyExists, err)
-	}
-	return err
-}
-
-// scanner is a *sql.Row or *sql.Rows.
-type scanner interface{ Scan(...any) error }
-
-// collect reads every row of a query with scan.
-func collect[T any](rows *sql.Rows, err error, scan func(scanner) (T, error)) ([]T, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-// nullTime converts a nullable timestamp for the API layer.
-func nullTime(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	v := t.Time.UTC()
-	return &v
-}
-
-func nullString(s sql.NullString) string { return s.String }

@@ -1,26 +1,16 @@
-package store
+package duckdbstore
 
 import (
+	"github.com/agnesdata/agnes/server/internal/store"
+
 	"context"
 	"database/sql"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 )
-
-// AuditEntry is one row of the audit log.
-type AuditEntry struct {
-	UserID    string
-	Action    string // e.g. "login", "token.create", "user.create"
-	Resource  string
-	Params    map[string]any
-	Result    string // "success" or "error.<code>"
-	ClientIP  string
-	RequestID string
-}
 
 // auditRow is an entry ready to insert.
 type auditRow []any
@@ -30,7 +20,7 @@ type auditRow []any
 // A full queue falls back to writing in the caller (backpressure rather than loss).
 // Failures are logged, never returned: an audit hiccup must not fail the request it
 // describes.
-func (s *Store) Audit(ctx context.Context, e AuditEntry) {
+func (s *Store) Audit(ctx context.Context, e store.AuditEntry) {
 	params := ""
 	if len(e.Params) > 0 {
 		b, _ := json.Marshal(e.Params)
@@ -82,7 +72,7 @@ func (s *Store) writeAudit(ctx context.Context, rows []auditRow) {
 	for _, r := range rows {
 		args = append(args, r...)
 	}
-	err := s.Write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO audit_log VALUES `+values, args...)
 		return err
 	})
@@ -103,25 +93,18 @@ func (s *Store) stopAudit() {
 	}
 }
 
-// AuditRecord is an audit row as read back.
-type AuditRecord struct {
-	AuditEntry
-	ID string
-	TS time.Time
-}
-
 // ListAudit returns the newest audit rows, optionally of one action.
-func (s *Store) ListAudit(ctx context.Context, action string, limit int) ([]*AuditRecord, error) {
+func (s *Store) ListAudit(ctx context.Context, action string, limit int) ([]*store.AuditRecord, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, ts, coalesce(user_id, ''), action, coalesce(resource, ''),
 		coalesce(params, ''), result, coalesce(client_ip, ''), coalesce(request_id, '')
 		FROM audit_log WHERE (? = '' OR action = ?) ORDER BY ts DESC LIMIT ?`, action, action, limit)
 	if err != nil {
-		return nil, err
+		return nil, op("list audit", err)
 	}
 	defer rows.Close()
-	var out []*AuditRecord
+	var out []*store.AuditRecord
 	for rows.Next() {
-		r := &AuditRecord{}
+		r := &store.AuditRecord{}
 		var params string
 		if err := rows.Scan(&r.ID, &r.TS, &r.UserID, &r.Action, &r.Resource, &params, &r.Result, &r.ClientIP, &r.RequestID); err != nil {
 			return nil, err
@@ -131,7 +114,7 @@ func (s *Store) ListAudit(ctx context.Context, action string, limit int) ([]*Aud
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, op("list audit", rows.Err())
 }
 
 func nullable(s string) any {

@@ -1,47 +1,20 @@
-package store
+package duckdbstore
 
 import (
+	"github.com/agnesdata/agnes/server/internal/store"
+
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/google/uuid"
 )
 
-// User is a row of users with its groups.
-type User struct {
-	ID            string
-	Email         string
-	Name          string
-	HasPassword   bool
-	Active        bool
-	CreatedAt     time.Time
-	DeactivatedAt *time.Time
-	Groups        []GroupRef
-	IsAdmin       bool
-}
-
-// NewUser describes a user to create.
-type NewUser struct {
-	Email        string
-	Name         string
-	PasswordHash string   // empty: no password
-	Groups       []string // group names, besides Everyone
-	Admin        bool     // also add to Admin
-	By           string   // actor email, for memberships
-}
-
-// NormalizeEmail is how emails are stored and looked up: trimmed and lower-cased,
-// so Alice@Example.com and alice@example.com are one account.
-func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
-
 const userColumns = `id, email, name, password_hash IS NOT NULL, active, created_at, deactivated_at`
 
-func scanUser(row scanner) (*User, error) {
-	u := &User{}
+func scanUser(row scanner) (*store.User, error) {
+	u := &store.User{}
 	var deact sql.NullTime
 	if err := row.Scan(&u.ID, &u.Email, &u.Name, &u.HasPassword, &u.Active, &u.CreatedAt, &deact); err != nil {
 		return nil, err
@@ -51,14 +24,14 @@ func scanUser(row scanner) (*User, error) {
 	return u, nil
 }
 
-func (s *Store) withGroups(ctx context.Context, q querier, u *User) error {
+func (s *Store) withGroups(ctx context.Context, q querier, u *store.User) error {
 	gs, err := s.userGroups(ctx, q, u.ID)
 	if err != nil {
 		return err
 	}
 	u.Groups = gs
 	for _, g := range gs {
-		if g.IsSystem && g.Name == GroupAdmin {
+		if g.IsSystem && g.Name == store.GroupAdmin {
 			u.IsAdmin = true
 		}
 	}
@@ -66,8 +39,8 @@ func (s *Store) withGroups(ctx context.Context, q querier, u *User) error {
 }
 
 // CreateUser creates a user, a member of Everyone plus the named groups.
-// ErrAlreadyExists when the email is taken; ErrNotFound when a group does not exist.
-func (s *Store) CreateUser(ctx context.Context, nu NewUser) (*User, error) {
+// store.ErrAlreadyExists when the email is taken; store.ErrNotFound when a group does not exist.
+func (s *Store) CreateUser(ctx context.Context, nu store.NewUser) (*store.User, error) {
 	id := uuid.NewString()
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		var hash any
@@ -75,12 +48,12 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (*User, error) {
 			hash = nu.PasswordHash
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, email, name, password_hash, active, created_at)
-			VALUES (?, ?, ?, ?, TRUE, ?)`, id, NormalizeEmail(nu.Email), nu.Name, hash, s.now()); err != nil {
+			VALUES (?, ?, ?, ?, TRUE, ?)`, id, store.NormalizeEmail(nu.Email), nu.Name, hash, s.now()); err != nil {
 			return err
 		}
-		groups := append([]string{GroupEveryone}, nu.Groups...)
+		groups := append([]string{store.GroupEveryone}, nu.Groups...)
 		if nu.Admin {
-			groups = append(groups, GroupAdmin)
+			groups = append(groups, store.GroupAdmin)
 		}
 		seen := map[string]bool{}
 		for _, name := range groups {
@@ -93,7 +66,7 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (*User, error) {
 				return fmt.Errorf("group %q: %w", name, err)
 			}
 			source := "admin"
-			if name == GroupEveryone {
+			if name == store.GroupEveryone {
 				source = "system_seed"
 			}
 			if err := addMember(ctx, tx, s.now(), id, gid, source, nu.By); err != nil {
@@ -103,16 +76,16 @@ func (s *Store) CreateUser(ctx context.Context, nu NewUser) (*User, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("create user", err)
 	}
 	return s.GetUser(ctx, id)
 }
 
 // GetUser returns a user by id.
-func (s *Store) GetUser(ctx context.Context, id string) (*User, error) {
+func (s *Store) GetUser(ctx context.Context, id string) (*store.User, error) {
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+		return nil, op("get user", store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get user: %w", err)
@@ -120,22 +93,14 @@ func (s *Store) GetUser(ctx context.Context, id string) (*User, error) {
 	return u, s.withGroups(ctx, s.db, u)
 }
 
-// UserCredentials is what password sign-in needs.
-type UserCredentials struct {
-	ID           string
-	Email        string
-	Active       bool
-	PasswordHash string
-}
-
 // CredentialsByEmail looks a user up for sign-in.
-func (s *Store) CredentialsByEmail(ctx context.Context, email string) (*UserCredentials, error) {
-	c := &UserCredentials{}
+func (s *Store) CredentialsByEmail(ctx context.Context, email string) (*store.UserCredentials, error) {
+	c := &store.UserCredentials{}
 	var hash sql.NullString
 	err := s.db.QueryRowContext(ctx, `SELECT id, email, active, password_hash FROM users WHERE email = ?`,
-		NormalizeEmail(email)).Scan(&c.ID, &c.Email, &c.Active, &hash)
+		store.NormalizeEmail(email)).Scan(&c.ID, &c.Email, &c.Active, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+		return nil, op("credentials by email", store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get credentials: %w", err)
@@ -147,20 +112,20 @@ func (s *Store) CredentialsByEmail(ctx context.Context, email string) (*UserCred
 // UserIDByEmail resolves an email.
 func (s *Store) UserIDByEmail(ctx context.Context, email string) (string, error) {
 	var id string
-	err := s.db.QueryRowContext(ctx, `SELECT id FROM users WHERE email = ?`, NormalizeEmail(email)).Scan(&id)
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM users WHERE email = ?`, store.NormalizeEmail(email)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
+		return "", op("user id by email", store.ErrNotFound)
 	}
-	return id, err
+	return id, op("user id by email", err)
 }
 
 // ListUsers pages through users ordered by email.
-func (s *Store) ListUsers(ctx context.Context, limit, offset int) ([]*User, error) {
+func (s *Store) ListUsers(ctx context.Context, limit, offset int) ([]*store.User, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY email LIMIT ? OFFSET ?`, limit, offset)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
-	var out []*User
+	var out []*store.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
@@ -171,7 +136,7 @@ func (s *Store) ListUsers(ctx context.Context, limit, offset int) ([]*User, erro
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, op("list users", err)
 	}
 	for _, u := range out {
 		if err := s.withGroups(ctx, s.db, u); err != nil {
@@ -185,14 +150,14 @@ func (s *Store) ListUsers(ctx context.Context, limit, offset int) ([]*User, erro
 func (s *Store) AnyPassword(ctx context.Context) (bool, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE password_hash IS NOT NULL`).Scan(&n)
-	return n > 0, err
+	return n > 0, op("any password", err)
 }
 
 // Bootstrap makes the first admin: it creates the user (or sets the password of an
 // existing one) and adds them to Admin, all in one transaction that re-checks no
 // user has a password, so two racing bootstraps cannot both win.
-func (s *Store) Bootstrap(ctx context.Context, email, name, passwordHash string) (*User, error) {
-	email = NormalizeEmail(email)
+func (s *Store) Bootstrap(ctx context.Context, email, name, passwordHash string) (*store.User, error) {
+	email = store.NormalizeEmail(email)
 	var userID string
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -200,7 +165,7 @@ func (s *Store) Bootstrap(ctx context.Context, email, name, passwordHash string)
 			return err
 		}
 		if n > 0 {
-			return &RuleError{Msg: "bootstrap is closed: a user with a password already exists"}
+			return &store.RuleError{Msg: "bootstrap is closed: a user with a password already exists"}
 		}
 		err := tx.QueryRowContext(ctx, `SELECT id FROM users WHERE email = ?`, email).Scan(&userID)
 		switch {
@@ -218,7 +183,7 @@ func (s *Store) Bootstrap(ctx context.Context, email, name, passwordHash string)
 				return err
 			}
 		}
-		for _, g := range []string{GroupEveryone, GroupAdmin} {
+		for _, g := range []string{store.GroupEveryone, store.GroupAdmin} {
 			gid, err := groupIDByName(ctx, tx, g)
 			if err != nil {
 				return err
@@ -231,13 +196,13 @@ func (s *Store) Bootstrap(ctx context.Context, email, name, passwordHash string)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("bootstrap", err)
 	}
 	return s.GetUser(ctx, userID)
 }
 
 // UpdateUser changes name and/or active state. Deactivating the last active admin is refused.
-func (s *Store) UpdateUser(ctx context.Context, id string, name *string, active *bool) (*User, error) {
+func (s *Store) UpdateUser(ctx context.Context, id string, name *string, active *bool) (*store.User, error) {
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		if err := userExists(ctx, tx, id); err != nil {
 			return err
@@ -261,14 +226,14 @@ func (s *Store) UpdateUser(ctx context.Context, id string, name *string, active 
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("update user", err)
 	}
 	return s.GetUser(ctx, id)
 }
 
 // SetPassword sets (or, with an empty hash, clears) a user's password.
 func (s *Store) SetPassword(ctx context.Context, id, hash string) error {
-	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
+	return op("set password", s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		if err := userExists(ctx, tx, id); err != nil {
 			return err
 		}
@@ -278,13 +243,13 @@ func (s *Store) SetPassword(ctx context.Context, id, hash string) error {
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, h, id)
 		return err
-	})
+	}))
 }
 
 // DeleteUser deletes a user with their memberships and tokens. Deleting the last
 // active admin is refused.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
+	return op("delete user", s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		if err := userExists(ctx, tx, id); err != nil {
 			return err
 		}
@@ -301,7 +266,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 func userExists(ctx context.Context, tx *sql.Tx, id string) error {
@@ -310,7 +275,7 @@ func userExists(ctx context.Context, tx *sql.Tx, id string) error {
 		return err
 	}
 	if n == 0 {
-		return ErrNotFound
+		return store.ErrNotFound
 	}
 	return nil
 }
@@ -318,7 +283,7 @@ func userExists(ctx context.Context, tx *sql.Tx, id string) error {
 // keepAnAdmin refuses a change that would leave no active admin: userID is about to
 // lose admin-ness (deactivated, deleted, or — with groupID — removed from a group).
 func keepAnAdmin(ctx context.Context, tx *sql.Tx, userID, groupID string) error {
-	adminID, err := groupIDByName(ctx, tx, GroupAdmin)
+	adminID, err := groupIDByName(ctx, tx, store.GroupAdmin)
 	if err != nil {
 		return err
 	}
@@ -339,7 +304,7 @@ func keepAnAdmin(ctx context.Context, tx *sql.Tx, userID, groupID string) error 
 		return err
 	}
 	if others == 0 {
-		return &RuleError{Msg: "cannot remove or deactivate the last active admin"}
+		return &store.RuleError{Msg: "cannot remove or deactivate the last active admin"}
 	}
 	return nil
 }

@@ -1,20 +1,16 @@
-package store
+package duckdbstore
 
 import (
+	"github.com/agnesdata/agnes/server/internal/store"
+
 	"context"
 	"database/sql"
 	"fmt"
 )
 
-// MetricRow is a stored metric definition (the definition is the API message as JSON).
-type MetricRow struct {
-	ID, Category, Name string
-	Definition         []byte
-}
-
 // UpsertMetrics creates or replaces metric definitions in one transaction.
-func (s *Store) UpsertMetrics(ctx context.Context, rows ...MetricRow) error {
-	return s.Write(ctx, func(tx *sql.Tx) error {
+func (s *Store) UpsertMetrics(ctx context.Context, rows ...store.MetricRow) error {
+	return op("upsert metrics", s.write(ctx, func(tx *sql.Tx) error {
 		for _, m := range rows {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO metric_definitions VALUES (?, ?, ?, ?, ?)
 				ON CONFLICT (id) DO UPDATE SET category = excluded.category, name = excluded.name,
@@ -24,20 +20,20 @@ func (s *Store) UpsertMetrics(ctx context.Context, rows ...MetricRow) error {
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // ListMetrics lists metric definitions ordered by id, optionally of one category.
-func (s *Store) ListMetrics(ctx context.Context, category string) ([]MetricRow, error) {
+func (s *Store) ListMetrics(ctx context.Context, category string) ([]store.MetricRow, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, category, name, definition FROM metric_definitions
 		WHERE (? = '' OR category = ?) ORDER BY id`, category, category)
 	if err != nil {
 		return nil, fmt.Errorf("list metrics: %w", err)
 	}
 	defer rows.Close()
-	var out []MetricRow
+	var out []store.MetricRow
 	for rows.Next() {
-		var m MetricRow
+		var m store.MetricRow
 		var def string
 		if err := rows.Scan(&m.ID, &m.Category, &m.Name, &def); err != nil {
 			return nil, err
@@ -45,17 +41,17 @@ func (s *Store) ListMetrics(ctx context.Context, category string) ([]MetricRow, 
 		m.Definition = []byte(def)
 		out = append(out, m)
 	}
-	return out, rows.Err()
+	return out, op("list metrics", rows.Err())
 }
 
 // GetMetric returns one metric definition.
-func (s *Store) GetMetric(ctx context.Context, id string) (*MetricRow, error) {
-	m := &MetricRow{}
+func (s *Store) GetMetric(ctx context.Context, id string) (*store.MetricRow, error) {
+	m := &store.MetricRow{}
 	var def string
 	err := s.db.QueryRowContext(ctx, `SELECT id, category, name, definition FROM metric_definitions WHERE id = ?`, id).
 		Scan(&m.ID, &m.Category, &m.Name, &def)
 	if err != nil {
-		return nil, errNoRows(err)
+		return nil, op("get metric "+id, err)
 	}
 	m.Definition = []byte(def)
 	return m, nil
@@ -63,14 +59,14 @@ func (s *Store) GetMetric(ctx context.Context, id string) (*MetricRow, error) {
 
 // DeleteMetric deletes a metric definition.
 func (s *Store) DeleteMetric(ctx context.Context, id string) error {
-	return s.Write(ctx, func(tx *sql.Tx) error {
+	return op("delete metric", s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM metric_definitions WHERE id = ?`, id)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		return nil
-	})
+	}))
 }

@@ -1,6 +1,8 @@
-package store
+package duckdbstore
 
 import (
+	"github.com/agnesdata/agnes/server/internal/store"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -10,35 +12,12 @@ import (
 	"github.com/google/uuid"
 )
 
-// Group is a row of user_groups with counts.
-type Group struct {
-	ID          string
-	Name        string
-	Description string
-	IsSystem    bool
-	CreatedAt   time.Time
-	CreatedBy   string
-	MemberCount int
-	GrantCount  int
-}
-
-// Member is a user's membership of a group.
-type Member struct {
-	UserID  string
-	Email   string
-	Name    string
-	Active  bool
-	Source  string
-	AddedAt time.Time
-	AddedBy string
-}
-
 // seed creates the system groups if they are missing (idempotent, every open).
 func (s *Store) seed(ctx context.Context) error {
 	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		for _, g := range []struct{ name, desc string }{
-			{GroupAdmin, "Administrators: full access to everything"},
-			{GroupEveryone, "Every user"},
+			{store.GroupAdmin, "Administrators: full access to everything"},
+			{store.GroupEveryone, "Every user"},
 		} {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO user_groups (id, name, description, is_system, created_at, created_by)
 				VALUES (?, ?, ?, TRUE, ?, 'system') ON CONFLICT DO NOTHING`, uuid.NewString(), g.name, g.desc, s.now()); err != nil {
@@ -53,14 +32,15 @@ func groupIDByName(ctx context.Context, q querier, name string) (string, error) 
 	var id string
 	err := q.QueryRowContext(ctx, `SELECT id FROM user_groups WHERE name = ?`, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", ErrNotFound
+		return "", store.ErrNotFound
 	}
 	return id, err
 }
 
 // GroupIDByName resolves a group name.
 func (s *Store) GroupIDByName(ctx context.Context, name string) (string, error) {
-	return groupIDByName(ctx, s.db, name)
+	id, err := groupIDByName(ctx, s.db, name)
+	return id, op("group id by name "+name, err)
 }
 
 const groupSelect = `SELECT g.id, g.name, g.description, g.is_system, g.created_at, g.created_by,
@@ -68,8 +48,8 @@ const groupSelect = `SELECT g.id, g.name, g.description, g.is_system, g.created_
 	(SELECT count(*) FROM resource_grants r WHERE r.group_id = g.id)
 	FROM user_groups g`
 
-func scanGroup(row scanner) (*Group, error) {
-	g := &Group{}
+func scanGroup(row scanner) (*store.Group, error) {
+	g := &store.Group{}
 	if err := row.Scan(&g.ID, &g.Name, &g.Description, &g.IsSystem, &g.CreatedAt, &g.CreatedBy, &g.MemberCount, &g.GrantCount); err != nil {
 		return nil, err
 	}
@@ -78,22 +58,23 @@ func scanGroup(row scanner) (*Group, error) {
 }
 
 // ListGroups lists groups ordered by name.
-func (s *Store) ListGroups(ctx context.Context) ([]*Group, error) {
+func (s *Store) ListGroups(ctx context.Context) ([]*store.Group, error) {
 	rows, err := s.db.QueryContext(ctx, groupSelect+` ORDER BY g.name`)
-	return collect(rows, err, scanGroup)
+	res, err := collect(rows, err, scanGroup)
+	return res, op("list groups", err)
 }
 
 // GetGroup returns a group by id.
-func (s *Store) GetGroup(ctx context.Context, id string) (*Group, error) {
+func (s *Store) GetGroup(ctx context.Context, id string) (*store.Group, error) {
 	g, err := scanGroup(s.db.QueryRowContext(ctx, groupSelect+` WHERE g.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+		return nil, op("get group", store.ErrNotFound)
 	}
-	return g, err
+	return g, op("get group", err)
 }
 
-// CreateGroup creates a group. ErrAlreadyExists when the name is taken.
-func (s *Store) CreateGroup(ctx context.Context, name, description, by string) (*Group, error) {
+// CreateGroup creates a group. store.ErrAlreadyExists when the name is taken.
+func (s *Store) CreateGroup(ctx context.Context, name, description, by string) (*store.Group, error) {
 	id := uuid.NewString()
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO user_groups (id, name, description, is_system, created_at, created_by)
@@ -101,31 +82,31 @@ func (s *Store) CreateGroup(ctx context.Context, name, description, by string) (
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("create group", err)
 	}
 	return s.GetGroup(ctx, id)
 }
 
 // UpdateGroup renames a group and/or changes its description. System groups keep their names.
-func (s *Store) UpdateGroup(ctx context.Context, id string, name, description *string) (*Group, error) {
+func (s *Store) UpdateGroup(ctx context.Context, id string, name, description *string) (*store.Group, error) {
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		g, err := scanGroup(tx.QueryRowContext(ctx, groupSelect+` WHERE g.id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
 		if name != nil && *name != g.Name {
 			if g.IsSystem {
-				return &RuleError{Msg: "system groups cannot be renamed"}
+				return &store.RuleError{Msg: "system groups cannot be renamed"}
 			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM user_groups WHERE name = ?`, *name).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
-				return fmt.Errorf("group %q: %w", *name, ErrAlreadyExists)
+				return fmt.Errorf("group %q: %w", *name, store.ErrAlreadyExists)
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE user_groups SET name = ? WHERE id = ?`, *name, id); err != nil {
 				return err
@@ -139,24 +120,24 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, name, description *s
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("update group", err)
 	}
 	return s.GetGroup(ctx, id)
 }
 
 // DeleteGroup deletes a group with its memberships and grants. System groups stay.
 func (s *Store) DeleteGroup(ctx context.Context, id string) error {
-	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
+	return op("delete group", s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		var isSystem bool
 		err := tx.QueryRowContext(ctx, `SELECT is_system FROM user_groups WHERE id = ?`, id).Scan(&isSystem)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
 		if isSystem {
-			return &RuleError{Msg: "cannot delete a system group"}
+			return &store.RuleError{Msg: "cannot delete a system group"}
 		}
 		for _, q := range []string{
 			`DELETE FROM user_group_members WHERE group_id = ?`,
@@ -168,13 +149,13 @@ func (s *Store) DeleteGroup(ctx context.Context, id string) error {
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // ListMembers lists a group's members ordered by email.
-func (s *Store) ListMembers(ctx context.Context, groupID string) ([]*Member, error) {
+func (s *Store) ListMembers(ctx context.Context, groupID string) ([]*store.Member, error) {
 	if _, err := s.GetGroup(ctx, groupID); err != nil {
-		return nil, err
+		return nil, op("list members", err)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT u.id, u.email, u.name, u.active, m.source, m.added_at, m.added_by
 		FROM user_group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.email`, groupID)
@@ -182,16 +163,16 @@ func (s *Store) ListMembers(ctx context.Context, groupID string) ([]*Member, err
 		return nil, fmt.Errorf("list members: %w", err)
 	}
 	defer rows.Close()
-	var out []*Member
+	var out []*store.Member
 	for rows.Next() {
-		m := &Member{}
+		m := &store.Member{}
 		if err := rows.Scan(&m.UserID, &m.Email, &m.Name, &m.Active, &m.Source, &m.AddedAt, &m.AddedBy); err != nil {
 			return nil, err
 		}
 		m.AddedAt = m.AddedAt.UTC()
 		out = append(out, m)
 	}
-	return out, rows.Err()
+	return out, op("list members", rows.Err())
 }
 
 func addMember(ctx context.Context, tx *sql.Tx, now time.Time, userID, groupID, source, by string) error {
@@ -201,15 +182,15 @@ func addMember(ctx context.Context, tx *sql.Tx, now time.Time, userID, groupID, 
 		return err
 	}
 	if n > 0 {
-		return fmt.Errorf("membership: %w", ErrAlreadyExists)
+		return fmt.Errorf("membership: %w", store.ErrAlreadyExists)
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO user_group_members VALUES (?, ?, ?, ?, ?)`, userID, groupID, source, now, by)
 	return err
 }
 
-// AddMember adds a user to a group. ErrNotFound for a missing user or group;
-// ErrAlreadyExists when already a member.
-func (s *Store) AddMember(ctx context.Context, groupID, userID, by string) (*Member, error) {
+// AddMember adds a user to a group. store.ErrNotFound for a missing user or group;
+// store.ErrAlreadyExists when already a member.
+func (s *Store) AddMember(ctx context.Context, groupID, userID, by string) (*store.Member, error) {
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		if err := userExists(ctx, tx, userID); err != nil {
 			return fmt.Errorf("user: %w", err)
@@ -219,48 +200,48 @@ func (s *Store) AddMember(ctx context.Context, groupID, userID, by string) (*Mem
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("group: %w", ErrNotFound)
+			return fmt.Errorf("group: %w", store.ErrNotFound)
 		}
 		return addMember(ctx, tx, s.now(), userID, groupID, "admin", by)
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("add member", err)
 	}
 	members, err := s.ListMembers(ctx, groupID)
 	if err != nil {
-		return nil, err
+		return nil, op("add member", err)
 	}
 	for _, m := range members {
 		if m.UserID == userID {
 			return m, nil
 		}
 	}
-	return nil, ErrNotFound
+	return nil, store.ErrNotFound
 }
 
 // RemoveMember removes a user from a group. Removing the last active admin from Admin,
 // or anyone from Everyone, is refused.
 func (s *Store) RemoveMember(ctx context.Context, groupID, userID string) error {
-	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
+	return op("remove member", s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM user_group_members WHERE user_id = ? AND group_id = ?`,
 			userID, groupID).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("membership: %w", ErrNotFound)
+			return fmt.Errorf("membership: %w", store.ErrNotFound)
 		}
-		everyone, err := groupIDByName(ctx, tx, GroupEveryone)
+		everyone, err := groupIDByName(ctx, tx, store.GroupEveryone)
 		if err != nil {
 			return err
 		}
 		if groupID == everyone {
-			return &RuleError{Msg: "every user is a member of Everyone"}
+			return &store.RuleError{Msg: "every user is a member of Everyone"}
 		}
 		if err := keepAnAdmin(ctx, tx, userID, groupID); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM user_group_members WHERE user_id = ? AND group_id = ?`, userID, groupID)
 		return err
-	})
+	}))
 }

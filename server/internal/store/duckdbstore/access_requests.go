@@ -1,37 +1,22 @@
-package store
+package duckdbstore
 
 import (
+	"github.com/agnesdata/agnes/server/internal/store"
+
 	"context"
 	"database/sql"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 )
-
-// AccessRequest is a user's request for a grant.
-type AccessRequest struct {
-	ID             string
-	UserID         string
-	UserEmail      string
-	ResourceType   string
-	ResourceID     string
-	Reason         string
-	Status         string // pending | approved | denied
-	CreatedAt      time.Time
-	ReviewedBy     string
-	ReviewedAt     *time.Time
-	ReviewNote     string
-	GrantedGroupID string
-}
 
 const accessRequestSelect = `SELECT a.id, a.user_id, coalesce(u.email, ''), a.resource_type, a.resource_id, a.reason,
 	a.status, a.created_at, coalesce(a.reviewed_by, ''), a.reviewed_at, coalesce(a.review_note, ''),
 	coalesce(a.granted_group_id, '')
 	FROM access_requests a LEFT JOIN users u ON u.id = a.user_id`
 
-func scanAccessRequest(row scanner) (*AccessRequest, error) {
-	r := &AccessRequest{}
+func scanAccessRequest(row scanner) (*store.AccessRequest, error) {
+	r := &store.AccessRequest{}
 	var reviewed sql.NullTime
 	if err := row.Scan(&r.ID, &r.UserID, &r.UserEmail, &r.ResourceType, &r.ResourceID, &r.Reason, &r.Status,
 		&r.CreatedAt, &r.ReviewedBy, &reviewed, &r.ReviewNote, &r.GrantedGroupID); err != nil {
@@ -42,52 +27,53 @@ func scanAccessRequest(row scanner) (*AccessRequest, error) {
 	return r, nil
 }
 
-// CreateAccessRequest files a pending request. ErrAlreadyExists when the user already
+// CreateAccessRequest files a pending request. store.ErrAlreadyExists when the user already
 // has a pending request for the same resource.
-func (s *Store) CreateAccessRequest(ctx context.Context, userID, resourceType, resourceID, reason string) (*AccessRequest, error) {
+func (s *Store) CreateAccessRequest(ctx context.Context, userID, resourceType, resourceID, reason string) (*store.AccessRequest, error) {
 	id := uuid.NewString()
-	err := s.Write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM access_requests WHERE user_id = ? AND resource_type = ?
 			AND resource_id = ? AND status = 'pending'`, userID, resourceType, resourceID).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("pending request: %w", ErrAlreadyExists)
+			return fmt.Errorf("pending request: %w", store.ErrAlreadyExists)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO access_requests (id, user_id, resource_type, resource_id, reason, status, created_at)
 			VALUES (?, ?, ?, ?, ?, 'pending', ?)`, id, userID, resourceType, resourceID, reason, s.now())
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("create access request", err)
 	}
 	return s.GetAccessRequest(ctx, id)
 }
 
 // GetAccessRequest returns one request.
-func (s *Store) GetAccessRequest(ctx context.Context, id string) (*AccessRequest, error) {
+func (s *Store) GetAccessRequest(ctx context.Context, id string) (*store.AccessRequest, error) {
 	r, err := scanAccessRequest(s.db.QueryRowContext(ctx, accessRequestSelect+` WHERE a.id = ?`, id))
-	return r, errNoRows(err)
+	return r, op("get access request", err)
 }
 
 // ListAccessRequests lists requests newest first; userID and status narrow the list.
-func (s *Store) ListAccessRequests(ctx context.Context, userID, status string) ([]*AccessRequest, error) {
+func (s *Store) ListAccessRequests(ctx context.Context, userID, status string) ([]*store.AccessRequest, error) {
 	rows, err := s.db.QueryContext(ctx, accessRequestSelect+` WHERE (? = '' OR a.user_id = ?) AND (? = '' OR a.status = ?)
 		ORDER BY a.created_at DESC`, userID, userID, status, status)
-	return collect(rows, err, scanAccessRequest)
+	res, err := collect(rows, err, scanAccessRequest)
+	return res, op("list access requests", err)
 }
 
 // ReviewAccessRequest approves or denies a pending request. Approval grants the
 // resource to groupID in the same transaction (an existing identical grant is kept).
-func (s *Store) ReviewAccessRequest(ctx context.Context, id string, approve bool, groupID, note, by string) (*AccessRequest, error) {
+func (s *Store) ReviewAccessRequest(ctx context.Context, id string, approve bool, groupID, note, by string) (*store.AccessRequest, error) {
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		r, err := scanAccessRequest(tx.QueryRowContext(ctx, accessRequestSelect+` WHERE a.id = ?`, id))
 		if err != nil {
 			return errNoRows(err)
 		}
 		if r.Status != "pending" {
-			return &RuleError{Msg: "access request was already reviewed"}
+			return &store.RuleError{Msg: "access request was already reviewed"}
 		}
 		status, grantGroup := "denied", any(nil)
 		if approve {
@@ -96,7 +82,7 @@ func (s *Store) ReviewAccessRequest(ctx context.Context, id string, approve bool
 				return err
 			}
 			if n == 0 {
-				return fmt.Errorf("group: %w", ErrNotFound)
+				return fmt.Errorf("group: %w", store.ErrNotFound)
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO resource_grants VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 				uuid.NewString(), groupID, r.ResourceType, r.ResourceID, s.now(), by); err != nil {
@@ -109,7 +95,7 @@ func (s *Store) ReviewAccessRequest(ctx context.Context, id string, approve bool
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("review access request", err)
 	}
 	return s.GetAccessRequest(ctx, id)
 }

@@ -1,47 +1,25 @@
-package store
+package duckdbstore
 
 import (
+	"github.com/agnesdata/agnes/server/internal/store"
+
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 )
-
-// Part is one file of a partitioned table.
-type Part struct {
-	Name      string `json:"name"`
-	Hash      string `json:"hash"`
-	SizeBytes int64  `json:"size_bytes"`
-}
-
-// SyncState is what the server knows about a table's data: where it is, how big,
-// and its content hash (computed when written, never on the request path).
-type SyncState struct {
-	TableID   string
-	Source    string
-	QueryMode string
-	LastSync  *time.Time
-	Rows      int64
-	SizeBytes int64
-	Hash      string
-	Parts     []Part
-	Path      string // relative to DATA_DIR
-	Status    string
-	Error     string
-}
 
 // UpsertSyncStates records the tables a rebuild found, in one transaction. Rows
 // that did not change are skipped and the rest are written in multi-row statements:
 // a rebuild of thousands of tables, most unchanged, costs a few statements.
-func (s *Store) UpsertSyncStates(ctx context.Context, states []SyncState) error {
+func (s *Store) UpsertSyncStates(ctx context.Context, states []store.SyncState) error {
 	current, err := s.SyncStates(ctx)
 	if err != nil {
 		return err
 	}
-	old := make(map[string]*SyncState, len(current))
+	old := make(map[string]*store.SyncState, len(current))
 	for _, st := range current {
 		old[st.TableID] = st
 	}
@@ -67,7 +45,7 @@ func (s *Store) UpsertSyncStates(ctx context.Context, states []SyncState) error 
 	}
 	const perStatement = 500
 	const columns = 11
-	return s.writeData(ctx, func(tx *sql.Tx) error {
+	return op("upsert sync states", s.writeData(ctx, func(tx *sql.Tx) error {
 		for start := 0; start < rows; start += perStatement {
 			n := min(perStatement, rows-start)
 			values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", n), ", ")
@@ -82,45 +60,45 @@ func (s *Store) UpsertSyncStates(ctx context.Context, states []SyncState) error 
 			}
 		}
 		return nil
-	})
+	}))
 }
 
-func sameState(a, b *SyncState) bool {
+func sameState(a, b *store.SyncState) bool {
 	sameTime := (a.LastSync == nil) == (b.LastSync == nil) && (a.LastSync == nil || a.LastSync.Equal(*b.LastSync))
 	return sameTime && a.Source == b.Source && a.QueryMode == b.QueryMode && a.Rows == b.Rows &&
 		a.SizeBytes == b.SizeBytes && a.Hash == b.Hash && slices.Equal(nonNilParts(a.Parts), nonNilParts(b.Parts)) &&
 		a.Path == b.Path && a.Status == b.Status && a.Error == b.Error
 }
 
-func nonNilParts(p []Part) []Part {
+func nonNilParts(p []store.Part) []store.Part {
 	if p == nil {
-		return []Part{}
+		return []store.Part{}
 	}
 	return p
 }
 
 // MarkSyncError records a failed sync of a table, keeping its last good data.
 func (s *Store) MarkSyncError(ctx context.Context, tableID, source, msg string) error {
-	return s.writeData(ctx, func(tx *sql.Tx) error {
+	return op("mark sync error", s.writeData(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sync_state (table_id, source, status, error) VALUES (?, ?, 'error', ?)
 			ON CONFLICT (table_id) DO UPDATE SET status = 'error', error = excluded.error`, tableID, source, msg)
 		return err
-	})
+	}))
 }
 
 // DeleteSyncState forgets a table's data.
 func (s *Store) DeleteSyncState(ctx context.Context, tableID string) error {
-	return s.writeData(ctx, func(tx *sql.Tx) error {
+	return op("delete sync state", s.writeData(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM sync_state WHERE table_id = ?`, tableID)
 		return err
-	})
+	}))
 }
 
 const syncStateSelect = `SELECT table_id, source, query_mode, last_sync, coalesce(rows, 0), coalesce(file_size_bytes, 0),
 	hash, parts, path, status, error FROM sync_state`
 
-func scanSyncState(row scanner) (*SyncState, error) {
-	st := &SyncState{}
+func scanSyncState(row scanner) (*store.SyncState, error) {
+	st := &store.SyncState{}
 	var last sql.NullTime
 	var parts string
 	if err := row.Scan(&st.TableID, &st.Source, &st.QueryMode, &last, &st.Rows, &st.SizeBytes, &st.Hash, &parts,
@@ -135,13 +113,14 @@ func scanSyncState(row scanner) (*SyncState, error) {
 }
 
 // SyncStates lists every table's sync state ordered by id.
-func (s *Store) SyncStates(ctx context.Context) ([]*SyncState, error) {
+func (s *Store) SyncStates(ctx context.Context) ([]*store.SyncState, error) {
 	rows, err := s.db.QueryContext(ctx, syncStateSelect+` ORDER BY table_id`)
-	return collect(rows, err, scanSyncState)
+	res, err := collect(rows, err, scanSyncState)
+	return res, op("sync states", err)
 }
 
 // GetSyncState returns one table's sync state.
-func (s *Store) GetSyncState(ctx context.Context, tableID string) (*SyncState, error) {
+func (s *Store) GetSyncState(ctx context.Context, tableID string) (*store.SyncState, error) {
 	st, err := scanSyncState(s.db.QueryRowContext(ctx, syncStateSelect+` WHERE table_id = ?`, tableID))
-	return st, errNoRows(err)
+	return st, op("get sync state", err)
 }

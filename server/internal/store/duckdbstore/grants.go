@@ -1,37 +1,21 @@
-package store
+package duckdbstore
 
 import (
+	"github.com/agnesdata/agnes/server/internal/store"
+
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 )
 
-// Grant gives a group access to one resource.
-type Grant struct {
-	ID           string
-	GroupID      string
-	GroupName    string
-	ResourceType string
-	ResourceID   string
-	AssignedAt   time.Time
-	AssignedBy   string
-}
-
-// GrantFilter narrows ListGrants; empty fields match everything.
-type GrantFilter struct {
-	ResourceType string
-	GroupID      string
-}
-
 const grantSelect = `SELECT r.id, r.group_id, g.name, r.resource_type, r.resource_id, r.assigned_at, r.assigned_by
 	FROM resource_grants r JOIN user_groups g ON g.id = r.group_id`
 
-func scanGrant(row scanner) (*Grant, error) {
-	g := &Grant{}
+func scanGrant(row scanner) (*store.Grant, error) {
+	g := &store.Grant{}
 	if err := row.Scan(&g.ID, &g.GroupID, &g.GroupName, &g.ResourceType, &g.ResourceID, &g.AssignedAt, &g.AssignedBy); err != nil {
 		return nil, err
 	}
@@ -40,16 +24,17 @@ func scanGrant(row scanner) (*Grant, error) {
 }
 
 // ListGrants lists grants ordered by group name, type and id.
-func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]*Grant, error) {
+func (s *Store) ListGrants(ctx context.Context, f store.GrantFilter) ([]*store.Grant, error) {
 	rows, err := s.db.QueryContext(ctx, grantSelect+`
 		WHERE (? = '' OR r.resource_type = ?) AND (? = '' OR r.group_id = ?)
 		ORDER BY g.name, r.resource_type, r.resource_id`, f.ResourceType, f.ResourceType, f.GroupID, f.GroupID)
-	return collect(rows, err, scanGrant)
+	res, err := collect(rows, err, scanGrant)
+	return res, op("list grants", err)
 }
 
-// CreateGrant grants a group access to a resource. ErrNotFound for a missing group;
-// ErrAlreadyExists for a duplicate.
-func (s *Store) CreateGrant(ctx context.Context, groupID, resourceType, resourceID, by string) (*Grant, error) {
+// CreateGrant grants a group access to a resource. store.ErrNotFound for a missing group;
+// store.ErrAlreadyExists for a duplicate.
+func (s *Store) CreateGrant(ctx context.Context, groupID, resourceType, resourceID, by string) (*store.Grant, error) {
 	id := uuid.NewString()
 	err := s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -57,21 +42,21 @@ func (s *Store) CreateGrant(ctx context.Context, groupID, resourceType, resource
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("group: %w", ErrNotFound)
+			return fmt.Errorf("group: %w", store.ErrNotFound)
 		}
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM resource_grants WHERE group_id = ? AND resource_type = ? AND resource_id = ?`,
 			groupID, resourceType, resourceID).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("grant: %w", ErrAlreadyExists)
+			return fmt.Errorf("grant: %w", store.ErrAlreadyExists)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO resource_grants VALUES (?, ?, ?, ?, ?, ?)`,
 			id, groupID, resourceType, resourceID, s.now(), by)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, op("create grant", err)
 	}
 	g, err := scanGrant(s.db.QueryRowContext(ctx, grantSelect+` WHERE r.id = ?`, id))
 	if err != nil {
@@ -82,35 +67,28 @@ func (s *Store) CreateGrant(ctx context.Context, groupID, resourceType, resource
 
 // DeleteGrant revokes a grant.
 func (s *Store) DeleteGrant(ctx context.Context, id string) error {
-	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
+	return op("delete grant", s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM resource_grants WHERE id = ?`, id)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		return nil
-	})
+	}))
 }
 
 // DeleteGrantsFor removes every grant on a resource (when the resource goes away).
 func (s *Store) DeleteGrantsFor(ctx context.Context, resourceType, resourceID string) error {
-	return s.writeIdentity(ctx, func(tx *sql.Tx) error {
+	return op("delete grants for", s.writeIdentity(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM resource_grants WHERE resource_type = ? AND resource_id = ?`, resourceType, resourceID)
 		return err
-	})
-}
-
-// EffectiveGrant is a resource a user reaches, with the groups that give it.
-type EffectiveGrant struct {
-	ResourceType string
-	ResourceID   string
-	Via          []GroupRef
+	}))
 }
 
 // EffectiveAccess lists a user's explicit grants (no admin short-circuit).
-func (s *Store) EffectiveAccess(ctx context.Context, userID string) ([]*EffectiveGrant, error) {
+func (s *Store) EffectiveAccess(ctx context.Context, userID string) ([]*store.EffectiveGrant, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT r.resource_type, r.resource_id, g.id, g.name, g.is_system
 		FROM resource_grants r JOIN user_group_members m ON m.group_id = r.group_id
 		JOIN user_groups g ON g.id = r.group_id WHERE m.user_id = ?
@@ -119,10 +97,10 @@ func (s *Store) EffectiveAccess(ctx context.Context, userID string) ([]*Effectiv
 		return nil, fmt.Errorf("effective access: %w", err)
 	}
 	defer rows.Close()
-	var out []*EffectiveGrant
+	var out []*store.EffectiveGrant
 	for rows.Next() {
 		var typ, rid string
-		var g GroupRef
+		var g store.GroupRef
 		if err := rows.Scan(&typ, &rid, &g.ID, &g.Name, &g.IsSystem); err != nil {
 			return nil, err
 		}
@@ -130,15 +108,15 @@ func (s *Store) EffectiveAccess(ctx context.Context, userID string) ([]*Effectiv
 			out[n-1].Via = append(out[n-1].Via, g)
 			continue
 		}
-		out = append(out, &EffectiveGrant{ResourceType: typ, ResourceID: rid, Via: []GroupRef{g}})
+		out = append(out, &store.EffectiveGrant{ResourceType: typ, ResourceID: rid, Via: []store.GroupRef{g}})
 	}
-	return out, rows.Err()
+	return out, op("effective access", rows.Err())
 }
 
-// errNoRows maps sql.ErrNoRows to ErrNotFound.
+// errNoRows maps sql.ErrNoRows to store.ErrNotFound.
 func errNoRows(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return store.ErrNotFound
 	}
 	return err
 }

@@ -1,0 +1,842 @@
+// Package storetest is the conformance suite every store.Store implementation
+// passes, run from the implementation's own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, storetest.Backend{Open: ..., Reopen: ...})
+//	}
+//
+// It checks the behaviour the server relies on, through the store.Store
+// interface only: rules of the data model (the last admin, system groups,
+// bootstrap), normalization and uniqueness, sentinel errors reachable with
+// errors.Is, that the versions move after writes, durability across a restart,
+// and the job queue's atomic keys and leases.
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/agnesdata/agnes/server/internal/store"
+)
+
+// Backend opens the stores the suite runs against.
+type Backend struct {
+	// Open returns a fresh, empty store; the suite closes it.
+	Open func(t *testing.T) store.Store
+	// Reopen closes s and opens the same state again, as a restart would.
+	Reopen func(t *testing.T, s store.Store) store.Store
+}
+
+// Run runs every conformance test.
+func Run(t *testing.T, b Backend) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, b Backend)
+	}{
+		{"SystemGroupsSeeded", testSystemGroupsSeeded},
+		{"UsersNormalizedAndUnique", testUsersNormalizedAndUnique},
+		{"LastActiveAdminIsKept", testLastActiveAdminIsKept},
+		{"BootstrapClosesOnceAPasswordExists", testBootstrapCloses},
+		{"SystemGroupsCannotBeRenamedOrDeleted", testSystemGroupRules},
+		{"DuplicatesAreAlreadyExists", testDuplicates},
+		{"IdentityFollowsWrites", testIdentityFollowsWrites},
+		{"DeleteUserRemovesMembershipsAndTokens", testDeleteUser},
+		{"Tokens", testTokens},
+		{"SessionRevocationSurvivesRestart", testSessionRevocationSurvivesRestart},
+		{"AccessRequestApprovalGrants", testAccessRequests},
+		{"Registry", testRegistry},
+		{"DeleteTableCascades", testDeleteTableCascades},
+		{"UpsertSyncStatesWritesOnlyChanges", testUpsertSyncStates},
+		{"SyncErrorsKeepLastGoodData", testMarkSyncError},
+		{"ProfilesAndMetrics", testProfilesAndMetrics},
+		{"UserSettings", testUserSettings},
+		{"AuditIsDurable", testAudit},
+		{"JobKeysAreExclusive", testJobKeys},
+		{"JobLeases", testJobLeases},
+		{"JobRetryAndCancel", testJobRetryAndCancel},
+		{"ListJobs", testListJobs},
+		{"NotFoundEverywhere", testNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, b) })
+	}
+}
+
+func open(t *testing.T, b Backend) store.Store {
+	t.Helper()
+	s := b.Open(t)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func reopen(t *testing.T, b Backend, s store.Store) store.Store {
+	t.Helper()
+	s = b.Reopen(t, s)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func ruleError(t *testing.T, err error) {
+	t.Helper()
+	var rule *store.RuleError
+	require.ErrorAs(t, err, &rule)
+	require.NotEmpty(t, rule.Msg)
+}
+
+func newUser(t *testing.T, s store.Store, email string, admin bool) *store.User {
+	t.Helper()
+	u, err := s.CreateUser(t.Context(), store.NewUser{Email: email, Name: email, Admin: admin, By: "test"})
+	require.NoError(t, err)
+	return u
+}
+
+func testSystemGroupsSeeded(t *testing.T, b Backend) {
+	s := open(t, b)
+	groups, err := s.ListGroups(t.Context())
+	require.NoError(t, err)
+	var names []string
+	for _, g := range groups {
+		require.True(t, g.IsSystem)
+		names = append(names, g.Name)
+	}
+	sort.Strings(names)
+	require.Equal(t, []string{store.GroupAdmin, store.GroupEveryone}, names)
+	s = reopen(t, b, s)
+	groups, err = s.ListGroups(t.Context())
+	require.NoError(t, err)
+	require.Len(t, groups, 2, "seeded once, not on every open")
+}
+
+func testUsersNormalizedAndUnique(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u, err := s.CreateUser(ctx, store.NewUser{Email: "  Ana@Example.COM ", Name: "Ana", PasswordHash: "h"})
+	require.NoError(t, err)
+	require.Equal(t, "ana@example.com", u.Email)
+	require.True(t, u.HasPassword)
+	require.True(t, u.Active)
+	require.False(t, u.IsAdmin)
+	require.Equal(t, []string{store.GroupEveryone}, groupNames(u.Groups))
+	_, err = s.CreateUser(ctx, store.NewUser{Email: "ana@example.com"})
+	require.ErrorIs(t, err, store.ErrAlreadyExists)
+	_, err = s.CreateUser(ctx, store.NewUser{Email: "bo@example.com", Groups: []string{"no-such-group"}})
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	c, err := s.CredentialsByEmail(ctx, "ANA@example.com")
+	require.NoError(t, err)
+	require.Equal(t, u.ID, c.ID)
+	require.Equal(t, "h", c.PasswordHash)
+	id, err := s.UserIDByEmail(ctx, " ana@EXAMPLE.com")
+	require.NoError(t, err)
+	require.Equal(t, u.ID, id)
+
+	name := "Ana B."
+	u2, err := s.UpdateUser(ctx, u.ID, &name, nil)
+	require.NoError(t, err)
+	require.Equal(t, name, u2.Name)
+	require.NoError(t, s.SetPassword(ctx, u.ID, "h2"))
+	c, err = s.CredentialsByEmail(ctx, u.Email)
+	require.NoError(t, err)
+	require.Equal(t, "h2", c.PasswordHash)
+
+	newUser(t, s, "zed@example.com", false)
+	all, err := s.ListUsers(ctx, 10, 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ana@example.com", "zed@example.com"}, []string{all[0].Email, all[1].Email})
+	page, err := s.ListUsers(ctx, 1, 1)
+	require.NoError(t, err)
+	require.Len(t, page, 1)
+	require.Equal(t, "zed@example.com", page[0].Email)
+}
+
+func groupNames(gs []store.GroupRef) []string {
+	out := make([]string, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, g.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func testLastActiveAdminIsKept(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	admin, err := s.Bootstrap(ctx, "Boss@Example.com", "Boss", "hash")
+	require.NoError(t, err)
+	require.True(t, admin.IsAdmin)
+	require.Equal(t, "boss@example.com", admin.Email)
+
+	f := false
+	_, err = s.UpdateUser(ctx, admin.ID, nil, &f)
+	ruleError(t, err)
+	ruleError(t, s.DeleteUser(ctx, admin.ID))
+	adminGroup, err := s.GroupIDByName(ctx, store.GroupAdmin)
+	require.NoError(t, err)
+	ruleError(t, s.RemoveMember(ctx, adminGroup, admin.ID))
+
+	second := newUser(t, s, "two@example.com", true)
+	_, err = s.UpdateUser(ctx, admin.ID, nil, &f)
+	require.NoError(t, err, "another active admin exists")
+	_, err = s.UpdateUser(ctx, second.ID, nil, &f)
+	ruleError(t, err)
+	tr := true
+	u, err := s.UpdateUser(ctx, admin.ID, nil, &tr)
+	require.NoError(t, err)
+	require.True(t, u.Active)
+	require.Nil(t, u.DeactivatedAt)
+}
+
+func testBootstrapCloses(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	any, err := s.AnyPassword(ctx)
+	require.NoError(t, err)
+	require.False(t, any)
+	_, err = s.Bootstrap(ctx, "a@example.com", "A", "h")
+	require.NoError(t, err)
+	any, err = s.AnyPassword(ctx)
+	require.NoError(t, err)
+	require.True(t, any)
+	_, err = s.Bootstrap(ctx, "b@example.com", "B", "h")
+	ruleError(t, err)
+}
+
+func testSystemGroupRules(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	for _, name := range []string{store.GroupAdmin, store.GroupEveryone} {
+		id, err := s.GroupIDByName(ctx, name)
+		require.NoError(t, err)
+		other := "renamed"
+		_, err = s.UpdateGroup(ctx, id, &other, nil)
+		ruleError(t, err)
+		ruleError(t, s.DeleteGroup(ctx, id))
+	}
+	g, err := s.CreateGroup(ctx, "sales", "Sales team", "t")
+	require.NoError(t, err)
+	require.False(t, g.IsSystem)
+	name, desc := "sales-eu", "EU"
+	g, err = s.UpdateGroup(ctx, g.ID, &name, &desc)
+	require.NoError(t, err)
+	require.Equal(t, "sales-eu", g.Name)
+	require.Equal(t, "EU", g.Description)
+	got, err := s.GetGroup(ctx, g.ID)
+	require.NoError(t, err)
+	require.Equal(t, g.Name, got.Name)
+}
+
+func testDuplicates(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	newUser(t, s, "x@example.com", false)
+	_, err := s.CreateUser(ctx, store.NewUser{Email: " X@example.com "})
+	require.ErrorIs(t, err, store.ErrAlreadyExists)
+	g, err := s.CreateGroup(ctx, "analysts", "", "t")
+	require.NoError(t, err)
+	_, err = s.CreateGroup(ctx, "analysts", "", "t")
+	require.ErrorIs(t, err, store.ErrAlreadyExists)
+	_, err = s.CreateGrant(ctx, g.ID, store.ResourceTable, "orders", "t")
+	require.NoError(t, err)
+	_, err = s.CreateGrant(ctx, g.ID, store.ResourceTable, "orders", "t")
+	require.ErrorIs(t, err, store.ErrAlreadyExists)
+}
+
+func testIdentityFollowsWrites(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "u@example.com", false)
+	id, err := s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.Empty(t, id.Grants)
+	require.False(t, id.IsAdmin)
+	require.Equal(t, []string{store.GroupEveryone}, groupNames(id.Groups))
+
+	v := s.IdentityVersion()
+	g, err := s.CreateGroup(ctx, "sales", "", "t")
+	require.NoError(t, err)
+	_, err = s.AddMember(ctx, g.ID, u.ID, "t")
+	require.NoError(t, err)
+	grant, err := s.CreateGrant(ctx, g.ID, store.ResourceTable, "orders", "t")
+	require.NoError(t, err)
+	require.NotEqual(t, v, s.IdentityVersion(), "identity writes move the version")
+	id, err = s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.Contains(t, id.Grants, store.Resource{Type: store.ResourceTable, ID: "orders"})
+	require.Equal(t, []string{"orders"}, id.GrantedIDs(store.ResourceTable))
+	eff, err := s.EffectiveAccess(ctx, u.ID)
+	require.NoError(t, err)
+	require.Len(t, eff, 1)
+	require.Equal(t, "sales", eff[0].Via[0].Name)
+	grants, err := s.ListGrants(ctx, store.GrantFilter{GroupID: g.ID})
+	require.NoError(t, err)
+	require.Len(t, grants, 1)
+	require.Equal(t, "sales", grants[0].GroupName)
+
+	require.NoError(t, s.DeleteGrant(ctx, grant.ID))
+	id, err = s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.Empty(t, id.Grants)
+
+	_, err = s.CreateGrant(ctx, g.ID, store.ResourceTable, "orders", "t")
+	require.NoError(t, err)
+	require.NoError(t, s.RemoveMember(ctx, g.ID, u.ID))
+	id, err = s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.Empty(t, id.Grants, "leaving the group loses its grants at once")
+
+	_, err = s.AddMember(ctx, g.ID, u.ID, "t")
+	require.NoError(t, err)
+	members, err := s.ListMembers(ctx, g.ID)
+	require.NoError(t, err)
+	require.Len(t, members, 1)
+	require.Equal(t, u.Email, members[0].Email)
+	require.NoError(t, s.DeleteGroup(ctx, g.ID))
+	id, err = s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.Empty(t, id.Grants, "deleting the group deletes its grants")
+	grants, err = s.ListGrants(ctx, store.GrantFilter{})
+	require.NoError(t, err)
+	require.Empty(t, grants)
+
+	f := false
+	admin := newUser(t, s, "admin@example.com", true)
+	_, err = s.UpdateUser(ctx, u.ID, nil, &f)
+	require.NoError(t, err)
+	id, err = s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.False(t, id.Active)
+	aid, err := s.Identity(ctx, admin.ID)
+	require.NoError(t, err)
+	require.True(t, aid.IsAdmin)
+}
+
+func testDeleteUser(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "gone@example.com", false)
+	require.NoError(t, s.CreatePAT(ctx, &store.PAT{ID: "pat-1", UserID: u.ID, Name: "cli", TokenHash: "h", Prefix: "p",
+		CreatedAt: time.Now().UTC()}))
+	require.NoError(t, s.DeleteUser(ctx, u.ID))
+	_, err := s.GetUser(ctx, u.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = s.Identity(ctx, u.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	everyone, err := s.GroupIDByName(ctx, store.GroupEveryone)
+	require.NoError(t, err)
+	members, err := s.ListMembers(ctx, everyone)
+	require.NoError(t, err)
+	require.Empty(t, members)
+	_, err = s.GetPAT(ctx, "pat-1")
+	require.ErrorIs(t, err, store.ErrNotFound, "a deleted user's tokens go with them")
+}
+
+func testTokens(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "t@example.com", false)
+	other := newUser(t, s, "o@example.com", false)
+	now := time.Now().UTC().Truncate(time.Second)
+	exp := now.Add(24 * time.Hour)
+	require.NoError(t, s.CreatePAT(ctx, &store.PAT{ID: "a", UserID: u.ID, Name: "laptop", TokenHash: "ha", Prefix: "agn_a",
+		CreatedAt: now, ExpiresAt: &exp}))
+	require.NoError(t, s.CreatePAT(ctx, &store.PAT{ID: "b", UserID: u.ID, Name: "ci", TokenHash: "hb", Prefix: "agn_b",
+		CreatedAt: now.Add(time.Second)}))
+	require.NoError(t, s.CreatePAT(ctx, &store.PAT{ID: "c", UserID: other.ID, Name: "x", TokenHash: "hc", Prefix: "agn_c",
+		CreatedAt: now.Add(2 * time.Second)}))
+
+	p, err := s.GetPAT(ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, u.Email, p.UserEmail)
+	require.Equal(t, "ha", p.TokenHash)
+	require.True(t, exp.Equal(*p.ExpiresAt))
+	require.Nil(t, p.RevokedAt)
+
+	mine, err := s.ListPATs(ctx, u.ID, 10, 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"b", "a"}, []string{mine[0].ID, mine[1].ID}, "newest first")
+	all, err := s.ListPATs(ctx, "", 10, 0)
+	require.NoError(t, err)
+	require.Len(t, all, 3)
+
+	require.ErrorIs(t, s.RevokePAT(ctx, "c", u.ID), store.ErrNotFound, "only the owner's tokens")
+	v := s.IdentityVersion()
+	require.NoError(t, s.RevokePAT(ctx, "a", u.ID))
+	require.NotEqual(t, v, s.IdentityVersion())
+	p, err = s.GetPAT(ctx, "a")
+	require.NoError(t, err)
+	require.NotNil(t, p.RevokedAt)
+	require.ErrorIs(t, s.RevokePAT(ctx, "missing", ""), store.ErrNotFound)
+
+	used := now.Add(time.Minute)
+	require.NoError(t, s.TouchPAT(ctx, "b", "10.0.0.7", used))
+	p, err = s.GetPAT(ctx, "b")
+	require.NoError(t, err)
+	require.Equal(t, "10.0.0.7", p.LastUsedIP)
+	require.True(t, used.Equal(*p.LastUsedAt))
+}
+
+func testSessionRevocationSurvivesRestart(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	revoked, err := s.SessionRevoked(ctx, "jti-1")
+	require.NoError(t, err)
+	require.False(t, revoked)
+	require.NoError(t, s.RevokeSession(ctx, "jti-1", "u", time.Now().Add(time.Hour)))
+	require.NoError(t, s.RevokeSession(ctx, "jti-1", "u", time.Now().Add(time.Hour)), "idempotent")
+	revoked, err = s.SessionRevoked(ctx, "jti-1")
+	require.NoError(t, err)
+	require.True(t, revoked)
+	s = reopen(t, b, s)
+	revoked, err = s.SessionRevoked(ctx, "jti-1")
+	require.NoError(t, err)
+	require.True(t, revoked)
+	revoked, err = s.SessionRevoked(ctx, "jti-2")
+	require.NoError(t, err)
+	require.False(t, revoked)
+}
+
+func testAccessRequests(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "u@example.com", false)
+	g, err := s.CreateGroup(ctx, "sales", "", "t")
+	require.NoError(t, err)
+	_, err = s.AddMember(ctx, g.ID, u.ID, "t")
+	require.NoError(t, err)
+	r, err := s.CreateAccessRequest(ctx, u.ID, store.ResourceTable, "orders", "need it")
+	require.NoError(t, err)
+	require.Equal(t, "pending", r.Status)
+	_, err = s.CreateAccessRequest(ctx, u.ID, store.ResourceTable, "orders", "again")
+	require.ErrorIs(t, err, store.ErrAlreadyExists)
+	pending, err := s.ListAccessRequests(ctx, u.ID, "pending")
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	r, err = s.ReviewAccessRequest(ctx, r.ID, true, g.ID, "ok", "admin@example.com")
+	require.NoError(t, err)
+	require.Equal(t, "approved", r.Status)
+	require.Equal(t, g.ID, r.GrantedGroupID)
+	id, err := s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.Contains(t, id.Grants, store.Resource{Type: store.ResourceTable, ID: "orders"}, "approval grants in the same write")
+	_, err = s.ReviewAccessRequest(ctx, r.ID, false, "", "", "admin@example.com")
+	ruleError(t, err)
+	got, err := s.GetAccessRequest(ctx, r.ID)
+	require.NoError(t, err)
+	require.Equal(t, "approved", got.Status)
+}
+
+func table(id, name string) *store.RegisteredTable {
+	return &store.RegisteredTable{ID: id, Name: name, SourceType: "upload", SyncStrategy: "full_refresh",
+		QueryMode: "local", RegisteredBy: "admin@example.com", RegisteredAt: time.Now().UTC().Truncate(time.Second)}
+}
+
+func testRegistry(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	v := s.DataVersion()
+	tb := table("orders", "Orders")
+	tb.Source, tb.Bucket, tb.SourceTable = "kbc_sales", "in.c-crm", "orders"
+	tb.PrimaryKey = []string{"id"}
+	tb.WhereFilters = []store.WhereFilter{{Column: "country", Operator: "eq", Values: []string{"CZ", "SK"}, DataType: "STRING"}}
+	require.NoError(t, s.CreateTable(ctx, tb))
+	require.NotEqual(t, v, s.DataVersion(), "registry writes move the data version")
+	got, err := s.GetTable(ctx, "orders")
+	require.NoError(t, err)
+	require.Equal(t, tb, got)
+	require.Equal(t, "kbc_sales", got.SourceName())
+
+	legacy := table("customers", "Customers")
+	require.NoError(t, s.CreateTable(ctx, legacy))
+	got, err = s.GetTable(ctx, "customers")
+	require.NoError(t, err)
+	require.Equal(t, "upload", got.SourceName(), "no source name: the type's default instance")
+	require.Equal(t, []string{}, got.PrimaryKey)
+	require.Equal(t, []store.WhereFilter{}, got.WhereFilters)
+
+	require.ErrorIs(t, s.CreateTable(ctx, table("orders", "Other")), store.ErrAlreadyExists)
+	require.ErrorIs(t, s.CreateTable(ctx, table("orders2", "ORDERS")), store.ErrAlreadyExists, "names are unique case-insensitively")
+
+	tb.Description, tb.SyncSchedule = "All orders", "every 15m"
+	require.NoError(t, s.UpdateTable(ctx, tb))
+	got, err = s.GetTable(ctx, "orders")
+	require.NoError(t, err)
+	require.Equal(t, "All orders", got.Description)
+	clash := *tb
+	clash.Name = "customers"
+	require.ErrorIs(t, s.UpdateTable(ctx, &clash), store.ErrAlreadyExists)
+	require.ErrorIs(t, s.UpdateTable(ctx, table("missing", "Missing")), store.ErrNotFound)
+
+	all, err := s.ListTables(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"customers", "orders"}, []string{all[0].ID, all[1].ID})
+}
+
+func testDeleteTableCascades(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "u@example.com", false)
+	require.NoError(t, s.CreateTable(ctx, table("orders", "Orders")))
+	g, err := s.CreateGroup(ctx, "sales", "", "t")
+	require.NoError(t, err)
+	_, err = s.AddMember(ctx, g.ID, u.ID, "t")
+	require.NoError(t, err)
+	_, err = s.CreateGrant(ctx, g.ID, store.ResourceTable, "orders", "t")
+	require.NoError(t, err)
+	require.NoError(t, s.UpsertSyncStates(ctx, []store.SyncState{{TableID: "orders", Source: "upload", QueryMode: "local", Hash: "h"}}))
+	require.NoError(t, s.SaveProfile(ctx, "orders", []byte(`{}`), "h"))
+	require.NoError(t, s.SetUserSettings(ctx, u.ID, "", map[string]bool{"orders": false}))
+
+	require.NoError(t, s.DeleteTable(ctx, "orders"))
+	_, err = s.GetTable(ctx, "orders")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = s.GetSyncState(ctx, "orders")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = s.GetProfile(ctx, "orders")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	id, err := s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.Empty(t, id.Grants)
+	settings, err := s.GetUserSettings(ctx, u.ID)
+	require.NoError(t, err)
+	require.Empty(t, settings.Tables)
+	require.ErrorIs(t, s.DeleteTable(ctx, "orders"), store.ErrNotFound)
+}
+
+func testUpsertSyncStates(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var states []store.SyncState
+	for i := range 1200 {
+		states = append(states, store.SyncState{TableID: fmt.Sprintf("t%04d", i), Source: "src", QueryMode: "local",
+			LastSync: &now, Rows: int64(i), Hash: fmt.Sprintf("%032d", i), Path: "extracts/src/data/x.parquet",
+			Parts: []store.Part{{Name: "p", Hash: "h", SizeBytes: 1}}})
+	}
+	require.NoError(t, s.UpsertSyncStates(ctx, states))
+	v := s.DataVersion()
+	require.NoError(t, s.UpsertSyncStates(ctx, states))
+	require.Equal(t, v, s.DataVersion(), "nothing changed: nothing written")
+	states[7].Hash = "changed"
+	require.NoError(t, s.UpsertSyncStates(ctx, states))
+	require.NotEqual(t, v, s.DataVersion())
+	got, err := s.GetSyncState(ctx, "t0007")
+	require.NoError(t, err)
+	require.Equal(t, "changed", got.Hash)
+	require.Equal(t, "ok", got.Status)
+	require.Equal(t, []store.Part{{Name: "p", Hash: "h", SizeBytes: 1}}, got.Parts)
+	require.True(t, now.Equal(*got.LastSync))
+	all, err := s.SyncStates(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 1200)
+	require.True(t, sort.SliceIsSorted(all, func(i, j int) bool { return all[i].TableID < all[j].TableID }))
+	require.NoError(t, s.DeleteSyncState(ctx, "t0007"))
+	_, err = s.GetSyncState(ctx, "t0007")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testMarkSyncError(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	require.NoError(t, s.UpsertSyncStates(ctx, []store.SyncState{{TableID: "orders", Source: "kbc", QueryMode: "local",
+		Rows: 10, Hash: "good", Path: "extracts/kbc/data/orders.parquet"}}))
+	require.NoError(t, s.MarkSyncError(ctx, "orders", "kbc", "Keboola rejected the token"))
+	got, err := s.GetSyncState(ctx, "orders")
+	require.NoError(t, err)
+	require.Equal(t, "error", got.Status)
+	require.Equal(t, "Keboola rejected the token", got.Error)
+	require.Equal(t, "good", got.Hash, "the last good data stays served")
+	require.Equal(t, int64(10), got.Rows)
+	require.NoError(t, s.MarkSyncError(ctx, "never", "kbc", "boom"))
+	got, err = s.GetSyncState(ctx, "never")
+	require.NoError(t, err)
+	require.Equal(t, "error", got.Status)
+	require.Empty(t, got.Path)
+
+	now := time.Now().UTC()
+	require.NoError(t, s.AddHistory(ctx, []store.HistoryEntry{{JobID: "j", TableID: "orders", Started: now, Finished: now,
+		Status: store.JobFailed, Error: "boom"}}))
+}
+
+func testProfilesAndMetrics(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	require.NoError(t, s.SaveProfile(ctx, "orders", []byte(`{"row_count":3}`), "h1"))
+	require.NoError(t, s.SaveProfile(ctx, "orders", []byte(`{"row_count":4}`), "h2"))
+	p, err := s.GetProfile(ctx, "orders")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"row_count":4}`, string(p.JSON))
+	require.Equal(t, "h2", p.Hash)
+	require.False(t, p.ProfiledAt.IsZero())
+
+	require.NoError(t, s.UpsertMetrics(ctx,
+		store.MetricRow{ID: "sales/revenue", Category: "sales", Name: "revenue", Definition: []byte(`{"a":1}`)},
+		store.MetricRow{ID: "ops/latency", Category: "ops", Name: "latency", Definition: []byte(`{"b":2}`)}))
+	all, err := s.ListMetrics(ctx, "")
+	require.NoError(t, err)
+	require.Equal(t, []string{"ops/latency", "sales/revenue"}, []string{all[0].ID, all[1].ID})
+	sales, err := s.ListMetrics(ctx, "sales")
+	require.NoError(t, err)
+	require.Len(t, sales, 1)
+	require.NoError(t, s.UpsertMetrics(ctx, store.MetricRow{ID: "sales/revenue", Category: "sales", Name: "revenue", Definition: []byte(`{"a":2}`)}))
+	m, err := s.GetMetric(ctx, "sales/revenue")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"a":2}`, string(m.Definition))
+	require.NoError(t, s.DeleteMetric(ctx, "sales/revenue"))
+	_, err = s.GetMetric(ctx, "sales/revenue")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testUserSettings(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "u@example.com", false)
+	st, err := s.GetUserSettings(ctx, u.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.ModeAll, st.TableMode)
+	require.True(t, st.Enabled("anything"))
+	require.NoError(t, s.SetUserSettings(ctx, u.ID, store.ModeSelected, map[string]bool{"orders": true, "customers": false}))
+	st, err = s.GetUserSettings(ctx, u.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.ModeSelected, st.TableMode)
+	require.True(t, st.Enabled("orders"))
+	require.False(t, st.Enabled("customers"))
+	require.False(t, st.Enabled("anything"), "selected mode: only what was enabled")
+	require.Equal(t, []string{"customers", "orders"}, []string{st.Tables[0].TableID, st.Tables[1].TableID})
+	require.NoError(t, s.SetUserSettings(ctx, u.ID, "", map[string]bool{"customers": true}))
+	st, err = s.GetUserSettings(ctx, u.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.ModeSelected, st.TableMode, "an empty mode keeps the mode")
+	require.True(t, st.Enabled("customers"))
+}
+
+func testAudit(t *testing.T, b Backend) {
+	s := open(t, b)
+	for i := range 500 {
+		s.Audit(t.Context(), store.AuditEntry{Action: "test.event", UserID: "u", Params: map[string]any{"i": float64(i)},
+			ClientIP: "10.0.0.1", RequestID: "r"})
+	}
+	s.Audit(t.Context(), store.AuditEntry{Action: "other", Result: "error.permission_denied"})
+	s = reopen(t, b, s)
+	rows, err := s.ListAudit(t.Context(), "test.event", 1000)
+	require.NoError(t, err)
+	require.Len(t, rows, 500, "every entry was written by the time the store closed")
+	require.Equal(t, "success", rows[0].Result)
+	require.Equal(t, "10.0.0.1", rows[0].ClientIP)
+	other, err := s.ListAudit(t.Context(), "other", 10)
+	require.NoError(t, err)
+	require.Equal(t, "error.permission_denied", other[0].Result)
+	limited, err := s.ListAudit(t.Context(), "", 3)
+	require.NoError(t, err)
+	require.Len(t, limited, 3)
+}
+
+var jobSeq int
+
+func job(kind string, keys ...string) *store.Job {
+	jobSeq++
+	return &store.Job{ID: fmt.Sprintf("job-%04d", jobSeq), Kind: kind, Keys: keys, CreatedBy: "t",
+		CreatedAt: time.Now().UTC().Add(-time.Hour + time.Duration(jobSeq)*time.Millisecond), Params: []byte(`{"n":1}`)}
+}
+
+func claim(t *testing.T, s store.Store, owner string, kinds ...string) *store.Job {
+	t.Helper()
+	j, err := s.ClaimJob(t.Context(), store.Claim{Owner: owner, Lease: time.Minute, Kinds: kinds})
+	require.NoError(t, err)
+	return j
+}
+
+func testJobKeys(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	a := job("sync", "sync:kbc_sales", "sync:upload")
+	require.NoError(t, s.CreateJob(ctx, a))
+	other := job("sync", "sync:kbc_finance", "sync:upload")
+	err := s.CreateJob(ctx, other)
+	require.ErrorIs(t, err, store.ErrBusy)
+	var busy *store.BusyError
+	require.ErrorAs(t, err, &busy)
+	require.Equal(t, a.ID, busy.JobID)
+	require.Equal(t, "sync:upload", busy.Key)
+	_, err = s.GetJob(ctx, other.ID)
+	require.ErrorIs(t, err, store.ErrNotFound, "a refused job leaves nothing behind")
+	require.NoError(t, s.CreateJob(ctx, job("sync", "sync:kbc_finance")), "the refused job's other key stayed free")
+	require.NoError(t, s.CreateJob(ctx, job("rebuild")), "no keys: never busy")
+	require.NoError(t, s.CreateJob(ctx, job("rebuild")))
+
+	j := claim(t, s, "w1", "sync")
+	require.Equal(t, a.ID, j.ID, "oldest first")
+	require.NoError(t, s.FinishJob(ctx, j.ID, "w1", store.JobSucceeded, "", []byte(`{"done":true}`)))
+	require.NoError(t, s.CreateJob(ctx, job("sync", "sync:upload")), "a finished job frees its keys")
+}
+
+func testJobLeases(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	_, err := s.ClaimJob(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Kinds: []string{"sync"}})
+	require.ErrorIs(t, err, store.ErrNotFound, "nothing due")
+	a := job("sync")
+	require.NoError(t, s.CreateJob(ctx, a))
+	_, err = s.ClaimJob(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Kinds: []string{"rebuild"}})
+	require.ErrorIs(t, err, store.ErrNotFound, "only the claimed kinds")
+
+	j := claim(t, s, "w1", "sync", "rebuild")
+	require.Equal(t, store.JobRunning, j.State)
+	require.Equal(t, "w1", j.Owner)
+	require.Equal(t, 1, j.Attempts)
+	require.NotNil(t, j.StartedAt)
+	require.JSONEq(t, `{"n":1}`, string(j.Params))
+	_, err = s.ClaimJob(ctx, store.Claim{Owner: "w2", Lease: time.Minute, Kinds: []string{"sync"}})
+	require.ErrorIs(t, err, store.ErrNotFound, "a leased job is nobody else's")
+
+	cancel, err := s.RenewLease(ctx, j.ID, "w1", time.Minute)
+	require.NoError(t, err)
+	require.False(t, cancel)
+	_, err = s.RenewLease(ctx, j.ID, "w2", time.Minute)
+	require.ErrorIs(t, err, store.ErrLeaseLost)
+	require.NoError(t, s.SaveProgress(ctx, j.ID, "w1", []byte(`{"step":"extract"}`)))
+	require.ErrorIs(t, s.SaveProgress(ctx, j.ID, "w2", []byte(`{}`)), store.ErrLeaseLost)
+	got, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"step":"extract"}`, string(got.Progress))
+
+	// A runner that stops renewing loses the job to the next claimer.
+	_, err = s.RenewLease(ctx, j.ID, "w1", -time.Second)
+	require.NoError(t, err)
+	stolen := claim(t, s, "w2", "sync")
+	require.Equal(t, j.ID, stolen.ID)
+	require.Equal(t, 2, stolen.Attempts)
+	require.Equal(t, "w2", stolen.Owner)
+	require.ErrorIs(t, s.FinishJob(ctx, j.ID, "w1", store.JobSucceeded, "", nil), store.ErrLeaseLost,
+		"the old owner can no longer finish it")
+	require.NoError(t, s.FinishJob(ctx, j.ID, "w2", store.JobFailed, "boom", nil))
+	got, err = s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.JobFailed, got.State)
+	require.Equal(t, "boom", got.Error)
+	require.NotNil(t, got.FinishedAt)
+	require.True(t, got.Finished())
+	require.JSONEq(t, `{"step":"extract"}`, string(got.Progress), "nil progress keeps the last saved")
+	require.Error(t, s.FinishJob(ctx, j.ID, "w2", store.JobSucceeded, "", nil), "finished once")
+
+	// A restarted process reclaims what its previous life held at once.
+	c := job("sync")
+	require.NoError(t, s.CreateJob(ctx, c))
+	held := claim(t, s, "node-a/old", "sync")
+	n, err := s.ExpireLeases(ctx, "node-b/")
+	require.NoError(t, err)
+	require.Zero(t, n, "other nodes' leases are theirs")
+	n, err = s.ExpireLeases(ctx, "node-a/")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	again := claim(t, s, "node-a/new", "sync")
+	require.Equal(t, held.ID, again.ID)
+	require.Equal(t, 2, again.Attempts)
+
+	by := job("rebuild")
+	require.NoError(t, s.CreateJob(ctx, by))
+	require.NoError(t, s.CreateJob(ctx, job("rebuild")))
+	picked, err := s.ClaimJob(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Kinds: []string{"rebuild"}, ID: by.ID})
+	require.NoError(t, err)
+	require.Equal(t, by.ID, picked.ID, "a claim by id takes that job")
+}
+
+func testJobRetryAndCancel(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	a := job("jira.event", "jira:SUP-1")
+	require.NoError(t, s.CreateJob(ctx, a))
+	j := claim(t, s, "w1", "jira.event")
+	later := time.Now().UTC().Add(time.Hour)
+	require.NoError(t, s.RetryJob(ctx, j.ID, "w1", later, "Jira answered 503"))
+	got, err := s.GetJob(ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.JobPending, got.State)
+	require.Equal(t, "Jira answered 503", got.Error)
+	_, err = s.ClaimJob(ctx, store.Claim{Owner: "w1", Lease: time.Minute, Kinds: []string{"jira.event"}})
+	require.ErrorIs(t, err, store.ErrNotFound, "not before run_after")
+	require.ErrorIs(t, s.CreateJob(ctx, job("jira.event", "jira:SUP-1")), store.ErrBusy, "a retried job keeps its keys")
+
+	c, err := s.CancelJob(ctx, j.ID, "cancelled by admin")
+	require.NoError(t, err)
+	require.Equal(t, store.JobCancelled, c.State, "a pending job ends at once")
+	require.NoError(t, s.CreateJob(ctx, job("jira.event", "jira:SUP-1")), "and frees its keys")
+
+	r := job("sync", "sync:x")
+	require.NoError(t, s.CreateJob(ctx, r))
+	j = claim(t, s, "w1", "sync")
+	c, err = s.CancelJob(ctx, j.ID, "")
+	require.NoError(t, err)
+	require.Equal(t, store.JobRunning, c.State, "a running job is asked to stop")
+	require.True(t, c.CancelRequested)
+	cancel, err := s.RenewLease(ctx, j.ID, "w1", time.Minute)
+	require.NoError(t, err)
+	require.True(t, cancel, "its runner learns it at the next renewal")
+	require.NoError(t, s.FinishJob(ctx, j.ID, "w1", store.JobCancelled, "cancelled", nil))
+	_, err = s.CancelJob(ctx, "missing", "")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func testListJobs(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	var ids []string
+	for i := range 5 {
+		kind := "sync"
+		if i%2 == 1 {
+			kind = "rebuild"
+		}
+		j := job(kind)
+		require.NoError(t, s.CreateJob(ctx, j))
+		ids = append(ids, j.ID)
+	}
+	all, err := s.ListJobs(ctx, store.JobFilter{})
+	require.NoError(t, err)
+	require.Len(t, all, 5)
+	require.Equal(t, ids[4], all[0].ID, "newest first")
+	syncs, err := s.ListJobs(ctx, store.JobFilter{Kind: "sync"})
+	require.NoError(t, err)
+	require.Len(t, syncs, 3)
+	j := claim(t, s, "w", "sync")
+	running, err := s.ListJobs(ctx, store.JobFilter{States: []string{store.JobRunning}})
+	require.NoError(t, err)
+	require.Len(t, running, 1)
+	require.Equal(t, j.ID, running[0].ID)
+	two, err := s.ListJobs(ctx, store.JobFilter{Limit: 2})
+	require.NoError(t, err)
+	require.Len(t, two, 2)
+	require.True(t, slices.Contains(ids, two[0].ID))
+}
+
+func testNotFound(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	checks := map[string]error{}
+	_, checks["GetUser"] = s.GetUser(ctx, "x")
+	_, checks["Identity"] = s.Identity(ctx, "x")
+	_, checks["CredentialsByEmail"] = s.CredentialsByEmail(ctx, "x@example.com")
+	_, checks["UserIDByEmail"] = s.UserIDByEmail(ctx, "x@example.com")
+	_, checks["GetGroup"] = s.GetGroup(ctx, "x")
+	_, checks["GroupIDByName"] = s.GroupIDByName(ctx, "x")
+	checks["DeleteGroup"] = s.DeleteGroup(ctx, "x")
+	checks["DeleteGrant"] = s.DeleteGrant(ctx, "x")
+	_, checks["GetPAT"] = s.GetPAT(ctx, "x")
+	_, checks["GetAccessRequest"] = s.GetAccessRequest(ctx, "x")
+	_, checks["GetTable"] = s.GetTable(ctx, "x")
+	_, checks["GetSyncState"] = s.GetSyncState(ctx, "x")
+	_, checks["GetProfile"] = s.GetProfile(ctx, "x")
+	_, checks["GetMetric"] = s.GetMetric(ctx, "x")
+	_, checks["GetJob"] = s.GetJob(ctx, "x")
+	checks["DeleteUser"] = s.DeleteUser(ctx, "x")
+	checks["SetPassword"] = s.SetPassword(ctx, "x", "h")
+	for name, err := range checks {
+		require.ErrorIs(t, err, store.ErrNotFound, name)
+		require.NotEqual(t, store.ErrNotFound.Error(), err.Error(), "%s: wrapped with the operation", name)
+		require.False(t, errors.Is(err, store.ErrAlreadyExists), name)
+	}
+}
