@@ -3033,7 +3033,8 @@ func (x *ReviewAccessRequestResponse) GetRequest() *AccessRequest {
 // DiscoverTablesRequest names a source.
 type DiscoverTablesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Source type ("demo", "upload", "keboola", "bigquery", "jira").
+	// Source instance name (e.g. "kbc_sales"), or a connector type ("demo",
+	// "upload", "keboola", "bigquery", "jira") for that type's default instance.
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	// Optional dataset / bucket to list inside.
 	Dataset       string `protobuf:"bytes,2,opt,name=dataset,proto3" json:"dataset,omitempty"`
@@ -3308,6 +3309,11 @@ type RegisteredTable struct {
 	PartitionGranularity string `protobuf:"bytes,18,opt,name=partition_granularity,json=partitionGranularity,proto3" json:"partition_granularity,omitempty"`
 	// Last sync error, if the last sync failed.
 	LastSyncError string `protobuf:"bytes,19,opt,name=last_sync_error,json=lastSyncError,proto3" json:"last_sync_error,omitempty"`
+	// Source instance (a configured source's name, e.g. "kbc_sales"); the extract
+	// folder. Defaults to source_type: that type's default instance.
+	Source string `protobuf:"bytes,20,opt,name=source,proto3" json:"source,omitempty"`
+	// Row filters applied at the source.
+	WhereFilters  []*WhereFilter `protobuf:"bytes,21,rep,name=where_filters,json=whereFilters,proto3" json:"where_filters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3475,6 +3481,93 @@ func (x *RegisteredTable) GetLastSyncError() string {
 	return ""
 }
 
+func (x *RegisteredTable) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *RegisteredTable) GetWhereFilters() []*WhereFilter {
+	if x != nil {
+		return x.WhereFilters
+	}
+	return nil
+}
+
+// WhereFilter is a row filter applied at the source (the Python API's where_filters).
+type WhereFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Column name.
+	Column string `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	// Operator: "eq", "ne", "gt", "ge", "lt", "le".
+	Operator string `protobuf:"bytes,2,opt,name=operator,proto3" json:"operator,omitempty"`
+	// Values compared against (several for eq/ne: any of them).
+	Values []string `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	// How to compare: "STRING" (default), "INTEGER", "DOUBLE".
+	DataType      string `protobuf:"bytes,4,opt,name=data_type,json=dataType,proto3" json:"data_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhereFilter) Reset() {
+	*x = WhereFilter{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhereFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhereFilter) ProtoMessage() {}
+
+func (x *WhereFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhereFilter.ProtoReflect.Descriptor instead.
+func (*WhereFilter) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *WhereFilter) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *WhereFilter) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *WhereFilter) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *WhereFilter) GetDataType() string {
+	if x != nil {
+		return x.DataType
+	}
+	return ""
+}
+
 // ListRegistryRequest is empty.
 type ListRegistryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3484,7 +3577,7 @@ type ListRegistryRequest struct {
 
 func (x *ListRegistryRequest) Reset() {
 	*x = ListRegistryRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	mi := &file_agnes_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3589,7 @@ func (x *ListRegistryRequest) String() string {
 func (*ListRegistryRequest) ProtoMessage() {}
 
 func (x *ListRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	mi := &file_agnes_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3602,7 @@ func (x *ListRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 // ListRegistryResponse lists the registry.
@@ -3525,7 +3618,7 @@ type ListRegistryResponse struct {
 
 func (x *ListRegistryResponse) Reset() {
 	*x = ListRegistryResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[60]
+	mi := &file_agnes_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3630,7 @@ func (x *ListRegistryResponse) String() string {
 func (*ListRegistryResponse) ProtoMessage() {}
 
 func (x *ListRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[60]
+	mi := &file_agnes_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3643,7 @@ func (x *ListRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListRegistryResponse) GetTables() []*RegisteredTable {
@@ -3600,13 +3693,18 @@ type RegisterTableRequest struct {
 	PartitionBy string `protobuf:"bytes,14,opt,name=partition_by,json=partitionBy,proto3" json:"partition_by,omitempty"`
 	// "day", "month" or "year".
 	PartitionGranularity string `protobuf:"bytes,15,opt,name=partition_granularity,json=partitionGranularity,proto3" json:"partition_granularity,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Source instance name; defaults to source_type (that type's default instance).
+	// With source set, source_type may be left empty.
+	Source string `protobuf:"bytes,16,opt,name=source,proto3" json:"source,omitempty"`
+	// Row filters applied at the source.
+	WhereFilters  []*WhereFilter `protobuf:"bytes,17,rep,name=where_filters,json=whereFilters,proto3" json:"where_filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterTableRequest) Reset() {
 	*x = RegisterTableRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[61]
+	mi := &file_agnes_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3618,7 +3716,7 @@ func (x *RegisterTableRequest) String() string {
 func (*RegisterTableRequest) ProtoMessage() {}
 
 func (x *RegisterTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[61]
+	mi := &file_agnes_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3631,7 +3729,7 @@ func (x *RegisterTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTableRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTableRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RegisterTableRequest) GetName() string {
@@ -3739,6 +3837,20 @@ func (x *RegisterTableRequest) GetPartitionGranularity() string {
 	return ""
 }
 
+func (x *RegisterTableRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *RegisterTableRequest) GetWhereFilters() []*WhereFilter {
+	if x != nil {
+		return x.WhereFilters
+	}
+	return nil
+}
+
 // RegisterTableResponse confirms the registration.
 type RegisterTableResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3754,7 +3866,7 @@ type RegisterTableResponse struct {
 
 func (x *RegisterTableResponse) Reset() {
 	*x = RegisterTableResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[62]
+	mi := &file_agnes_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3766,7 +3878,7 @@ func (x *RegisterTableResponse) String() string {
 func (*RegisterTableResponse) ProtoMessage() {}
 
 func (x *RegisterTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[62]
+	mi := &file_agnes_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3779,7 +3891,7 @@ func (x *RegisterTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTableResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTableResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RegisterTableResponse) GetId() string {
@@ -3838,13 +3950,17 @@ type UpdateRegisteredTableRequest struct {
 	PrimaryKey []string `protobuf:"bytes,15,rep,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
 	// Whether primary_key is to be applied.
 	SetPrimaryKey bool `protobuf:"varint,16,opt,name=set_primary_key,json=setPrimaryKey,proto3" json:"set_primary_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// New row filters (replace the old ones when set_where_filters is true).
+	WhereFilters []*WhereFilter `protobuf:"bytes,17,rep,name=where_filters,json=whereFilters,proto3" json:"where_filters,omitempty"`
+	// Whether where_filters is to be applied.
+	SetWhereFilters bool `protobuf:"varint,18,opt,name=set_where_filters,json=setWhereFilters,proto3" json:"set_where_filters,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdateRegisteredTableRequest) Reset() {
 	*x = UpdateRegisteredTableRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[63]
+	mi := &file_agnes_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3856,7 +3972,7 @@ func (x *UpdateRegisteredTableRequest) String() string {
 func (*UpdateRegisteredTableRequest) ProtoMessage() {}
 
 func (x *UpdateRegisteredTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[63]
+	mi := &file_agnes_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3869,7 +3985,7 @@ func (x *UpdateRegisteredTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegisteredTableRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRegisteredTableRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *UpdateRegisteredTableRequest) GetTableId() string {
@@ -3984,6 +4100,20 @@ func (x *UpdateRegisteredTableRequest) GetSetPrimaryKey() bool {
 	return false
 }
 
+func (x *UpdateRegisteredTableRequest) GetWhereFilters() []*WhereFilter {
+	if x != nil {
+		return x.WhereFilters
+	}
+	return nil
+}
+
+func (x *UpdateRegisteredTableRequest) GetSetWhereFilters() bool {
+	if x != nil {
+		return x.SetWhereFilters
+	}
+	return false
+}
+
 // UpdateRegisteredTableResponse names the fields changed.
 type UpdateRegisteredTableResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3997,7 +4127,7 @@ type UpdateRegisteredTableResponse struct {
 
 func (x *UpdateRegisteredTableResponse) Reset() {
 	*x = UpdateRegisteredTableResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[64]
+	mi := &file_agnes_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4139,7 @@ func (x *UpdateRegisteredTableResponse) String() string {
 func (*UpdateRegisteredTableResponse) ProtoMessage() {}
 
 func (x *UpdateRegisteredTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[64]
+	mi := &file_agnes_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4152,7 @@ func (x *UpdateRegisteredTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegisteredTableResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRegisteredTableResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *UpdateRegisteredTableResponse) GetId() string {
@@ -4050,7 +4180,7 @@ type DeleteRegisteredTableRequest struct {
 
 func (x *DeleteRegisteredTableRequest) Reset() {
 	*x = DeleteRegisteredTableRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[65]
+	mi := &file_agnes_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4062,7 +4192,7 @@ func (x *DeleteRegisteredTableRequest) String() string {
 func (*DeleteRegisteredTableRequest) ProtoMessage() {}
 
 func (x *DeleteRegisteredTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[65]
+	mi := &file_agnes_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4075,7 +4205,7 @@ func (x *DeleteRegisteredTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegisteredTableRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegisteredTableRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeleteRegisteredTableRequest) GetTableId() string {
@@ -4094,7 +4224,7 @@ type DeleteRegisteredTableResponse struct {
 
 func (x *DeleteRegisteredTableResponse) Reset() {
 	*x = DeleteRegisteredTableResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[66]
+	mi := &file_agnes_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4106,7 +4236,7 @@ func (x *DeleteRegisteredTableResponse) String() string {
 func (*DeleteRegisteredTableResponse) ProtoMessage() {}
 
 func (x *DeleteRegisteredTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[66]
+	mi := &file_agnes_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4119,7 +4249,7 @@ func (x *DeleteRegisteredTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegisteredTableResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRegisteredTableResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 // RebuildAnalyticsRequest is empty.
@@ -4131,7 +4261,7 @@ type RebuildAnalyticsRequest struct {
 
 func (x *RebuildAnalyticsRequest) Reset() {
 	*x = RebuildAnalyticsRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[67]
+	mi := &file_agnes_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4143,7 +4273,7 @@ func (x *RebuildAnalyticsRequest) String() string {
 func (*RebuildAnalyticsRequest) ProtoMessage() {}
 
 func (x *RebuildAnalyticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[67]
+	mi := &file_agnes_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4156,7 +4286,7 @@ func (x *RebuildAnalyticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildAnalyticsRequest.ProtoReflect.Descriptor instead.
 func (*RebuildAnalyticsRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 // RebuildProblem is one source or table the rebuild skipped.
@@ -4174,7 +4304,7 @@ type RebuildProblem struct {
 
 func (x *RebuildProblem) Reset() {
 	*x = RebuildProblem{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[68]
+	mi := &file_agnes_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4186,7 +4316,7 @@ func (x *RebuildProblem) String() string {
 func (*RebuildProblem) ProtoMessage() {}
 
 func (x *RebuildProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[68]
+	mi := &file_agnes_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4199,7 +4329,7 @@ func (x *RebuildProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProblem.ProtoReflect.Descriptor instead.
 func (*RebuildProblem) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RebuildProblem) GetSource() string {
@@ -4242,7 +4372,7 @@ type RebuildAnalyticsResponse struct {
 
 func (x *RebuildAnalyticsResponse) Reset() {
 	*x = RebuildAnalyticsResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[69]
+	mi := &file_agnes_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4254,7 +4384,7 @@ func (x *RebuildAnalyticsResponse) String() string {
 func (*RebuildAnalyticsResponse) ProtoMessage() {}
 
 func (x *RebuildAnalyticsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[69]
+	mi := &file_agnes_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4267,7 +4397,7 @@ func (x *RebuildAnalyticsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildAnalyticsResponse.ProtoReflect.Descriptor instead.
 func (*RebuildAnalyticsResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RebuildAnalyticsResponse) GetGeneration() int64 {
@@ -4515,7 +4645,7 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\x16DiscoverTablesResponse\x121\n" +
 	"\x06tables\x18\x01 \x03(\v2\x19.agnes.v1.DiscoveredTableR\x06tables\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x16\n" +
-	"\x06source\x18\x03 \x01(\tR\x06source\"\xc5\x05\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"\x99\x06\n" +
 	"\x0fRegisteredTable\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
@@ -4539,11 +4669,18 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\x17incremental_window_days\x18\x10 \x01(\x05R\x15incrementalWindowDays\x12!\n" +
 	"\fpartition_by\x18\x11 \x01(\tR\vpartitionBy\x123\n" +
 	"\x15partition_granularity\x18\x12 \x01(\tR\x14partitionGranularity\x12&\n" +
-	"\x0flast_sync_error\x18\x13 \x01(\tR\rlastSyncError\"\x15\n" +
+	"\x0flast_sync_error\x18\x13 \x01(\tR\rlastSyncError\x12\x16\n" +
+	"\x06source\x18\x14 \x01(\tR\x06source\x12:\n" +
+	"\rwhere_filters\x18\x15 \x03(\v2\x15.agnes.v1.WhereFilterR\fwhereFilters\"v\n" +
+	"\vWhereFilter\x12\x16\n" +
+	"\x06column\x18\x01 \x01(\tR\x06column\x12\x1a\n" +
+	"\boperator\x18\x02 \x01(\tR\boperator\x12\x16\n" +
+	"\x06values\x18\x03 \x03(\tR\x06values\x12\x1b\n" +
+	"\tdata_type\x18\x04 \x01(\tR\bdataType\"\x15\n" +
 	"\x13ListRegistryRequest\"_\n" +
 	"\x14ListRegistryResponse\x121\n" +
 	"\x06tables\x18\x01 \x03(\v2\x19.agnes.v1.RegisteredTableR\x06tables\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x05R\x05count\"\xac\x04\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"\x80\x05\n" +
 	"\x14RegisterTableRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vsource_type\x18\x02 \x01(\tR\n" +
@@ -4563,11 +4700,13 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\x12incremental_column\x18\f \x01(\tR\x11incrementalColumn\x126\n" +
 	"\x17incremental_window_days\x18\r \x01(\x05R\x15incrementalWindowDays\x12!\n" +
 	"\fpartition_by\x18\x0e \x01(\tR\vpartitionBy\x123\n" +
-	"\x15partition_granularity\x18\x0f \x01(\tR\x14partitionGranularity\"S\n" +
+	"\x15partition_granularity\x18\x0f \x01(\tR\x14partitionGranularity\x12\x16\n" +
+	"\x06source\x18\x10 \x01(\tR\x06source\x12:\n" +
+	"\rwhere_filters\x18\x11 \x03(\v2\x15.agnes.v1.WhereFilterR\fwhereFilters\"S\n" +
 	"\x15RegisterTableResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\tR\x06status\"\xf9\x06\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\"\xe1\a\n" +
 	"\x1cUpdateRegisteredTableRequest\x12\x19\n" +
 	"\btable_id\x18\x01 \x01(\tR\atableId\x12\x17\n" +
 	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12\x1b\n" +
@@ -4588,7 +4727,9 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\x15partition_granularity\x18\x0e \x01(\tH\fR\x14partitionGranularity\x88\x01\x01\x12\x1f\n" +
 	"\vprimary_key\x18\x0f \x03(\tR\n" +
 	"primaryKey\x12&\n" +
-	"\x0fset_primary_key\x18\x10 \x01(\bR\rsetPrimaryKeyB\a\n" +
+	"\x0fset_primary_key\x18\x10 \x01(\bR\rsetPrimaryKey\x12:\n" +
+	"\rwhere_filters\x18\x11 \x03(\v2\x15.agnes.v1.WhereFilterR\fwhereFilters\x12*\n" +
+	"\x11set_where_filters\x18\x12 \x01(\bR\x0fsetWhereFiltersB\a\n" +
 	"\x05_nameB\t\n" +
 	"\a_bucketB\x0f\n" +
 	"\r_source_tableB\x0f\n" +
@@ -4674,7 +4815,7 @@ func file_agnes_v1_admin_proto_rawDescGZIP() []byte {
 	return file_agnes_v1_admin_proto_rawDescData
 }
 
-var file_agnes_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_agnes_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_agnes_v1_admin_proto_goTypes = []any{
 	(*GetHealthRequest)(nil),               // 0: agnes.v1.GetHealthRequest
 	(*GetHealthResponse)(nil),              // 1: agnes.v1.GetHealthResponse
@@ -4735,117 +4876,121 @@ var file_agnes_v1_admin_proto_goTypes = []any{
 	(*DiscoveredTable)(nil),                // 56: agnes.v1.DiscoveredTable
 	(*DiscoverTablesResponse)(nil),         // 57: agnes.v1.DiscoverTablesResponse
 	(*RegisteredTable)(nil),                // 58: agnes.v1.RegisteredTable
-	(*ListRegistryRequest)(nil),            // 59: agnes.v1.ListRegistryRequest
-	(*ListRegistryResponse)(nil),           // 60: agnes.v1.ListRegistryResponse
-	(*RegisterTableRequest)(nil),           // 61: agnes.v1.RegisterTableRequest
-	(*RegisterTableResponse)(nil),          // 62: agnes.v1.RegisterTableResponse
-	(*UpdateRegisteredTableRequest)(nil),   // 63: agnes.v1.UpdateRegisteredTableRequest
-	(*UpdateRegisteredTableResponse)(nil),  // 64: agnes.v1.UpdateRegisteredTableResponse
-	(*DeleteRegisteredTableRequest)(nil),   // 65: agnes.v1.DeleteRegisteredTableRequest
-	(*DeleteRegisteredTableResponse)(nil),  // 66: agnes.v1.DeleteRegisteredTableResponse
-	(*RebuildAnalyticsRequest)(nil),        // 67: agnes.v1.RebuildAnalyticsRequest
-	(*RebuildProblem)(nil),                 // 68: agnes.v1.RebuildProblem
-	(*RebuildAnalyticsResponse)(nil),       // 69: agnes.v1.RebuildAnalyticsResponse
-	(*User)(nil),                           // 70: agnes.v1.User
-	(*EffectiveGrant)(nil),                 // 71: agnes.v1.EffectiveGrant
-	(*timestamppb.Timestamp)(nil),          // 72: google.protobuf.Timestamp
+	(*WhereFilter)(nil),                    // 59: agnes.v1.WhereFilter
+	(*ListRegistryRequest)(nil),            // 60: agnes.v1.ListRegistryRequest
+	(*ListRegistryResponse)(nil),           // 61: agnes.v1.ListRegistryResponse
+	(*RegisterTableRequest)(nil),           // 62: agnes.v1.RegisterTableRequest
+	(*RegisterTableResponse)(nil),          // 63: agnes.v1.RegisterTableResponse
+	(*UpdateRegisteredTableRequest)(nil),   // 64: agnes.v1.UpdateRegisteredTableRequest
+	(*UpdateRegisteredTableResponse)(nil),  // 65: agnes.v1.UpdateRegisteredTableResponse
+	(*DeleteRegisteredTableRequest)(nil),   // 66: agnes.v1.DeleteRegisteredTableRequest
+	(*DeleteRegisteredTableResponse)(nil),  // 67: agnes.v1.DeleteRegisteredTableResponse
+	(*RebuildAnalyticsRequest)(nil),        // 68: agnes.v1.RebuildAnalyticsRequest
+	(*RebuildProblem)(nil),                 // 69: agnes.v1.RebuildProblem
+	(*RebuildAnalyticsResponse)(nil),       // 70: agnes.v1.RebuildAnalyticsResponse
+	(*User)(nil),                           // 71: agnes.v1.User
+	(*EffectiveGrant)(nil),                 // 72: agnes.v1.EffectiveGrant
+	(*timestamppb.Timestamp)(nil),          // 73: google.protobuf.Timestamp
 }
 var file_agnes_v1_admin_proto_depIdxs = []int32{
-	70, // 0: agnes.v1.ListUsersResponse.users:type_name -> agnes.v1.User
-	70, // 1: agnes.v1.GetUserResponse.user:type_name -> agnes.v1.User
-	70, // 2: agnes.v1.CreateUserResponse.user:type_name -> agnes.v1.User
-	70, // 3: agnes.v1.UpdateUserResponse.user:type_name -> agnes.v1.User
-	70, // 4: agnes.v1.DeactivateUserResponse.user:type_name -> agnes.v1.User
-	70, // 5: agnes.v1.ActivateUserResponse.user:type_name -> agnes.v1.User
-	71, // 6: agnes.v1.GetUserEffectiveAccessResponse.items:type_name -> agnes.v1.EffectiveGrant
-	72, // 7: agnes.v1.Group.created_at:type_name -> google.protobuf.Timestamp
+	71, // 0: agnes.v1.ListUsersResponse.users:type_name -> agnes.v1.User
+	71, // 1: agnes.v1.GetUserResponse.user:type_name -> agnes.v1.User
+	71, // 2: agnes.v1.CreateUserResponse.user:type_name -> agnes.v1.User
+	71, // 3: agnes.v1.UpdateUserResponse.user:type_name -> agnes.v1.User
+	71, // 4: agnes.v1.DeactivateUserResponse.user:type_name -> agnes.v1.User
+	71, // 5: agnes.v1.ActivateUserResponse.user:type_name -> agnes.v1.User
+	72, // 6: agnes.v1.GetUserEffectiveAccessResponse.items:type_name -> agnes.v1.EffectiveGrant
+	73, // 7: agnes.v1.Group.created_at:type_name -> google.protobuf.Timestamp
 	20, // 8: agnes.v1.ListGroupsResponse.groups:type_name -> agnes.v1.Group
 	20, // 9: agnes.v1.GetGroupResponse.group:type_name -> agnes.v1.Group
 	20, // 10: agnes.v1.CreateGroupResponse.group:type_name -> agnes.v1.Group
 	20, // 11: agnes.v1.UpdateGroupResponse.group:type_name -> agnes.v1.Group
-	72, // 12: agnes.v1.GroupMember.added_at:type_name -> google.protobuf.Timestamp
+	73, // 12: agnes.v1.GroupMember.added_at:type_name -> google.protobuf.Timestamp
 	31, // 13: agnes.v1.ListGroupMembersResponse.members:type_name -> agnes.v1.GroupMember
 	31, // 14: agnes.v1.AddGroupMemberResponse.member:type_name -> agnes.v1.GroupMember
 	38, // 15: agnes.v1.ListResourceTypesResponse.resource_types:type_name -> agnes.v1.ResourceType
-	72, // 16: agnes.v1.Grant.assigned_at:type_name -> google.protobuf.Timestamp
+	73, // 16: agnes.v1.Grant.assigned_at:type_name -> google.protobuf.Timestamp
 	41, // 17: agnes.v1.ListGrantsResponse.grants:type_name -> agnes.v1.Grant
 	41, // 18: agnes.v1.CreateGrantResponse.grant:type_name -> agnes.v1.Grant
-	72, // 19: agnes.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
-	72, // 20: agnes.v1.AccessRequest.reviewed_at:type_name -> google.protobuf.Timestamp
+	73, // 19: agnes.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
+	73, // 20: agnes.v1.AccessRequest.reviewed_at:type_name -> google.protobuf.Timestamp
 	48, // 21: agnes.v1.CreateAccessRequestResponse.request:type_name -> agnes.v1.AccessRequest
 	48, // 22: agnes.v1.ListAccessRequestsResponse.requests:type_name -> agnes.v1.AccessRequest
 	48, // 23: agnes.v1.ReviewAccessRequestResponse.request:type_name -> agnes.v1.AccessRequest
 	56, // 24: agnes.v1.DiscoverTablesResponse.tables:type_name -> agnes.v1.DiscoveredTable
-	72, // 25: agnes.v1.RegisteredTable.registered_at:type_name -> google.protobuf.Timestamp
-	58, // 26: agnes.v1.ListRegistryResponse.tables:type_name -> agnes.v1.RegisteredTable
-	68, // 27: agnes.v1.RebuildAnalyticsResponse.problems:type_name -> agnes.v1.RebuildProblem
-	0,  // 28: agnes.v1.AdminService.GetHealth:input_type -> agnes.v1.GetHealthRequest
-	2,  // 29: agnes.v1.AdminService.ListUsers:input_type -> agnes.v1.ListUsersRequest
-	4,  // 30: agnes.v1.AdminService.GetUser:input_type -> agnes.v1.GetUserRequest
-	6,  // 31: agnes.v1.AdminService.CreateUser:input_type -> agnes.v1.CreateUserRequest
-	8,  // 32: agnes.v1.AdminService.UpdateUser:input_type -> agnes.v1.UpdateUserRequest
-	10, // 33: agnes.v1.AdminService.DeleteUser:input_type -> agnes.v1.DeleteUserRequest
-	12, // 34: agnes.v1.AdminService.SetUserPassword:input_type -> agnes.v1.SetUserPasswordRequest
-	14, // 35: agnes.v1.AdminService.DeactivateUser:input_type -> agnes.v1.DeactivateUserRequest
-	16, // 36: agnes.v1.AdminService.ActivateUser:input_type -> agnes.v1.ActivateUserRequest
-	18, // 37: agnes.v1.AdminService.GetUserEffectiveAccess:input_type -> agnes.v1.GetUserEffectiveAccessRequest
-	21, // 38: agnes.v1.AdminService.ListGroups:input_type -> agnes.v1.ListGroupsRequest
-	23, // 39: agnes.v1.AdminService.GetGroup:input_type -> agnes.v1.GetGroupRequest
-	25, // 40: agnes.v1.AdminService.CreateGroup:input_type -> agnes.v1.CreateGroupRequest
-	27, // 41: agnes.v1.AdminService.UpdateGroup:input_type -> agnes.v1.UpdateGroupRequest
-	29, // 42: agnes.v1.AdminService.DeleteGroup:input_type -> agnes.v1.DeleteGroupRequest
-	32, // 43: agnes.v1.AdminService.ListGroupMembers:input_type -> agnes.v1.ListGroupMembersRequest
-	34, // 44: agnes.v1.AdminService.AddGroupMember:input_type -> agnes.v1.AddGroupMemberRequest
-	36, // 45: agnes.v1.AdminService.RemoveGroupMember:input_type -> agnes.v1.RemoveGroupMemberRequest
-	39, // 46: agnes.v1.AdminService.ListResourceTypes:input_type -> agnes.v1.ListResourceTypesRequest
-	42, // 47: agnes.v1.AdminService.ListGrants:input_type -> agnes.v1.ListGrantsRequest
-	44, // 48: agnes.v1.AdminService.CreateGrant:input_type -> agnes.v1.CreateGrantRequest
-	46, // 49: agnes.v1.AdminService.DeleteGrant:input_type -> agnes.v1.DeleteGrantRequest
-	49, // 50: agnes.v1.AdminService.CreateAccessRequest:input_type -> agnes.v1.CreateAccessRequestRequest
-	51, // 51: agnes.v1.AdminService.ListAccessRequests:input_type -> agnes.v1.ListAccessRequestsRequest
-	53, // 52: agnes.v1.AdminService.ReviewAccessRequest:input_type -> agnes.v1.ReviewAccessRequestRequest
-	55, // 53: agnes.v1.AdminService.DiscoverTables:input_type -> agnes.v1.DiscoverTablesRequest
-	59, // 54: agnes.v1.AdminService.ListRegistry:input_type -> agnes.v1.ListRegistryRequest
-	61, // 55: agnes.v1.AdminService.RegisterTable:input_type -> agnes.v1.RegisterTableRequest
-	63, // 56: agnes.v1.AdminService.UpdateRegisteredTable:input_type -> agnes.v1.UpdateRegisteredTableRequest
-	65, // 57: agnes.v1.AdminService.DeleteRegisteredTable:input_type -> agnes.v1.DeleteRegisteredTableRequest
-	67, // 58: agnes.v1.AdminService.RebuildAnalytics:input_type -> agnes.v1.RebuildAnalyticsRequest
-	1,  // 59: agnes.v1.AdminService.GetHealth:output_type -> agnes.v1.GetHealthResponse
-	3,  // 60: agnes.v1.AdminService.ListUsers:output_type -> agnes.v1.ListUsersResponse
-	5,  // 61: agnes.v1.AdminService.GetUser:output_type -> agnes.v1.GetUserResponse
-	7,  // 62: agnes.v1.AdminService.CreateUser:output_type -> agnes.v1.CreateUserResponse
-	9,  // 63: agnes.v1.AdminService.UpdateUser:output_type -> agnes.v1.UpdateUserResponse
-	11, // 64: agnes.v1.AdminService.DeleteUser:output_type -> agnes.v1.DeleteUserResponse
-	13, // 65: agnes.v1.AdminService.SetUserPassword:output_type -> agnes.v1.SetUserPasswordResponse
-	15, // 66: agnes.v1.AdminService.DeactivateUser:output_type -> agnes.v1.DeactivateUserResponse
-	17, // 67: agnes.v1.AdminService.ActivateUser:output_type -> agnes.v1.ActivateUserResponse
-	19, // 68: agnes.v1.AdminService.GetUserEffectiveAccess:output_type -> agnes.v1.GetUserEffectiveAccessResponse
-	22, // 69: agnes.v1.AdminService.ListGroups:output_type -> agnes.v1.ListGroupsResponse
-	24, // 70: agnes.v1.AdminService.GetGroup:output_type -> agnes.v1.GetGroupResponse
-	26, // 71: agnes.v1.AdminService.CreateGroup:output_type -> agnes.v1.CreateGroupResponse
-	28, // 72: agnes.v1.AdminService.UpdateGroup:output_type -> agnes.v1.UpdateGroupResponse
-	30, // 73: agnes.v1.AdminService.DeleteGroup:output_type -> agnes.v1.DeleteGroupResponse
-	33, // 74: agnes.v1.AdminService.ListGroupMembers:output_type -> agnes.v1.ListGroupMembersResponse
-	35, // 75: agnes.v1.AdminService.AddGroupMember:output_type -> agnes.v1.AddGroupMemberResponse
-	37, // 76: agnes.v1.AdminService.RemoveGroupMember:output_type -> agnes.v1.RemoveGroupMemberResponse
-	40, // 77: agnes.v1.AdminService.ListResourceTypes:output_type -> agnes.v1.ListResourceTypesResponse
-	43, // 78: agnes.v1.AdminService.ListGrants:output_type -> agnes.v1.ListGrantsResponse
-	45, // 79: agnes.v1.AdminService.CreateGrant:output_type -> agnes.v1.CreateGrantResponse
-	47, // 80: agnes.v1.AdminService.DeleteGrant:output_type -> agnes.v1.DeleteGrantResponse
-	50, // 81: agnes.v1.AdminService.CreateAccessRequest:output_type -> agnes.v1.CreateAccessRequestResponse
-	52, // 82: agnes.v1.AdminService.ListAccessRequests:output_type -> agnes.v1.ListAccessRequestsResponse
-	54, // 83: agnes.v1.AdminService.ReviewAccessRequest:output_type -> agnes.v1.ReviewAccessRequestResponse
-	57, // 84: agnes.v1.AdminService.DiscoverTables:output_type -> agnes.v1.DiscoverTablesResponse
-	60, // 85: agnes.v1.AdminService.ListRegistry:output_type -> agnes.v1.ListRegistryResponse
-	62, // 86: agnes.v1.AdminService.RegisterTable:output_type -> agnes.v1.RegisterTableResponse
-	64, // 87: agnes.v1.AdminService.UpdateRegisteredTable:output_type -> agnes.v1.UpdateRegisteredTableResponse
-	66, // 88: agnes.v1.AdminService.DeleteRegisteredTable:output_type -> agnes.v1.DeleteRegisteredTableResponse
-	69, // 89: agnes.v1.AdminService.RebuildAnalytics:output_type -> agnes.v1.RebuildAnalyticsResponse
-	59, // [59:90] is the sub-list for method output_type
-	28, // [28:59] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	73, // 25: agnes.v1.RegisteredTable.registered_at:type_name -> google.protobuf.Timestamp
+	59, // 26: agnes.v1.RegisteredTable.where_filters:type_name -> agnes.v1.WhereFilter
+	58, // 27: agnes.v1.ListRegistryResponse.tables:type_name -> agnes.v1.RegisteredTable
+	59, // 28: agnes.v1.RegisterTableRequest.where_filters:type_name -> agnes.v1.WhereFilter
+	59, // 29: agnes.v1.UpdateRegisteredTableRequest.where_filters:type_name -> agnes.v1.WhereFilter
+	69, // 30: agnes.v1.RebuildAnalyticsResponse.problems:type_name -> agnes.v1.RebuildProblem
+	0,  // 31: agnes.v1.AdminService.GetHealth:input_type -> agnes.v1.GetHealthRequest
+	2,  // 32: agnes.v1.AdminService.ListUsers:input_type -> agnes.v1.ListUsersRequest
+	4,  // 33: agnes.v1.AdminService.GetUser:input_type -> agnes.v1.GetUserRequest
+	6,  // 34: agnes.v1.AdminService.CreateUser:input_type -> agnes.v1.CreateUserRequest
+	8,  // 35: agnes.v1.AdminService.UpdateUser:input_type -> agnes.v1.UpdateUserRequest
+	10, // 36: agnes.v1.AdminService.DeleteUser:input_type -> agnes.v1.DeleteUserRequest
+	12, // 37: agnes.v1.AdminService.SetUserPassword:input_type -> agnes.v1.SetUserPasswordRequest
+	14, // 38: agnes.v1.AdminService.DeactivateUser:input_type -> agnes.v1.DeactivateUserRequest
+	16, // 39: agnes.v1.AdminService.ActivateUser:input_type -> agnes.v1.ActivateUserRequest
+	18, // 40: agnes.v1.AdminService.GetUserEffectiveAccess:input_type -> agnes.v1.GetUserEffectiveAccessRequest
+	21, // 41: agnes.v1.AdminService.ListGroups:input_type -> agnes.v1.ListGroupsRequest
+	23, // 42: agnes.v1.AdminService.GetGroup:input_type -> agnes.v1.GetGroupRequest
+	25, // 43: agnes.v1.AdminService.CreateGroup:input_type -> agnes.v1.CreateGroupRequest
+	27, // 44: agnes.v1.AdminService.UpdateGroup:input_type -> agnes.v1.UpdateGroupRequest
+	29, // 45: agnes.v1.AdminService.DeleteGroup:input_type -> agnes.v1.DeleteGroupRequest
+	32, // 46: agnes.v1.AdminService.ListGroupMembers:input_type -> agnes.v1.ListGroupMembersRequest
+	34, // 47: agnes.v1.AdminService.AddGroupMember:input_type -> agnes.v1.AddGroupMemberRequest
+	36, // 48: agnes.v1.AdminService.RemoveGroupMember:input_type -> agnes.v1.RemoveGroupMemberRequest
+	39, // 49: agnes.v1.AdminService.ListResourceTypes:input_type -> agnes.v1.ListResourceTypesRequest
+	42, // 50: agnes.v1.AdminService.ListGrants:input_type -> agnes.v1.ListGrantsRequest
+	44, // 51: agnes.v1.AdminService.CreateGrant:input_type -> agnes.v1.CreateGrantRequest
+	46, // 52: agnes.v1.AdminService.DeleteGrant:input_type -> agnes.v1.DeleteGrantRequest
+	49, // 53: agnes.v1.AdminService.CreateAccessRequest:input_type -> agnes.v1.CreateAccessRequestRequest
+	51, // 54: agnes.v1.AdminService.ListAccessRequests:input_type -> agnes.v1.ListAccessRequestsRequest
+	53, // 55: agnes.v1.AdminService.ReviewAccessRequest:input_type -> agnes.v1.ReviewAccessRequestRequest
+	55, // 56: agnes.v1.AdminService.DiscoverTables:input_type -> agnes.v1.DiscoverTablesRequest
+	60, // 57: agnes.v1.AdminService.ListRegistry:input_type -> agnes.v1.ListRegistryRequest
+	62, // 58: agnes.v1.AdminService.RegisterTable:input_type -> agnes.v1.RegisterTableRequest
+	64, // 59: agnes.v1.AdminService.UpdateRegisteredTable:input_type -> agnes.v1.UpdateRegisteredTableRequest
+	66, // 60: agnes.v1.AdminService.DeleteRegisteredTable:input_type -> agnes.v1.DeleteRegisteredTableRequest
+	68, // 61: agnes.v1.AdminService.RebuildAnalytics:input_type -> agnes.v1.RebuildAnalyticsRequest
+	1,  // 62: agnes.v1.AdminService.GetHealth:output_type -> agnes.v1.GetHealthResponse
+	3,  // 63: agnes.v1.AdminService.ListUsers:output_type -> agnes.v1.ListUsersResponse
+	5,  // 64: agnes.v1.AdminService.GetUser:output_type -> agnes.v1.GetUserResponse
+	7,  // 65: agnes.v1.AdminService.CreateUser:output_type -> agnes.v1.CreateUserResponse
+	9,  // 66: agnes.v1.AdminService.UpdateUser:output_type -> agnes.v1.UpdateUserResponse
+	11, // 67: agnes.v1.AdminService.DeleteUser:output_type -> agnes.v1.DeleteUserResponse
+	13, // 68: agnes.v1.AdminService.SetUserPassword:output_type -> agnes.v1.SetUserPasswordResponse
+	15, // 69: agnes.v1.AdminService.DeactivateUser:output_type -> agnes.v1.DeactivateUserResponse
+	17, // 70: agnes.v1.AdminService.ActivateUser:output_type -> agnes.v1.ActivateUserResponse
+	19, // 71: agnes.v1.AdminService.GetUserEffectiveAccess:output_type -> agnes.v1.GetUserEffectiveAccessResponse
+	22, // 72: agnes.v1.AdminService.ListGroups:output_type -> agnes.v1.ListGroupsResponse
+	24, // 73: agnes.v1.AdminService.GetGroup:output_type -> agnes.v1.GetGroupResponse
+	26, // 74: agnes.v1.AdminService.CreateGroup:output_type -> agnes.v1.CreateGroupResponse
+	28, // 75: agnes.v1.AdminService.UpdateGroup:output_type -> agnes.v1.UpdateGroupResponse
+	30, // 76: agnes.v1.AdminService.DeleteGroup:output_type -> agnes.v1.DeleteGroupResponse
+	33, // 77: agnes.v1.AdminService.ListGroupMembers:output_type -> agnes.v1.ListGroupMembersResponse
+	35, // 78: agnes.v1.AdminService.AddGroupMember:output_type -> agnes.v1.AddGroupMemberResponse
+	37, // 79: agnes.v1.AdminService.RemoveGroupMember:output_type -> agnes.v1.RemoveGroupMemberResponse
+	40, // 80: agnes.v1.AdminService.ListResourceTypes:output_type -> agnes.v1.ListResourceTypesResponse
+	43, // 81: agnes.v1.AdminService.ListGrants:output_type -> agnes.v1.ListGrantsResponse
+	45, // 82: agnes.v1.AdminService.CreateGrant:output_type -> agnes.v1.CreateGrantResponse
+	47, // 83: agnes.v1.AdminService.DeleteGrant:output_type -> agnes.v1.DeleteGrantResponse
+	50, // 84: agnes.v1.AdminService.CreateAccessRequest:output_type -> agnes.v1.CreateAccessRequestResponse
+	52, // 85: agnes.v1.AdminService.ListAccessRequests:output_type -> agnes.v1.ListAccessRequestsResponse
+	54, // 86: agnes.v1.AdminService.ReviewAccessRequest:output_type -> agnes.v1.ReviewAccessRequestResponse
+	57, // 87: agnes.v1.AdminService.DiscoverTables:output_type -> agnes.v1.DiscoverTablesResponse
+	61, // 88: agnes.v1.AdminService.ListRegistry:output_type -> agnes.v1.ListRegistryResponse
+	63, // 89: agnes.v1.AdminService.RegisterTable:output_type -> agnes.v1.RegisterTableResponse
+	65, // 90: agnes.v1.AdminService.UpdateRegisteredTable:output_type -> agnes.v1.UpdateRegisteredTableResponse
+	67, // 91: agnes.v1.AdminService.DeleteRegisteredTable:output_type -> agnes.v1.DeleteRegisteredTableResponse
+	70, // 92: agnes.v1.AdminService.RebuildAnalytics:output_type -> agnes.v1.RebuildAnalyticsResponse
+	62, // [62:93] is the sub-list for method output_type
+	31, // [31:62] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_agnes_v1_admin_proto_init() }
@@ -4858,14 +5003,14 @@ func file_agnes_v1_admin_proto_init() {
 	file_agnes_v1_options_proto_init()
 	file_agnes_v1_admin_proto_msgTypes[8].OneofWrappers = []any{}
 	file_agnes_v1_admin_proto_msgTypes[27].OneofWrappers = []any{}
-	file_agnes_v1_admin_proto_msgTypes[63].OneofWrappers = []any{}
+	file_agnes_v1_admin_proto_msgTypes[64].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agnes_v1_admin_proto_rawDesc), len(file_agnes_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   70,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

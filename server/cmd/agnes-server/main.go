@@ -21,6 +21,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/config"
 	"github.com/agnesdata/agnes/server/internal/store"
+	"github.com/agnesdata/agnes/server/internal/store/duckdbstore"
 )
 
 func main() {
@@ -133,12 +134,12 @@ func migrateCmd(f *flags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := store.Open(cmd.Context(), cfg.StatePath())
+			st, err := duckdbstore.Open(cmd.Context(), cfg.StatePath())
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			v, err := st.CurrentVersion(cmd.Context())
+			v, _, err := st.SchemaVersion(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -172,7 +173,7 @@ func adminCmd(f *flags) *cobra.Command {
 					return err
 				}
 			}
-			st, err := store.Open(cmd.Context(), cfg.StatePath())
+			st, err := duckdbstore.Open(cmd.Context(), cfg.StatePath())
 			if err != nil {
 				return fmt.Errorf("%w (is the server running? stop it first, or use the API)", err)
 			}

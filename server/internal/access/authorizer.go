@@ -14,6 +14,7 @@ import (
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
+	"github.com/agnesdata/agnes/server/internal/store"
 )
 
 // Authorizer is the Connect interceptor that enforces each RPC's policy before the
@@ -73,9 +74,22 @@ func (a *Authorizer) Check(ctx context.Context, procedure string, msg proto.Mess
 	}
 }
 
-// CheckResource is the one resource rule: admins pass, others need a grant.
+// Can is the one resource rule: admins reach everything; anyone else needs a
+// grant of the resource to one of their groups.
+func Can(id *store.Identity, resourceType, resourceID string) bool {
+	if id == nil {
+		return false
+	}
+	if id.IsAdmin {
+		return true
+	}
+	_, ok := id.Grants[store.Resource{Type: resourceType, ID: resourceID}]
+	return ok
+}
+
+// CheckResource applies Can to the caller, as a PermissionDenied error.
 func CheckResource(p *auth.Principal, resourceType, id string) error {
-	if p != nil && p.Can(resourceType, id) {
+	if p != nil && Can(p.Identity, resourceType, id) {
 		return nil
 	}
 	return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("access denied to %s '%s'", resourceType, id))

@@ -24,14 +24,14 @@ type Analytics struct {
 	dataDir string
 	orch    *orchestrator.Orchestrator
 	Engine  *engine.Engine
-	store   *store.Store
+	store   store.SyncStates
 	log     *slog.Logger
 
 	mu sync.Mutex // one rebuild-and-load at a time, so generations load in order
 }
 
 // New returns an Analytics with no generation loaded yet.
-func New(dataDir string, st *store.Store, opts engine.Options, log *slog.Logger) *Analytics {
+func New(dataDir string, st store.SyncStates, opts engine.Options, log *slog.Logger) *Analytics {
 	opts.Logger = log
 	return &Analytics{
 		dataDir: dataDir,

@@ -97,7 +97,9 @@ func TestPersonalAccessTokens(t *testing.T) {
 
 	// Only the hash is stored; the listing never shows the token.
 	var stored string
-	require.NoError(t, s.App.Store.DB().QueryRow(`SELECT token_hash FROM personal_access_tokens WHERE id = ?`, created.GetId()).Scan(&stored))
+	row, err := s.App.Store.GetPAT(ctx, created.GetId())
+	require.NoError(t, err)
+	stored = row.TokenHash
 	require.Equal(t, auth.HashToken(created.GetToken()), stored)
 	require.NotContains(t, stored, created.GetToken())
 	list := s.REST(t, http.MethodGet, "/auth/tokens", s.UserToken, nil)

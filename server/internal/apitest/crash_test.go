@@ -19,7 +19,7 @@ import (
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/server/internal/auth"
-	"github.com/agnesdata/agnes/server/internal/store"
+	"github.com/agnesdata/agnes/server/internal/store/duckdbstore"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -87,7 +87,7 @@ func TestKillDuringSync(t *testing.T) {
 	ctx := context.Background()
 
 	// Seed users offline, as an operator would before the first start.
-	st, err := store.Open(ctx, filepath.Join(dataDir, "state", "system.duckdb"))
+	st, err := duckdbstore.Open(ctx, filepath.Join(dataDir, "state", "system.duckdb"))
 	require.NoError(t, err)
 	hash, err := auth.HashPassword("password123")
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -42,6 +43,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/config"
 	"github.com/agnesdata/agnes/server/internal/engine"
 	"github.com/agnesdata/agnes/server/internal/gateway"
+	"github.com/agnesdata/agnes/server/internal/jobs"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/service/adminsvc"
@@ -51,6 +53,8 @@ import (
 	"github.com/agnesdata/agnes/server/internal/service/syncsvc"
 	"github.com/agnesdata/agnes/server/internal/sqlguard"
 	"github.com/agnesdata/agnes/server/internal/store"
+	"github.com/agnesdata/agnes/server/internal/store/cached"
+	"github.com/agnesdata/agnes/server/internal/store/duckdbstore"
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
@@ -74,9 +78,10 @@ func Services() []protoreflect.ServiceDescriptor {
 type App struct {
 	cfg       config.Config
 	log       *slog.Logger
-	Store     *store.Store
+	Store     store.Store
 	Analytics *analytics.Analytics
 	Syncer    *syncer.Syncer
+	Jobs      *jobs.Runner
 	handler   http.Handler
 
 	closers []func() error
@@ -98,10 +103,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		}
 	}()
 
-	a.Store, err = store.Open(ctx, cfg.StatePath())
+	sources, err := Sources(cfg)
+	if err != nil {
+		return nil, err
+	}
+	state, err := duckdbstore.Open(ctx, cfg.StatePath())
 	if err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
+	a.Store = cached.New(state, cached.DefaultSize)
 	a.closers = append(a.closers, a.Store.Close)
 
 	secret, err := jwtSecret(cfg)
@@ -140,11 +150,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		return nil, fmt.Errorf("profiler: %w", err)
 	}
 	a.closers = append(a.closers, prof.Close)
-	a.Syncer = syncer.New(cfg.DataDir, a.Store, a.Analytics, prof, log, Connectors(cfg)...)
-	a.closers = append(a.closers, a.Syncer.Close)
+	a.Jobs = jobs.New(a.Store, jobs.Options{Node: cfg.Node, Log: log})
+	a.Syncer = syncer.New(cfg.DataDir, a.Store, a.Analytics, prof, a.Jobs, log, sources...)
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)
 	}
+	if err := a.Jobs.Start(ctx); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() error { a.Jobs.Stop(); return nil })
 	if cfg.Demo {
 		if err := a.seedDemo(ctx); err != nil {
 			return nil, fmt.Errorf("demo data: %w", err)
@@ -161,7 +175,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
 	rest := restjson.New(services)
 	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer, rest)
-	admin := adminsvc.New(a.Store, Version, a.Analytics, a.Syncer)
+	admin := adminsvc.New(a.Store, Version, a.Syncer)
 	mount(agnesv1connect.NewAdminServiceHandler(admin, opts...))
 	// Query results (Arrow IPC) and Parquet chunks are already compact: gzip would cost
 	// more CPU than it saves, so these two services do not offer it.
@@ -207,12 +221,39 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	return a, nil
 }
 
-// Connectors are the sources this server can sync.
-func Connectors(cfg config.Config) []connectors.Connector {
-	return []connectors.Connector{
-		demo.New(),
-		upload.New(uploadDir(cfg)),
+// Sources are the source instances this server syncs: the configured ones
+// (config `sources`, each built by its connector type's factory) and a default
+// instance named after each built-in type (demo, upload) unless configured.
+func Sources(cfg config.Config) ([]syncer.Source, error) {
+	types := map[string]connectors.Factory{
+		demo.Type: func(string, map[string]any) (connectors.Connector, error) { return demo.New(), nil },
+		upload.Type: func(string, map[string]any) (connectors.Connector, error) {
+			return upload.New(uploadDir(cfg)), nil
+		},
 	}
+	var out []syncer.Source
+	for _, name := range slices.Sorted(maps.Keys(cfg.Sources)) {
+		raw := maps.Clone(cfg.Sources[name])
+		typ, _ := raw["type"].(string)
+		delete(raw, "type")
+		factory, ok := types[typ]
+		if !ok {
+			return nil, fmt.Errorf("sources.%s: unknown connector type %q (known: %s)", name, typ,
+				strings.Join(slices.Sorted(maps.Keys(types)), ", "))
+		}
+		c, err := factory(name, raw)
+		if err != nil {
+			return nil, fmt.Errorf("sources.%s: %w", name, err)
+		}
+		out = append(out, syncer.Source{Name: name, Connector: c})
+	}
+	for _, typ := range []string{demo.Type, upload.Type} {
+		if _, configured := cfg.Sources[typ]; !configured {
+			c, _ := types[typ](typ, nil)
+			out = append(out, syncer.Source{Name: typ, Connector: c})
+		}
+	}
+	return out, nil
 }
 
 func uploadDir(cfg config.Config) string { return filepath.Join(cfg.DataDir, "uploads") }
@@ -299,8 +340,8 @@ func (a *App) NeedsBootstrap(ctx context.Context) bool {
 // jwtSecret returns the configured secret, or the one persisted in the state
 // directory, generating it on first start.
 func jwtSecret(cfg config.Config) ([]byte, error) {
-	if cfg.JWTSecret != "" {
-		return []byte(cfg.JWTSecret), nil
+	if !cfg.JWTSecret.IsZero() {
+		return []byte(cfg.JWTSecret.Reveal()), nil
 	}
 	path := filepath.Join(cfg.DataDir, "state", ".jwt_secret")
 	if b, err := os.ReadFile(path); err == nil {

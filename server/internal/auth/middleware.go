@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agnesdata/agnes/server/internal/lru"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
@@ -15,16 +16,31 @@ import (
 // CookieName is the session cookie.
 const CookieName = "access_token"
 
-// Authenticator resolves credentials into a Principal.
-type Authenticator struct {
-	issuer *Issuer
-	store  *store.Store
-	now    func() time.Time
+// Store is what authentication reads on every request (cached in front of the
+// real store) and the one write it makes, a token's last use.
+type Store interface {
+	store.Identities
+	store.Tokens
 }
 
+// Authenticator resolves credentials into a Principal.
+type Authenticator struct {
+	issuer  *Issuer
+	store   Store
+	now     func() time.Time
+	touches *lru.Cache[string, time.Time] // token|ip → last recorded use
+}
+
+// touchInterval bounds last-used bookkeeping to one write per token and IP per
+// interval; touchMemory bounds how many (token, IP) pairs are remembered.
+const (
+	touchInterval = time.Minute
+	touchMemory   = 10_000
+)
+
 // NewAuthenticator returns an authenticator over the issuer's secret and the store.
-func NewAuthenticator(issuer *Issuer, st *store.Store) *Authenticator {
-	return &Authenticator{issuer: issuer, store: st, now: time.Now}
+func NewAuthenticator(issuer *Issuer, st Store) *Authenticator {
+	return &Authenticator{issuer: issuer, store: st, now: time.Now, touches: lru.New[string, time.Time](touchMemory)}
 }
 
 // Middleware attaches the Principal (or the reason presented credentials failed) to
@@ -97,7 +113,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Princi
 	}
 	switch c.Type {
 	case TypeSession:
-		if a.store.SessionRevoked(c.ID) {
+		revoked, err := a.store.SessionRevoked(ctx, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
 			return nil, errRevoked
 		}
 	case TypePAT:
@@ -114,7 +134,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Princi
 		case row.ExpiresAt != nil && a.now().After(*row.ExpiresAt):
 			return nil, errExpiredPAT
 		}
-		a.store.TouchPAT(row.ID, reqctx.From(ctx).ClientIP)
+		a.touch(row.ID, reqctx.From(ctx).ClientIP)
 	}
 	id, err := a.store.Identity(ctx, c.Subject)
 	if errors.Is(err, store.ErrNotFound) {
@@ -128,6 +148,23 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Princi
 	}
 	p.Identity = id
 	return p, nil
+}
+
+// touch records a token's use off the request path, at most once per interval
+// per token and IP.
+func (a *Authenticator) touch(id, ip string) {
+	now, key := a.now(), id+"|"+ip
+	if last, ok := a.touches.Get(key); ok && now.Sub(last) < touchInterval {
+		return
+	}
+	a.touches.Put(key, now)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.store.TouchPAT(ctx, id, ip, now.UTC()); err != nil {
+			slog.Warn("record token use", "token", id, "err", err)
+		}
+	}()
 }
 
 // SessionCookie is the cookie that carries a session token to browsers.

@@ -15,21 +15,13 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/agnesdata/agnes/connectors"
+	"github.com/agnesdata/agnes/connectors/extract"
 )
 
-// Secret is a string that never prints itself.
-type Secret string
-
-// String implements fmt.Stringer.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// MarshalYAML keeps secrets out of dumped configs.
-func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+// Secret is a credential: it never prints, logs or marshals itself.
+type Secret = connectors.Secret
 
 // Config is everything the server can be told.
 type Config struct {
@@ -60,6 +52,13 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Query bounds SQL execution.
 	Query Query `yaml:"query"`
+	// Sources are the configured source instances by name (the name is also the
+	// extract folder): each names its connector `type` and that type's settings,
+	// e.g. two Keboola projects kbc_sales and kbc_finance. Secrets in settings come
+	// from ${ENV} references, never from the file itself.
+	Sources map[string]map[string]any `yaml:"sources"`
+	// Node names this machine for job leases (AGNES_NODE_ID; default: the host name).
+	Node string `yaml:"node"`
 }
 
 // Log configures log/slog.
@@ -158,8 +157,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("AGNES_ADDR", &c.Addr)
 	str("DATA_DIR", &c.DataDir)
 	if v := getenv("JWT_SECRET_KEY"); v != "" {
-		c.JWTSecret = Secret(v)
+		c.JWTSecret = connectors.NewSecret(v)
 	}
+	str("AGNES_NODE_ID", &c.Node)
 	str("AGNES_PUBLIC_URL", &c.PublicURL)
 	boolean("AGNES_TRUST_FORWARDED_FOR", &c.TrustForwardedFor)
 	boolean("AGNES_RATE_LIMIT", &c.RateLimit)
@@ -187,7 +187,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required"))
 	}
-	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+	if !c.JWTSecret.IsZero() && len(c.JWTSecret.Reveal()) < 32 {
 		errs = append(errs, errors.New("jwt_secret (JWT_SECRET_KEY) must be at least 32 characters"))
 	}
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
@@ -211,6 +211,14 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log.level %q must be debug, info, warn or error", c.Log.Level))
+	}
+	for name, src := range c.Sources {
+		if !extract.ValidName(name) {
+			errs = append(errs, fmt.Errorf("sources: %q is not a valid source name (letters, digits, _; it names a folder and a SQL catalog)", name))
+		}
+		if t, _ := src["type"].(string); t == "" {
+			errs = append(errs, fmt.Errorf("sources.%s: type is required", name))
+		}
 	}
 	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 {
 		errs = append(errs, errors.New("query limits must be positive"))

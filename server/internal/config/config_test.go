@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/agnesdata/agnes/connectors"
 	"github.com/agnesdata/agnes/server/internal/config"
 )
 
@@ -36,7 +37,7 @@ func TestLayering(t *testing.T) {
 func TestValidationReportsEverything(t *testing.T) {
 	c := config.Default()
 	c.Addr = "nonsense"
-	c.JWTSecret = "short"
+	c.JWTSecret = connectors.NewSecret("short")
 	c.Log.Format = "xml"
 	err := c.Validate()
 	require.Error(t, err)
@@ -49,4 +50,24 @@ func TestValidationReportsEverything(t *testing.T) {
 	require.ErrorContains(t, err, "adress", "unknown keys are refused, not ignored")
 	_, err = config.Load("", func(k string) string { return map[string]string{"AGNES_RATE_LIMIT": "maybe"}[k] })
 	require.ErrorContains(t, err, "AGNES_RATE_LIMIT")
+}
+
+func TestSourcesAreValidated(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/agnes.yaml"
+	require.NoError(t, os.WriteFile(path, []byte(`
+sources:
+  kbc_sales:
+    type: keboola
+    stack_url: https://connection.keboola.com
+    token: ${KBC_SALES_TOKEN}
+  bad-name:
+    stack_url: x
+`), 0o600))
+	c, err := config.Load(path, func(k string) string { return map[string]string{"KBC_SALES_TOKEN": "tok"}[k] })
+	require.NoError(t, err)
+	require.Equal(t, "tok", c.Sources["kbc_sales"]["token"])
+	err = c.Validate()
+	require.ErrorContains(t, err, `"bad-name" is not a valid source name`)
+	require.ErrorContains(t, err, "sources.bad-name: type is required")
 }

@@ -371,3 +371,19 @@ func (r *Runner) giveUp(j *store.Job, k *Kind) {
 	}
 	r.log.Warn("job given up", "job", j.ID, "kind", j.Kind, "attempts", j.Attempts-1, "reason", msg)
 }
+
+// List lists jobs, newest first, with the live state of those running here.
+func (r *Runner) List(ctx context.Context, f store.JobFilter) ([]*store.Job, error) {
+	list, err := r.store.ListJobs(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, j := range list {
+		if t := r.live[j.ID]; t != nil {
+			list[i] = t.snapshot()
+		}
+	}
+	return list, nil
+}

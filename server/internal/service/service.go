@@ -103,7 +103,9 @@ func SetResponseHeader(ctx context.Context, key, value string) {
 }
 
 // EffectiveAccess lists a user's explicit grants.
-func EffectiveAccess(ctx context.Context, st *store.Store, userID string) ([]*agnesv1.EffectiveGrant, error) {
+func EffectiveAccess(ctx context.Context, st interface {
+	EffectiveAccess(ctx context.Context, userID string) ([]*store.EffectiveGrant, error)
+}, userID string) ([]*agnesv1.EffectiveGrant, error) {
 	grants, err := st.EffectiveAccess(ctx, userID)
 	if err != nil {
 		return nil, err

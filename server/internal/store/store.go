@@ -51,6 +51,7 @@ type Store interface {
 	Jobs
 	Audit
 	Versions
+	Schema
 	// Close flushes what is queued (audit rows) and releases the store.
 	Close() error
 }
@@ -65,10 +66,8 @@ type Versions interface {
 	DataVersion() uint64
 }
 
-// Migrator is implemented by stores with a schema.
-type Migrator interface {
-	// Migrate applies pending schema migrations.
-	Migrate(ctx context.Context) error
-	// SchemaVersion reads the applied schema version.
-	SchemaVersion(ctx context.Context) (int, error)
+// Schema reports the store's schema version: the one applied, and the one this
+// binary expects (a mismatch makes health unhealthy).
+type Schema interface {
+	SchemaVersion(ctx context.Context) (applied, latest int, err error)
 }

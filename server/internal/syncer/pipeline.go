@@ -1,9 +1,11 @@
 package syncer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"time"
@@ -16,116 +18,142 @@ import (
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/orchestrator"
 	"github.com/agnesdata/agnes/orchestrator/profile"
+	"github.com/agnesdata/agnes/server/internal/jobs"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
-// execute runs a job to its end. Failures of one table are recorded on that table
-// and the others go on; the job ends succeeded, partial or failed.
-func (s *Syncer) execute(r *run, tables []*store.RegisteredTable) {
-	ctx := s.ctx
-	started := s.now().UTC()
-	s.save(r.update(func(j *store.SyncJob) { j.State, j.StartedAt = store.JobRunning, &started }))
+// progress is a sync job's progress as it runs, published on every change.
+type progress struct {
+	task *jobs.Task
+	Progress
+}
 
+func (p *progress) publish(log *slog.Logger) {
+	if err := p.task.SetProgress(p.Progress); err != nil {
+		log.Warn("save sync progress", "job", p.task.ID(), "err", err)
+	}
+}
+
+func (p *progress) setTable(id string, f func(*TableProgress)) {
+	for i := range p.Tables {
+		if p.Tables[i].TableID == id {
+			f(&p.Tables[i])
+		}
+	}
+}
+
+// setStep moves every table still in progress (or only the one named) to a pipeline step.
+func (p *progress) setStep(step, only string) {
+	for i := range p.Tables {
+		if t := &p.Tables[i]; t.State == store.JobRunning && (only == "" || t.TableID == only) {
+			t.Step = step
+		}
+	}
+}
+
+// runSync runs a sync job. Failures of one table are recorded on that table
+// and the others go on; the job ends succeeded, partial or failed.
+func (s *Syncer) runSync(ctx context.Context, task *jobs.Task) error {
+	var params syncParams
+	if err := task.Params(&params); err != nil {
+		return err
+	}
+	p := &progress{task: task}
+	if err := task.Progress(&p.Progress); err != nil {
+		return err
+	}
+	started := s.now().UTC()
 	bySource := map[string][]*store.RegisteredTable{}
 	var sources []string
-	for _, t := range tables {
-		if _, ok := bySource[t.SourceType]; !ok {
-			sources = append(sources, t.SourceType)
+	for _, id := range params.Tables {
+		t, err := s.store.GetTable(ctx, id)
+		if err != nil { // unregistered since the trigger
+			p.setTable(id, func(tp *TableProgress) { tp.State, tp.Error = store.JobFailed, "the table is no longer registered" })
+			continue
 		}
-		bySource[t.SourceType] = append(bySource[t.SourceType], t)
+		src := t.SourceName()
+		if _, ok := bySource[src]; !ok {
+			sources = append(sources, src)
+		}
+		bySource[src] = append(bySource[src], t)
 	}
 	sort.Strings(sources)
 	ok := 0
 	for _, src := range sources {
-		ok += s.extractSource(ctx, r, src, bySource[src])
+		ok += s.extractSource(ctx, p, src, bySource[src])
 	}
 
 	var jobErr string
-	if ok > 0 || len(tables) == 0 {
-		s.setStep(r, "rebuild", "")
+	if ok > 0 || len(params.Tables) == 0 {
+		p.setStep("rebuild", "")
+		p.publish(s.log)
 		res, err := s.analytics.Rebuild(ctx)
 		if err != nil {
 			jobErr = "rebuild failed: " + publicError(err)
-			s.log.Error("sync rebuild failed", "job", r.snapshot().ID, "err", err)
+			s.log.Error("sync rebuild failed", "job", task.ID(), "err", err)
 		} else {
-			r.update(func(j *store.SyncJob) { j.Generation = int64(res.Generation) })
-			s.profileTables(ctx, r)
+			p.Generation = int64(res.Generation)
+			s.profileTables(ctx, p)
 		}
 	}
 
 	finished := s.now().UTC()
-	final := r.update(func(j *store.SyncJob) {
-		j.FinishedAt, j.Error = &finished, jobErr
-		var good, bad int
-		for i := range j.Tables {
-			t := &j.Tables[i]
-			t.Step = ""
-			if t.State == store.JobRunning || t.State == store.JobPending {
-				if jobErr != "" {
-					t.State, t.Error = store.JobFailed, jobErr
-				} else {
-					t.State = store.JobSucceeded
-				}
-			}
-			if t.State == store.JobSucceeded {
-				good++
+	var good, bad int
+	for i := range p.Tables {
+		t := &p.Tables[i]
+		t.Step = ""
+		if t.State == store.JobRunning || t.State == store.JobPending {
+			if jobErr != "" || ctx.Err() != nil {
+				t.State, t.Error = store.JobFailed, cmp.Or(jobErr, "canceled")
 			} else {
-				bad++
+				t.State = store.JobSucceeded
 			}
 		}
-		switch {
-		case ctx.Err() != nil:
-			j.State, j.Error = store.JobCancelled, "the server stopped during the sync"
-		case jobErr != "" || (good == 0 && bad > 0):
-			j.State = store.JobFailed
-		case bad > 0:
-			j.State = store.JobPartial
-		default:
-			j.State = store.JobSucceeded
+		if t.State == store.JobSucceeded {
+			good++
+		} else {
+			bad++
 		}
-	})
-	wctx := context.WithoutCancel(ctx)
-	if err := s.store.AddHistory(wctx, final.ID, started, finished, final.Tables); err != nil {
-		s.log.Error("record sync history", "job", final.ID, "err", err)
 	}
-	s.save(final)
-	s.log.Info("sync job finished", "job", final.ID, "state", final.State, "tables", len(final.Tables),
+	p.publish(s.log)
+	history := make([]store.HistoryEntry, 0, len(p.Tables))
+	for _, t := range p.Tables {
+		history = append(history, store.HistoryEntry{JobID: task.ID(), TableID: t.TableID, Started: started,
+			Finished: finished, Status: t.State, Rows: t.Rows, SizeBytes: t.SizeBytes, Error: t.Error})
+	}
+	if err := s.store.AddHistory(context.WithoutCancel(ctx), history); err != nil {
+		s.log.Error("record sync history", "job", task.ID(), "err", err)
+	}
+	s.log.Info("sync job finished", "job", task.ID(), "tables", len(p.Tables), "failed", bad,
 		"took_ms", finished.Sub(started).Milliseconds())
-}
-
-// save persists a job state; failures are logged (the job itself goes on).
-func (s *Syncer) save(j store.SyncJob) {
-	if err := s.store.SaveJob(context.WithoutCancel(s.ctx), &j); err != nil {
-		s.log.Error("save sync job", "job", j.ID, "err", err)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case jobErr != "":
+		return errors.New(jobErr)
+	case good == 0 && bad > 0:
+		return errors.New(firstError(p.Tables))
+	case bad > 0:
+		return jobs.Partial(errors.New(firstError(p.Tables)))
 	}
+	return nil
 }
 
-func (s *Syncer) setTable(r *run, id string, f func(*store.JobTable)) {
-	r.update(func(j *store.SyncJob) {
-		for i := range j.Tables {
-			if j.Tables[i].TableID == id {
-				f(&j.Tables[i])
-			}
+func firstError(ts []TableProgress) string {
+	for _, t := range ts {
+		if t.Error != "" {
+			return fmt.Sprintf("table %s: %s", t.TableID, t.Error)
 		}
-	})
-}
-
-// setStep moves every table still in progress to a pipeline step.
-func (s *Syncer) setStep(r *run, step, only string) {
-	r.update(func(j *store.SyncJob) {
-		for i := range j.Tables {
-			if t := &j.Tables[i]; t.State == store.JobRunning && (only == "" || t.TableID == only) {
-				t.Step = step
-			}
-		}
-	})
+	}
+	return "sync failed"
 }
 
 // extractSource extracts one source's tables and records them in its
 // extract.duckdb with one rewrite. It returns how many tables succeeded.
-func (s *Syncer) extractSource(ctx context.Context, r *run, src string, tables []*store.RegisteredTable) int {
+func (s *Syncer) extractSource(ctx context.Context, p *progress, src string, tables []*store.RegisteredTable) int {
 	fail := func(t *store.RegisteredTable, msg string) {
-		s.setTable(r, t.ID, func(jt *store.JobTable) { jt.State, jt.Error, jt.Step = store.JobFailed, msg, "" })
+		p.setTable(t.ID, func(tp *TableProgress) { tp.State, tp.Error, tp.Step = store.JobFailed, msg, "" })
+		p.publish(s.log)
 		if err := s.store.MarkSyncError(context.WithoutCancel(ctx), t.ID, src, msg); err != nil {
 			s.log.Error("mark sync error", "table", t.ID, "err", err)
 		}
@@ -133,7 +161,7 @@ func (s *Syncer) extractSource(ctx context.Context, r *run, src string, tables [
 	conn, ok := s.sources[src]
 	if !ok {
 		for _, t := range tables {
-			fail(t, fmt.Sprintf("no connector is configured for source type %q", src))
+			fail(t, fmt.Sprintf("no source named %q is configured", src))
 		}
 		return 0
 	}
@@ -148,14 +176,19 @@ func (s *Syncer) extractSource(ctx context.Context, r *run, src string, tables [
 	var done []extract.Table
 	var doneIDs []string
 	for _, t := range tables {
-		s.setTable(r, t.ID, func(jt *store.JobTable) { jt.State, jt.Step = store.JobRunning, "extract" })
+		if conn.Type() != t.SourceType {
+			fail(t, fmt.Sprintf("source %q is of type %s, not %s", src, conn.Type(), t.SourceType))
+			continue
+		}
+		p.setTable(t.ID, func(tp *TableProgress) { tp.State, tp.Step = store.JobRunning, "extract" })
+		p.publish(s.log)
 		et, err := conn.Extract(ctx, Spec(t), w)
 		if err != nil {
 			s.log.Warn("extract failed", "table", t.ID, "source", src, "err", err)
 			fail(t, publicError(err))
 			continue
 		}
-		s.setTable(r, t.ID, func(jt *store.JobTable) { jt.Rows, jt.SizeBytes = et.Rows, et.SizeBytes })
+		p.setTable(t.ID, func(tp *TableProgress) { tp.Rows, tp.SizeBytes = et.Rows, et.SizeBytes })
 		done = append(done, et)
 		doneIDs = append(doneIDs, t.ID)
 	}
@@ -200,15 +233,16 @@ func publicError(err error) string {
 
 // profileTables profiles every table that made it through the rebuild. A profile
 // failure is logged; the table's data is still good.
-func (s *Syncer) profileTables(ctx context.Context, r *run) {
+func (s *Syncer) profileTables(ctx context.Context, p *progress) {
 	if s.profiler == nil {
 		return
 	}
-	for _, t := range r.snapshot().Tables {
+	for _, t := range p.Tables {
 		if t.State != store.JobRunning {
 			continue
 		}
-		s.setStep(r, "profile", t.TableID)
+		p.setStep("profile", t.TableID)
+		p.publish(s.log)
 		if err := s.Profile(ctx, t.TableID); err != nil {
 			s.log.Warn("profile failed", "table", t.TableID, "err", err)
 		}

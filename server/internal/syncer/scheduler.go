@@ -3,20 +3,25 @@ package syncer
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/agnesdata/agnes/orchestrator/schedule"
+	"github.com/agnesdata/agnes/server/internal/jobs"
+	"github.com/agnesdata/agnes/server/internal/store"
 )
 
-// RunScheduler triggers tables whose schedule says they are due, checking every
-// interval until ctx ends. A table is due from its last attempt (successful or
-// not), so a failing table is retried on schedule, not in a tight loop.
+// RunScheduler submits a schedule job every interval until ctx ends. The job
+// (one at a time, across processes: its key) triggers the tables whose
+// schedule says they are due.
 func (s *Syncer) RunScheduler(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	attempted := map[string]time.Time{}
 	for {
-		s.triggerDue(ctx, attempted)
+		_, err := s.runner.Submit(ctx, jobs.Spec{Kind: KindSchedule, Keys: []string{KindSchedule}, CreatedBy: "scheduler"})
+		if err != nil && !errors.Is(err, store.ErrBusy) && ctx.Err() == nil {
+			s.log.Error("scheduler", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -25,16 +30,23 @@ func (s *Syncer) RunScheduler(ctx context.Context, interval time.Duration) {
 	}
 }
 
-func (s *Syncer) triggerDue(ctx context.Context, attempted map[string]time.Time) {
+// attempts remembers when this process last triggered each table, so a table
+// that keeps failing is retried on its schedule, not on every tick. (Another
+// process's scheduler keeps its own: a failing table may be tried once more
+// when the schedule job moves between processes.)
+type attempts struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (s *Syncer) runSchedule(ctx context.Context, _ *jobs.Task) error {
 	tables, err := s.store.ListTables(ctx)
 	if err != nil {
-		s.log.Error("scheduler: list tables", "err", err)
-		return
+		return err
 	}
 	states, err := s.store.SyncStates(ctx)
 	if err != nil {
-		s.log.Error("scheduler: sync state", "err", err)
-		return
+		return err
 	}
 	last := map[string]time.Time{}
 	for _, st := range states {
@@ -43,6 +55,11 @@ func (s *Syncer) triggerDue(ctx context.Context, attempted map[string]time.Time)
 		}
 	}
 	now := s.now().UTC()
+	s.attempted.mu.Lock()
+	defer s.attempted.mu.Unlock()
+	if s.attempted.at == nil {
+		s.attempted.at = map[string]time.Time{}
+	}
 	bySource := map[string][]string{}
 	for _, t := range tables {
 		sch, err := schedule.Parse(t.SyncSchedule)
@@ -50,25 +67,25 @@ func (s *Syncer) triggerDue(ctx context.Context, attempted map[string]time.Time)
 			continue
 		}
 		from := last[t.ID]
-		if a := attempted[t.ID]; a.After(from) {
+		if a := s.attempted.at[t.ID]; a.After(from) {
 			from = a
 		}
 		if sch.Due(from, now) {
-			bySource[t.SourceType] = append(bySource[t.SourceType], t.ID)
+			bySource[t.SourceName()] = append(bySource[t.SourceName()], t.ID)
 		}
 	}
 	for src, ids := range bySource {
 		_, err := s.Trigger(ctx, ids, "scheduler")
-		var busy *BusyError
 		switch {
-		case errors.As(err, &busy):
+		case errors.Is(err, store.ErrBusy):
 			continue // its tables stay due: the next tick tries again
 		case err != nil:
 			s.log.Error("scheduler: trigger", "source", src, "err", err)
 			continue
 		}
 		for _, id := range ids {
-			attempted[id] = now
+			s.attempted.at[id] = now
 		}
 	}
+	return nil
 }

@@ -12,24 +12,25 @@ import (
 
 	"github.com/agnesdata/agnes/connectors/extract"
 	"github.com/agnesdata/agnes/orchestrator"
+	"github.com/agnesdata/agnes/server/internal/jobs"
 )
 
-// Unregister removes a table: out of its extract (so the next generation has no
-// view), then its files, then its registry row with grants, state and profile.
-// The order keeps a crash at any point harmless: a registry row without data is
-// re-extracted by the next sync; data without a view is unreachable.
-func (s *Syncer) Unregister(ctx context.Context, id string) error {
+// runUnregister removes a table: out of its extract (so the next generation has
+// no view), then its files, then its registry row with grants, state and
+// profile. The order keeps a crash at any point harmless: a registry row
+// without data is re-extracted by the next sync; data without a view is
+// unreachable.
+func (s *Syncer) runUnregister(ctx context.Context, task *jobs.Task) error {
+	var params syncParams
+	if err := task.Params(&params); err != nil || len(params.Tables) != 1 {
+		return fmt.Errorf("unregister: bad params: %v", err)
+	}
+	id := params.Tables[0]
 	t, err := s.store.GetTable(ctx, id)
 	if err != nil {
 		return err
 	}
-	jobID := "unregister-" + id
-	if err := s.claim(jobID, []string{t.SourceType}); err != nil {
-		return err
-	}
-	defer s.release(jobID, []string{t.SourceType})
-
-	dir := orchestrator.ExtractDir(s.dataDir, t.SourceType)
+	dir := orchestrator.ExtractDir(s.dataDir, t.SourceName())
 	contents, err := extract.Read(ctx, dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/agnesdata/agnes/client/sdk"
+	"github.com/agnesdata/agnes/connectors"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/server/internal/app"
 	"github.com/agnesdata/agnes/server/internal/auth"
@@ -59,7 +60,7 @@ func New(t testing.TB, opts ...Option) *Server {
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.JWTSecret = Secret
+	cfg.JWTSecret = connectors.NewSecret(Secret)
 	cfg.Addr = "127.0.0.1:0"
 	cfg.RateLimit = false
 	cfg.Demo = false // tests make their own data; WithDemo turns it on

@@ -1499,7 +1499,8 @@ export declare const ReviewAccessRequestResponseSchema: GenMessage<ReviewAccessR
  */
 export declare type DiscoverTablesRequest = Message<"agnes.v1.DiscoverTablesRequest"> & {
   /**
-   * Source type ("demo", "upload", "keboola", "bigquery", "jira").
+   * Source instance name (e.g. "kbc_sales"), or a connector type ("demo",
+   * "upload", "keboola", "bigquery", "jira") for that type's default instance.
    *
    * @generated from field: string source = 1;
    */
@@ -1767,6 +1768,21 @@ export declare type RegisteredTable = Message<"agnes.v1.RegisteredTable"> & {
    * @generated from field: string last_sync_error = 19;
    */
   lastSyncError: string;
+
+  /**
+   * Source instance (a configured source's name, e.g. "kbc_sales"); the extract
+   * folder. Defaults to source_type: that type's default instance.
+   *
+   * @generated from field: string source = 20;
+   */
+  source: string;
+
+  /**
+   * Row filters applied at the source.
+   *
+   * @generated from field: repeated agnes.v1.WhereFilter where_filters = 21;
+   */
+  whereFilters: WhereFilter[];
 };
 
 /**
@@ -1774,6 +1790,47 @@ export declare type RegisteredTable = Message<"agnes.v1.RegisteredTable"> & {
  * Use `create(RegisteredTableSchema)` to create a new message.
  */
 export declare const RegisteredTableSchema: GenMessage<RegisteredTable>;
+
+/**
+ * WhereFilter is a row filter applied at the source (the Python API's where_filters).
+ *
+ * @generated from message agnes.v1.WhereFilter
+ */
+export declare type WhereFilter = Message<"agnes.v1.WhereFilter"> & {
+  /**
+   * Column name.
+   *
+   * @generated from field: string column = 1;
+   */
+  column: string;
+
+  /**
+   * Operator: "eq", "ne", "gt", "ge", "lt", "le".
+   *
+   * @generated from field: string operator = 2;
+   */
+  operator: string;
+
+  /**
+   * Values compared against (several for eq/ne: any of them).
+   *
+   * @generated from field: repeated string values = 3;
+   */
+  values: string[];
+
+  /**
+   * How to compare: "STRING" (default), "INTEGER", "DOUBLE".
+   *
+   * @generated from field: string data_type = 4;
+   */
+  dataType: string;
+};
+
+/**
+ * Describes the message agnes.v1.WhereFilter.
+ * Use `create(WhereFilterSchema)` to create a new message.
+ */
+export declare const WhereFilterSchema: GenMessage<WhereFilter>;
 
 /**
  * ListRegistryRequest is empty.
@@ -1926,6 +1983,21 @@ export declare type RegisterTableRequest = Message<"agnes.v1.RegisterTableReques
    * @generated from field: string partition_granularity = 15;
    */
   partitionGranularity: string;
+
+  /**
+   * Source instance name; defaults to source_type (that type's default instance).
+   * With source set, source_type may be left empty.
+   *
+   * @generated from field: string source = 16;
+   */
+  source: string;
+
+  /**
+   * Row filters applied at the source.
+   *
+   * @generated from field: repeated agnes.v1.WhereFilter where_filters = 17;
+   */
+  whereFilters: WhereFilter[];
 };
 
 /**
@@ -2085,6 +2157,20 @@ export declare type UpdateRegisteredTableRequest = Message<"agnes.v1.UpdateRegis
    * @generated from field: bool set_primary_key = 16;
    */
   setPrimaryKey: boolean;
+
+  /**
+   * New row filters (replace the old ones when set_where_filters is true).
+   *
+   * @generated from field: repeated agnes.v1.WhereFilter where_filters = 17;
+   */
+  whereFilters: WhereFilter[];
+
+  /**
+   * Whether where_filters is to be applied.
+   *
+   * @generated from field: bool set_where_filters = 18;
+   */
+  setWhereFilters: boolean;
 };
 
 /**

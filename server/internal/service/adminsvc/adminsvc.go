@@ -9,7 +9,6 @@ import (
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
-	"github.com/agnesdata/agnes/orchestrator"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
@@ -18,34 +17,44 @@ import (
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
-// Service implements AdminService.
-type Service struct {
-	store     *store.Store
-	version   string
-	analytics Rebuilder
-	syncer    *syncer.Syncer
+// Store is what the admin service reads and writes.
+type Store interface {
+	store.Users
+	store.Groups
+	store.Grants
+	store.AccessRequests
+	store.Registry
+	store.SyncStates
+	store.Audit
+	store.Schema
 }
 
-// Rebuilder rebuilds the master analytics database (analytics.Analytics).
-type Rebuilder interface {
-	Rebuild(ctx context.Context) (*orchestrator.Result, error)
+// Service implements AdminService.
+type Service struct {
+	store   Store
+	version string
+	syncer  *syncer.Syncer
 }
 
 var _ agnesv1connect.AdminServiceHandler = (*Service)(nil)
 
 // New returns the service.
-func New(st *store.Store, version string, analytics Rebuilder, sy *syncer.Syncer) *Service {
-	return &Service{store: st, version: version, analytics: analytics, syncer: sy}
+func New(st Store, version string, sy *syncer.Syncer) *Service {
+	return &Service{store: st, version: version, syncer: sy}
 }
 
 // RebuildAnalytics implements AdminService.
 func (s *Service) RebuildAnalytics(ctx context.Context, _ *agnesv1.RebuildAnalyticsRequest) (*agnesv1.RebuildAnalyticsResponse, error) {
-	res, err := s.analytics.Rebuild(ctx)
+	res, err := s.syncer.Rebuild(ctx, actor(ctx))
+	var busy *store.BusyError
+	if errors.As(err, &busy) {
+		return nil, apierr.AlreadyExists("a rebuild is already running (job %s)", busy.JobID)
+	}
 	if err != nil {
 		return nil, err
 	}
-	out := &agnesv1.RebuildAnalyticsResponse{Generation: int64(res.Generation), Sources: int32(len(res.Sources)),
-		Views: int32(len(res.Views)), DurationMs: res.Took.Milliseconds(), Problems: []*agnesv1.RebuildProblem{}}
+	out := &agnesv1.RebuildAnalyticsResponse{Generation: res.Generation, Sources: int32(res.Sources),
+		Views: int32(res.Views), DurationMs: res.TookMS, Problems: []*agnesv1.RebuildProblem{}}
 	for _, p := range res.Problems {
 		out.Problems = append(out.Problems, &agnesv1.RebuildProblem{Source: p.Source, Table: p.Table, Message: p.Message})
 	}
@@ -77,12 +86,12 @@ func actor(ctx context.Context) string { return auth.FromContext(ctx).Email }
 
 // GetHealth implements AdminService.
 func (s *Service) GetHealth(ctx context.Context, _ *agnesv1.GetHealthRequest) (*agnesv1.GetHealthResponse, error) {
-	res := &agnesv1.GetHealthResponse{Status: "ok", DbSchema: "ok", Expected: int32(store.SchemaVersion()), Version: s.version}
-	v, err := s.store.CurrentVersion(ctx)
+	v, latest, err := s.store.SchemaVersion(ctx)
+	res := &agnesv1.GetHealthResponse{Status: "ok", DbSchema: "ok", Expected: int32(latest), Version: s.version}
 	switch {
 	case err != nil:
 		res.Status, res.DbSchema = "unhealthy", "unreachable"
-	case v != store.SchemaVersion():
+	case v != latest:
 		res.Status, res.DbSchema = "unhealthy", "mismatch"
 	}
 	res.Current = int32(v)

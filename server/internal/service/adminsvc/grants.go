@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/service"
@@ -110,7 +111,7 @@ func (s *Service) CreateAccessRequest(ctx context.Context, req *agnesv1.CreateAc
 		return nil, err
 	}
 	p := auth.FromContext(ctx)
-	if p.Can(typ, id) {
+	if access.Can(p.Identity, typ, id) {
 		return nil, apierr.FailedPrecondition("you already have access to %s '%s'", typ, id)
 	}
 	if len(req.GetReason()) > 2000 {

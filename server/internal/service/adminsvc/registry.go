@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,15 +17,16 @@ import (
 	"github.com/agnesdata/agnes/orchestrator/schedule"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/store"
-	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
 var (
-	strategies     = []string{connectors.StrategyFullRefresh, connectors.StrategyIncremental, connectors.StrategyPartitioned}
-	queryModes     = []string{"local", "remote", "materialized"}
-	granularities  = []string{"day", "month", "year"}
-	identifierRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-	maxDescription = 4000
+	strategies    = []string{connectors.StrategyFullRefresh, connectors.StrategyIncremental, connectors.StrategyPartitioned}
+	queryModes    = []string{"local", "remote", "materialized"}
+	granularities = []string{"day", "month", "year"}
+	// filterOperators are the where_filters operators (Keboola's whereOperator, spelled out).
+	filterOperators = []string{"eq", "ne", "gt", "ge", "lt", "le"}
+	identifierRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	maxDescription  = 4000
 )
 
 func fieldError(field, format string, a ...any) error {
@@ -37,8 +39,32 @@ func (s *Service) validate(t *store.RegisteredTable) error {
 	if strings.TrimSpace(t.Name) == "" {
 		return fieldError("name", "is required")
 	}
-	if _, ok := s.syncer.Connector(t.SourceType); !ok {
-		return fieldError("source_type", "unknown source type %q (configured: %s)", t.SourceType, strings.Join(s.syncer.SourceTypes(), ", "))
+	name := t.SourceName()
+	if name == "" {
+		return fieldError("source_type", "is required (or source, a configured source's name)")
+	}
+	conn, ok := s.syncer.Source(name)
+	switch {
+	case !ok && t.Source == "":
+		return fieldError("source_type", "unknown source type %q: no source of that name is configured (configured: %s)", name, strings.Join(s.syncer.SourceNames(), ", "))
+	case !ok:
+		return fieldError("source", "no source named %q is configured (configured: %s)", name, strings.Join(s.syncer.SourceNames(), ", "))
+	case t.SourceType == "":
+		t.SourceType = conn.Type()
+	case t.SourceType != conn.Type():
+		return fieldError("source_type", "source %q is of type %s, not %s", name, conn.Type(), t.SourceType)
+	}
+	t.Source = name
+	for i, f := range t.WhereFilters {
+		if !identifierRE.MatchString(f.Column) {
+			return fieldError("where_filters", "filter %d: %q is not a column name", i+1, f.Column)
+		}
+		if !slices.Contains(filterOperators, f.Operator) {
+			return fieldError("where_filters", "filter %d: operator must be one of %s", i+1, strings.Join(filterOperators, ", "))
+		}
+		if len(f.Values) == 0 {
+			return fieldError("where_filters", "filter %d: at least one value is required", i+1)
+		}
 	}
 	if t.SyncStrategy == "" {
 		t.SyncStrategy = connectors.StrategyFullRefresh
@@ -95,7 +121,32 @@ func registered(t *store.RegisteredTable, lastError string) *agnesv1.RegisteredT
 		SyncSchedule: t.SyncSchedule, PrimaryKey: pk, Folder: t.Folder, Description: t.Description,
 		RegisteredBy: t.RegisteredBy, RegisteredAt: timestamppb.New(t.RegisteredAt), IncrementalColumn: t.IncrementalColumn,
 		IncrementalWindowDays: int32(t.IncrementalWindowDays), PartitionBy: t.PartitionBy,
-		PartitionGranularity: t.PartitionGranularity, LastSyncError: lastError}
+		PartitionGranularity: t.PartitionGranularity, LastSyncError: lastError, Source: t.SourceName(),
+		WhereFilters: filtersProto(t.WhereFilters)}
+}
+
+func filtersProto(fs []store.WhereFilter) []*agnesv1.WhereFilter {
+	out := make([]*agnesv1.WhereFilter, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, &agnesv1.WhereFilter{Column: f.Column, Operator: f.Operator, Values: f.Values, DataType: f.DataType})
+	}
+	return out
+}
+
+func nonNilFilters(fs []store.WhereFilter) []store.WhereFilter {
+	if fs == nil {
+		return []store.WhereFilter{}
+	}
+	return fs
+}
+
+func filters(fs []*agnesv1.WhereFilter) []store.WhereFilter {
+	out := make([]store.WhereFilter, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, store.WhereFilter{Column: f.GetColumn(), Operator: f.GetOperator(), Values: f.GetValues(),
+			DataType: f.GetDataType()})
+	}
+	return out
 }
 
 // ListRegistry implements AdminService.
@@ -129,7 +180,8 @@ func (s *Service) RegisterTable(ctx context.Context, req *agnesv1.RegisterTableR
 		QueryMode: req.GetQueryMode(), SyncSchedule: req.GetSyncSchedule(), PrimaryKey: req.GetPrimaryKey(),
 		Folder: req.GetFolder(), Description: req.GetDescription(), IncrementalColumn: req.GetIncrementalColumn(),
 		IncrementalWindowDays: int(req.GetIncrementalWindowDays()), PartitionBy: req.GetPartitionBy(),
-		PartitionGranularity: req.GetPartitionGranularity(),
+		PartitionGranularity: req.GetPartitionGranularity(), Source: req.GetSource(),
+		WhereFilters: filters(req.GetWhereFilters()),
 	})
 	if err != nil {
 		return nil, err
@@ -195,6 +247,12 @@ func (s *Service) UpdateRegisteredTable(ctx context.Context, req *agnesv1.Update
 		t.PrimaryKey = req.GetPrimaryKey()
 		updated = append(updated, "primary_key")
 	}
+	if req.GetSetWhereFilters() {
+		if fs := filters(req.GetWhereFilters()); !reflect.DeepEqual(fs, nonNilFilters(t.WhereFilters)) {
+			t.WhereFilters = fs
+			updated = append(updated, "where_filters")
+		}
+	}
 	if err := s.validate(t); err != nil {
 		return nil, err
 	}
@@ -210,13 +268,13 @@ func (s *Service) UpdateRegisteredTable(ctx context.Context, req *agnesv1.Update
 
 // DeleteRegisteredTable implements AdminService.
 func (s *Service) DeleteRegisteredTable(ctx context.Context, req *agnesv1.DeleteRegisteredTableRequest) (*agnesv1.DeleteRegisteredTableResponse, error) {
-	err := s.syncer.Unregister(ctx, req.GetTableId())
-	var busy *syncer.BusyError
+	err := s.syncer.Unregister(ctx, req.GetTableId(), actor(ctx))
+	var busy *store.BusyError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, apierr.NotFound("table '%s' is not registered", req.GetTableId())
 	case errors.As(err, &busy):
-		return nil, apierr.AlreadyExists("%s; try again when it ends", busy.Error())
+		return nil, apierr.AlreadyExists("a job of the table's source is running (job %s); try again when it ends", busy.JobID)
 	case err != nil:
 		return nil, err
 	}
@@ -226,9 +284,9 @@ func (s *Service) DeleteRegisteredTable(ctx context.Context, req *agnesv1.Delete
 
 // DiscoverTables implements AdminService.
 func (s *Service) DiscoverTables(ctx context.Context, req *agnesv1.DiscoverTablesRequest) (*agnesv1.DiscoverTablesResponse, error) {
-	conn, ok := s.syncer.Connector(req.GetSource())
+	conn, ok := s.syncer.Source(req.GetSource())
 	if !ok {
-		return nil, fieldError("source", "unknown source type %q (configured: %s)", req.GetSource(), strings.Join(s.syncer.SourceTypes(), ", "))
+		return nil, fieldError("source", "no source named %q is configured (configured: %s)", req.GetSource(), strings.Join(s.syncer.SourceNames(), ", "))
 	}
 	found, err := conn.Discover(ctx)
 	if err != nil {

@@ -136,7 +136,7 @@ func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 	job, err := u.sync(ctx, id)
 	if err != nil {
 		if existing == nil {
-			_ = u.svc.syncer.Unregister(context.WithoutCancel(ctx), id)
+			_ = u.svc.syncer.Unregister(context.WithoutCancel(ctx), id, actor(ctx))
 		}
 		restore()
 		return nil, err
@@ -239,11 +239,11 @@ func (u *Uploads) place(stored, final string, existing *store.RegisteredTable) (
 
 // sync runs the table's sync to its end and turns a failed extraction into the
 // error the uploader sees.
-func (u *Uploads) sync(ctx context.Context, id string) (*store.SyncJob, error) {
+func (u *Uploads) sync(ctx context.Context, id string) (*syncer.Job, error) {
 	started, err := u.svc.syncer.Trigger(ctx, []string{id}, auth.FromContext(ctx).Email)
-	var busy *syncer.BusyError
+	var busy *store.BusyError
 	if errors.As(err, &busy) {
-		return nil, apierr.AlreadyExists("%s; try again when it ends", busy.Error())
+		return nil, apierr.AlreadyExists("a sync of uploads is running (job %s); try again when it ends", busy.JobID)
 	}
 	if err != nil {
 		return nil, err

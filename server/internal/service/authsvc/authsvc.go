@@ -19,11 +19,20 @@ import (
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
+// Store is what sign-in and tokens read and write.
+type Store interface {
+	store.Users
+	store.Identities
+	store.Tokens
+	store.Audit
+	EffectiveAccess(ctx context.Context, userID string) ([]*store.EffectiveGrant, error)
+}
+
 // Service implements AuthService.
 type Service struct {
 	agnesv1connect.UnimplementedAuthServiceHandler // magic links land with the mail issue
 
-	store         *store.Store
+	store         Store
 	issuer        *auth.Issuer
 	secureCookies bool
 	now           func() time.Time
@@ -32,7 +41,7 @@ type Service struct {
 var _ agnesv1connect.AuthServiceHandler = (*Service)(nil)
 
 // New returns the service. secureCookies marks the session cookie Secure (HTTPS deployments).
-func New(st *store.Store, issuer *auth.Issuer, secureCookies bool) *Service {
+func New(st Store, issuer *auth.Issuer, secureCookies bool) *Service {
 	return &Service{store: st, issuer: issuer, secureCookies: secureCookies, now: time.Now}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/engine"
@@ -21,9 +22,17 @@ import (
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
+// Store is what the catalog reads and writes.
+type Store interface {
+	store.Registry
+	store.SyncStates
+	store.Profiles
+	store.Metrics
+}
+
 // Service implements CatalogService.
 type Service struct {
-	store  *store.Store
+	store  Store
 	engine *engine.Engine
 	syncer *syncer.Syncer
 }
@@ -31,7 +40,7 @@ type Service struct {
 var _ agnesv1connect.CatalogServiceHandler = (*Service)(nil)
 
 // New returns the service.
-func New(st *store.Store, eng *engine.Engine, sy *syncer.Syncer) *Service {
+func New(st Store, eng *engine.Engine, sy *syncer.Syncer) *Service {
 	return &Service{store: st, engine: eng, syncer: sy}
 }
 
@@ -63,7 +72,7 @@ func (s *Service) tables(ctx context.Context) ([]*agnesv1.CatalogTable, error) {
 	}
 	out := make([]*agnesv1.CatalogTable, 0, len(byID))
 	for id, t := range byID {
-		if p.Can(store.ResourceTable, id) {
+		if access.Can(p.Identity, store.ResourceTable, id) {
 			out = append(out, t)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/restjson"
@@ -26,10 +27,19 @@ import (
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
 
+// Store is what the sync service reads and writes.
+type Store interface {
+	store.Registry
+	store.SyncStates
+	store.Settings
+	store.Audit
+	store.Versions
+}
+
 // Service implements SyncService.
 type Service struct {
 	dataDir string
-	store   *store.Store
+	store   Store
 	syncer  *syncer.Syncer
 	json    *restjson.Marshaler
 
@@ -40,7 +50,7 @@ type Service struct {
 var _ agnesv1connect.SyncServiceHandler = (*Service)(nil)
 
 // New returns the service.
-func New(dataDir string, st *store.Store, sy *syncer.Syncer, json *restjson.Marshaler) *Service {
+func New(dataDir string, st Store, sy *syncer.Syncer, json *restjson.Marshaler) *Service {
 	return &Service{dataDir: dataDir, store: st, syncer: sy, json: json}
 }
 
@@ -117,7 +127,7 @@ func (s *Service) visible(ctx context.Context, p *auth.Principal) (*catalog, []s
 	}
 	ids := make([]string, 0, len(c.ids))
 	for _, id := range c.ids {
-		if p.Can(store.ResourceTable, id) && prefs.Enabled(id) {
+		if access.Can(p.Identity, store.ResourceTable, id) && prefs.Enabled(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -139,9 +149,12 @@ func (s *Service) GetManifest(ctx context.Context, _ *agnesv1.GetManifestRequest
 
 // GetSyncStatus implements SyncService.
 func (s *Service) GetSyncStatus(ctx context.Context, _ *agnesv1.GetSyncStatusRequest) (*agnesv1.GetSyncStatusResponse, error) {
-	running := s.syncer.Running()
+	running, err := s.syncer.Running(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := &agnesv1.GetSyncStatusResponse{Locked: len(running) > 0, RunningJobs: running}
-	jobs, err := s.store.ListJobs(ctx, 20)
+	jobs, err := s.syncer.Jobs(ctx, 20)
 	if err != nil {
 		return nil, err
 	}
@@ -169,10 +182,10 @@ func (s *Service) TriggerSync(ctx context.Context, req *agnesv1.TriggerSyncReque
 }
 
 func triggerError(err error) error {
-	var busy *syncer.BusyError
+	var busy *store.BusyError
 	switch {
 	case errors.As(err, &busy):
-		return apierr.AlreadyExists("%s", busy.Error())
+		return apierr.AlreadyExists("a sync of %s is already running (job %s)", strings.TrimPrefix(busy.Key, "sync:"), busy.JobID)
 	case errors.Is(err, store.ErrNotFound):
 		return apierr.NotFound("%s", strings.TrimSuffix(err.Error(), ": not found")+" is not registered")
 	}
@@ -185,8 +198,8 @@ var jobStates = map[string]agnesv1.SyncJobState{
 	store.JobPartial: agnesv1.SyncJobState_SYNC_JOB_STATE_PARTIAL, store.JobCancelled: agnesv1.SyncJobState_SYNC_JOB_STATE_CANCELLED,
 }
 
-func jobProto(j *store.SyncJob) *agnesv1.SyncJob {
-	out := &agnesv1.SyncJob{JobId: j.ID, State: jobStates[j.State], TriggeredBy: j.TriggeredBy,
+func jobProto(j *syncer.Job) *agnesv1.SyncJob {
+	out := &agnesv1.SyncJob{JobId: j.ID, State: jobStates[j.State], TriggeredBy: j.CreatedBy,
 		CreatedAt: timestamppb.New(j.CreatedAt), StartedAt: service.Timestamp(j.StartedAt),
 		FinishedAt: service.Timestamp(j.FinishedAt), Error: j.Error, Generation: j.Generation, Tables: []*agnesv1.SyncJobTable{}}
 	for _, t := range j.Tables {
@@ -214,15 +227,12 @@ func (s *Service) ListSyncJobs(ctx context.Context, req *agnesv1.ListSyncJobsReq
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := s.store.ListJobs(ctx, limit)
+	jobs, err := s.syncer.Jobs(ctx, limit)
 	if err != nil {
 		return nil, err
 	}
 	out := &agnesv1.ListSyncJobsResponse{Jobs: []*agnesv1.SyncJob{}}
 	for _, j := range jobs {
-		if live, err := s.syncer.Job(ctx, j.ID); err == nil {
-			j = live
-		}
 		out.Jobs = append(out.Jobs, jobProto(j))
 	}
 	return out, nil
@@ -238,7 +248,7 @@ func (s *Service) WatchSyncJob(ctx context.Context, req *agnesv1.WatchSyncJobReq
 		return err
 	}
 	for j := range ch {
-		if err := stream.Send(&agnesv1.WatchSyncJobResponse{Job: jobProto(&j)}); err != nil {
+		if err := stream.Send(&agnesv1.WatchSyncJobResponse{Job: jobProto(j)}); err != nil {
 			return err
 		}
 	}
@@ -280,7 +290,7 @@ func (s *Service) applySettings(ctx context.Context, mode string, entries map[st
 	apply := map[string]bool{}
 	out := map[string]*agnesv1.SettingUpdate{}
 	for id, enabled := range entries {
-		if !p.Can(store.ResourceTable, id) {
+		if !access.Can(p.Identity, store.ResourceTable, id) {
 			out[id] = &agnesv1.SettingUpdate{Error: "no permission"}
 			continue
 		}

@@ -139,8 +139,13 @@ func LatestSchemaVersion() int {
 	return len(ms)
 }
 
-// SchemaVersion reads the applied schema version.
-func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+// SchemaVersion implements store.Schema.
+func (s *Store) SchemaVersion(ctx context.Context) (applied, latest int, err error) {
+	applied, err = s.appliedVersion(ctx)
+	return applied, LatestSchemaVersion(), err
+}
+
+func (s *Store) appliedVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64
 	err := s.db.QueryRowContext(ctx, `SELECT max(version) FROM schema_version`).Scan(&v)
 	if err != nil {
@@ -160,7 +165,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_version: %w", err)
 	}
-	current, err := s.SchemaVersion(ctx)
+	current, err := s.appliedVersion(ctx)
 	if err != nil {
 		return err
 	}
