@@ -33,20 +33,53 @@ func NewAuthorizer(p Policies, limiter *RateLimiter) *Authorizer {
 // Check applies the policy of procedure to the caller in ctx. msg is the request
 // (nil when not yet received; then resource fields are checked on receipt).
 func (a *Authorizer) Check(ctx context.Context, procedure string, msg proto.Message) error {
-	pol := a.policies[procedure]
-	if pol == nil {
+	return a.CheckPolicy(ctx, procedure, a.policies[procedure], func(field string) (string, bool) {
+		if msg == nil {
+			return "", false
+		}
+		return resourceID(msg, field), true
+	})
+}
+
+// CheckPolicy applies a declared policy to the caller in ctx: the one decision
+// for RPCs and plain HTTP routes. name keys the rate limit; resource returns the
+// value of the policy's resource_field, or false when it is not known yet (a
+// stream's message: checked on receipt). A nil policy denies everyone.
+func (a *Authorizer) CheckPolicy(ctx context.Context, name string, pol *agnesv1.Policy, resource func(field string) (string, bool)) error {
+	if pol == nil || pol.GetAccess() == agnesv1.Access_ACCESS_UNSPECIFIED {
 		return connect.NewError(connect.CodePermissionDenied, errors.New("no access policy for this method"))
 	}
 	if n := pol.GetRatePerMinute(); n > 0 && a.limiter != nil {
-		if wait, ok := a.limiter.Allow(procedure, reqctx.From(ctx).ClientIP, int(n)); !ok {
+		if wait, ok := a.limiter.Allow(name, reqctx.From(ctx).ClientIP, int(n)); !ok {
 			err := connect.NewError(connect.CodeResourceExhausted,
 				fmt.Errorf("too many requests — %d per minute", n))
 			err.Meta().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 			return err
 		}
 	}
-	if pol.GetAccess() == agnesv1.Access_ACCESS_PUBLIC {
+	if err := Precheck(ctx, pol); err != nil {
+		return err
+	}
+	if pol.GetAccess() != agnesv1.Access_ACCESS_RESOURCE || pol.GetResourceField() == "" {
 		return nil
+	}
+	id, known := resource(pol.GetResourceField())
+	if !known {
+		return nil
+	}
+	return CheckResource(auth.FromContext(ctx), pol.GetResourceType(), id)
+}
+
+// Precheck is the part of a policy that needs neither the request nor state
+// changes (no rate limit): who the caller is and whether they are an admin. The
+// edge runs it before reading a body, so an anonymous client cannot make the
+// server read, buffer or decode anything for a protected method.
+func Precheck(ctx context.Context, pol *agnesv1.Policy) error {
+	switch pol.GetAccess() {
+	case agnesv1.Access_ACCESS_PUBLIC:
+		return nil
+	case agnesv1.Access_ACCESS_UNSPECIFIED:
+		return connect.NewError(connect.CodePermissionDenied, errors.New("no access policy for this method"))
 	}
 	p, err := auth.Required(ctx)
 	if err != nil {
@@ -56,23 +89,14 @@ func (a *Authorizer) Check(ctx context.Context, procedure string, msg proto.Mess
 		return connect.NewError(connect.CodePermissionDenied,
 			errors.New("this action requires an interactive session, not a personal access token"))
 	}
-	switch pol.GetAccess() {
-	case agnesv1.Access_ACCESS_AUTHENTICATED:
-		return nil
-	case agnesv1.Access_ACCESS_ADMIN:
-		if !p.IsAdmin {
-			return connect.NewError(connect.CodePermissionDenied, errors.New("admin access required"))
-		}
-		return nil
-	case agnesv1.Access_ACCESS_RESOURCE:
-		if pol.GetResourceField() == "" || msg == nil {
-			return nil // the service checks (or the field is checked on receipt)
-		}
-		return CheckResource(p, pol.GetResourceType(), resourceID(msg, pol.GetResourceField()))
-	default:
-		return connect.NewError(connect.CodePermissionDenied, errors.New("unknown access policy"))
+	if pol.GetAccess() == agnesv1.Access_ACCESS_ADMIN && !p.IsAdmin {
+		return connect.NewError(connect.CodePermissionDenied, errors.New("admin access required"))
 	}
+	return nil
 }
+
+// Policy returns the declared policy of a procedure (nil: none, denied).
+func (a *Authorizer) Policy(procedure string) *agnesv1.Policy { return a.policies[procedure] }
 
 // Can is the one resource rule: admins reach everything; anyone else needs a
 // grant of the resource to one of their groups.

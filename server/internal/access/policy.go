@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 )
@@ -66,4 +67,21 @@ func Validate(services ...protoreflect.ServiceDescriptor) error {
 		return fmt.Errorf("access policies: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// PolicyOf returns the declared policy of an RPC of the registered API by its
+// procedure ("/agnes.v1.SyncService/GetManifest"): the policy of a plain route
+// that mirrors that RPC. nil when there is none (denied).
+func PolicyOf(procedure string) *agnesv1.Policy {
+	name := protoreflect.FullName(strings.Replace(strings.TrimPrefix(procedure, "/"), "/", ".", 1))
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(name)
+	if err != nil {
+		return nil
+	}
+	m, ok := d.(protoreflect.MethodDescriptor)
+	if !ok {
+		return nil
+	}
+	p, _ := proto.GetExtension(m.Options(), agnesv1.E_Policy).(*agnesv1.Policy)
+	return p
 }

@@ -53,10 +53,16 @@ func WriteHTTP(w http.ResponseWriter, status int, code connect.Code, detail stri
 
 // WriteConnect writes a *connect.Error as a REST error (for plain handlers).
 func WriteConnect(w http.ResponseWriter, err *connect.Error) {
+	WriteConnectStatus(w, HTTPStatus(err.Code()), err)
+}
+
+// WriteConnectStatus is WriteConnect with another status than the code's (413
+// for a body over its limit).
+func WriteConnectStatus(w http.ResponseWriter, status int, err *connect.Error) {
 	for k, v := range err.Meta() {
 		if http.CanonicalHeaderKey(k) == "Retry-After" {
 			w.Header()[k] = v
 		}
 	}
-	WriteHTTP(w, HTTPStatus(err.Code()), err.Code(), err.Message())
+	WriteHTTP(w, status, err.Code(), err.Message())
 }

@@ -223,3 +223,53 @@ func callREST(t *testing.T, s *ts.Server, m protoreflect.MethodDescriptor, token
 	t.Fatalf("unknown code %q in %s", code, res.Body)
 	return 0
 }
+
+// TestEveryPlainRouteHasAPolicy: plain routes declare their policy as RPCs do; a
+// route without one would be denied to everyone.
+func TestEveryPlainRouteHasAPolicy(t *testing.T) {
+	s := ts.New(t)
+	require.NotEmpty(t, s.App.Routes())
+	for _, rt := range s.App.Routes() {
+		require.NotNil(t, rt.Policy, rt.Pattern)
+		require.NotEqual(t, agnesv1.Access_ACCESS_UNSPECIFIED, rt.Policy.GetAccess(), rt.Pattern)
+		require.NotEmpty(t, rt.Name, rt.Pattern)
+	}
+}
+
+// TestRBACTablePlainRoutes calls every plain route as anonymous, user and admin
+// and checks the outcome against its declared policy, as TestRBACTable does for RPCs.
+func TestRBACTablePlainRoutes(t *testing.T) {
+	s := ts.New(t)
+	for _, rt := range s.App.Routes() {
+		t.Run(rt.Pattern, func(t *testing.T) {
+			method, path, _ := strings.Cut(rt.Pattern, " ")
+			path = regexp.MustCompile(`\{[a-z_]+\}`).ReplaceAllString(path, "x")
+			var body any
+			if method == http.MethodPost {
+				body = "{}"
+			}
+			got := map[string]string{}
+			for _, r := range roles {
+				res := s.REST(t, method, path, r.token(s, t), body)
+				got[r.name] = "ok"
+				if res.Status >= 400 {
+					_, got[r.name] = res.Error(t)
+				}
+			}
+			if rt.Policy.GetAccess() == agnesv1.Access_ACCESS_PUBLIC {
+				require.Equal(t, got["anonymous"], got["user"])
+				require.Equal(t, got["anonymous"], got["admin"])
+				return
+			}
+			for _, r := range roles {
+				must, mustNot := expectation(rt.Policy, r.name)
+				if must != 0 {
+					require.Equal(t, must.String(), got[r.name], "role %s", r.name)
+				}
+				for _, c := range mustNot {
+					require.NotEqual(t, c.String(), got[r.name], "role %s", r.name)
+				}
+			}
+		})
+	}
+}

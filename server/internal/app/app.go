@@ -46,6 +46,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/jobs"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/restjson"
+	"github.com/agnesdata/agnes/server/internal/route"
 	"github.com/agnesdata/agnes/server/internal/service/adminsvc"
 	"github.com/agnesdata/agnes/server/internal/service/authsvc"
 	"github.com/agnesdata/agnes/server/internal/service/catalogsvc"
@@ -83,6 +84,7 @@ type App struct {
 	Syncer    *syncer.Syncer
 	Jobs      *jobs.Runner
 	handler   http.Handler
+	routes    []route.Route
 
 	closers []func() error
 }
@@ -131,7 +133,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	// Interceptor order, outermost first: record the outcome for the request log,
 	// then turn errors into API errors (masking internals), then authorize. Authorization
 	// runs before the handler decodes anything of its own, so denied callers learn nothing.
-	interceptors := connect.WithInterceptors(outcomeInterceptor{}, apierr.Interceptor{}, access.NewAuthorizer(access.LoadPolicies(services...), limiter))
+	authorizer := access.NewAuthorizer(access.LoadPolicies(services...), limiter)
+	interceptors := connect.WithInterceptors(outcomeInterceptor{}, apierr.Interceptor{}, authorizer)
 	opts := []connect.HandlerOption{interceptors, connect.WithReadMaxBytes(int(cfg.MaxBodyBytes))}
 
 	rpc := http.NewServeMux()
@@ -207,16 +210,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 
 	root := http.NewServeMux()
 	root.Handle("/", rpc)
-	root.Handle("/api/", mirror)
-	root.Handle("/auth/", mirror)
-	root.Handle(syncsvc.ManifestPattern, authn.Middleware(http.HandlerFunc(syncs.Manifest)))
-	root.Handle(querysvc.StreamPattern, authn.Middleware(queries.StreamREST(rest, cfg.MaxBodyBytes)))
-	root.Handle(syncsvc.DownloadPattern, authn.Middleware(http.HandlerFunc(syncs.Download)))
-	root.Handle(adminsvc.UploadPattern, authn.Middleware(admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes)))
-	root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.Spec)
-	})
+	root.Handle("/api/", authn.Middleware(mirror))
+	root.Handle("/auth/", authn.Middleware(mirror))
+	// Plain routes: what the gateway cannot serve, each under a declared policy.
+	stream := queries.StreamREST(rest, cfg.MaxBodyBytes)
+	a.routes = append(syncs.Routes(),
+		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes).Route(),
+		route.Route{Pattern: "POST /api/query/stream", Name: "agnes.v1.QueryService/QueryStream",
+			Policy:  access.PolicyOf(agnesv1connect.QueryServiceQueryStreamProcedure),
+			Handler: func(w http.ResponseWriter, r *http.Request) error { stream.ServeHTTP(w, r); return nil }},
+		route.Route{Pattern: "GET /openapi.json", Name: "openapi", Policy: route.Public,
+			Handler: func(w http.ResponseWriter, _ *http.Request) error {
+				w.Header().Set("Content-Type", "application/json")
+				_, err := w.Write(openapi.Spec)
+				return err
+			}},
+	)
+	route.NewAdapter(authn, authorizer, log).Mount(root, a.routes...)
 	a.handler = recoverPanics(log, reqctx.Edge(cfg.TrustForwardedFor, accessLog(log, notFoundJSON(root, rpc))))
 	return a, nil
 }
@@ -288,6 +298,9 @@ func (a *App) inMemoryConn(rpc http.Handler) (*grpc.ClientConn, error) {
 	a.closers = append(a.closers, conn.Close)
 	return conn, nil
 }
+
+// Routes are the plain HTTP routes (for the RBAC tests).
+func (a *App) Routes() []route.Route { return a.routes }
 
 // Handler is the public handler (for tests and embedding).
 func (a *App) Handler() http.Handler { return a.handler }

@@ -11,11 +11,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -37,9 +39,16 @@ type Options struct {
 }
 
 // New returns the REST handler. conn leads to the server's own Connect handlers.
+//
+// Mount it behind the authentication middleware: every route's policy is
+// prechecked at the edge (who the caller is, admin or not) before its body is
+// read, and the route's procedure and outcome are recorded for the access log.
+// The full check, resource grants and rate limits included, runs on the hop.
 func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.ServiceDescriptor, opts Options) (http.Handler, error) {
 	statuses := successStatuses(services)
+	edge := edgeChecks(services, opts.MaxBodyBytes)
 	mux := runtime.NewServeMux(
+		runtime.WithMiddlewares(edge),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, opts.JSON),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithStreamErrorHandler(streamErrorHandler),
@@ -68,7 +77,80 @@ func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.Ser
 			return nil, err
 		}
 	}
-	return checkBody(opts.MaxBodyBytes, shapeResponses(mux)), nil
+	return shapeResponses(mux), nil
+}
+
+// edgeChecks runs on every matched REST route before the gateway reads the
+// request: it records the procedure, prechecks its policy, then bounds and
+// checks the body.
+func edgeChecks(services []protoreflect.ServiceDescriptor, maxBody int64) runtime.Middleware {
+	policies := access.LoadPolicies(services...)
+	procedures := map[string]string{} // "GET /api/x/{id=*}" → "/agnes.v1.S/M"
+	for _, sd := range services {
+		for i := range sd.Methods().Len() {
+			m := sd.Methods().Get(i)
+			rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
+			for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
+				if method, path := binding(r); method != "" {
+					procedures[method+" "+wildcardRE.ReplaceAllString(path, "{$1=*}")] = access.Procedure(m)
+				}
+			}
+		}
+	}
+	return func(next runtime.HandlerFunc) runtime.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+			ctx := r.Context()
+			pattern, _ := runtime.HTTPPattern(ctx)
+			procedure := procedures[r.Method+" "+pattern.String()]
+			record(ctx, procedure, nil)
+			if err := access.Precheck(ctx, policies[procedure]); err != nil {
+				ce := apierr.Convert(ctx, err)
+				record(ctx, procedure, ce)
+				apierr.WriteConnect(w, ce)
+				return
+			}
+			if !readBody(w, r, maxBody) {
+				return
+			}
+			next(w, r, params)
+		}
+	}
+}
+
+var wildcardRE = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+func binding(r *annotations.HttpRule) (method, path string) {
+	switch {
+	case r.GetGet() != "":
+		return http.MethodGet, r.GetGet()
+	case r.GetPost() != "":
+		return http.MethodPost, r.GetPost()
+	case r.GetPut() != "":
+		return http.MethodPut, r.GetPut()
+	case r.GetPatch() != "":
+		return http.MethodPatch, r.GetPatch()
+	case r.GetDelete() != "":
+		return http.MethodDelete, r.GetDelete()
+	}
+	return "", ""
+}
+
+// record notes the REST call's procedure and outcome for the access log.
+// An empty procedure keeps the one already known.
+func record(ctx context.Context, procedure string, err *connect.Error) {
+	info := reqctx.From(ctx)
+	if procedure == "" {
+		if name, ok := runtime.RPCMethod(ctx); ok {
+			procedure = name
+		} else {
+			_, procedure, _ = info.Outcome()
+		}
+	}
+	code := "ok"
+	if err != nil {
+		code = err.Code().String()
+	}
+	info.SetRPC(strings.TrimPrefix(procedure, "/"), code)
 }
 
 // successStatuses maps "/agnes.v1.X/Method" to its declared REST success status.
@@ -130,11 +212,14 @@ func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
 	if st.Code() == codes.Unknown || msg == "" {
 		code, msg = connect.CodeInternal, "internal error"
 	}
+	record(ctx, "", connect.NewError(code, errors.New(msg)))
 	apierr.WriteHTTP(w, apierr.HTTPStatus(code), code, msg)
 }
 
-func streamErrorHandler(_ context.Context, err error) *status.Status {
-	return status.Convert(err)
+func streamErrorHandler(ctx context.Context, err error) *status.Status {
+	st := status.Convert(err)
+	record(ctx, "", connect.NewError(connect.Code(st.Code()), errors.New(st.Message())))
+	return st
 }
 
 func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
@@ -222,40 +307,36 @@ func (w *statusWriter) Flush() {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// checkBody reads the (bounded) request body before the gateway does: an oversized
-// body answers 413 and malformed JSON a 400 that says where it breaks, instead of the
-// decoder's bare "unexpected EOF".
-func checkBody(max int64, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody {
-			next.ServeHTTP(w, r)
-			return
-		}
-		tooLarge := func() {
-			apierr.WriteHTTP(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted,
-				"request body too large (max "+strconv.FormatInt(max, 10)+" bytes)")
-		}
-		if r.ContentLength > max {
-			tooLarge()
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			tooLarge()
-			return
-		case err != nil:
-			apierr.WriteHTTP(w, http.StatusBadRequest, connect.CodeInvalidArgument, "could not read request body")
-			return
-		}
-		if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
-			var v any
-			err := json.Unmarshal(body, &v)
-			apierr.WriteHTTP(w, http.StatusBadRequest, connect.CodeInvalidArgument, "malformed JSON body: "+err.Error())
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		next.ServeHTTP(w, r)
-	})
+// readBody reads the (bounded) request body before the gateway does: an
+// oversized body answers 413 naming the limit and malformed JSON a 400 that says
+// where it breaks, instead of the decoder's bare "unexpected EOF". It reports
+// whether the request may go on.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	fail := func(status int, code connect.Code, msg string) bool {
+		record(r.Context(), "", connect.NewError(code, errors.New(msg)))
+		apierr.WriteHTTP(w, status, code, msg)
+		return false
+	}
+	tooLarge := "request body too large (max " + strconv.FormatInt(max, 10) + " bytes)"
+	if r.ContentLength > max {
+		return fail(http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, tooLarge)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return fail(http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, tooLarge)
+	case err != nil:
+		return fail(http.StatusBadRequest, connect.CodeInvalidArgument, "could not read request body")
+	}
+	if len(bytes.TrimSpace(body)) > 0 && !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		return fail(http.StatusBadRequest, connect.CodeInvalidArgument, "malformed JSON body: "+err.Error())
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return true
 }

@@ -21,8 +21,10 @@ const (
 )
 
 // Info is what is known about the request. The edge creates it; inner layers (the
-// authenticator, the RPC interceptor — also across the REST mirror's in-memory hop)
-// add who called and how the RPC ended, so the edge writes one complete log line.
+// authenticator, the RPC interceptor, the route adapter, the REST mirror) add who
+// called and how the call ended, so the edge writes one complete log line. The
+// REST mirror's in-memory hop gets an Info of its own: the mirror records the
+// outcome at the edge.
 type Info struct {
 	RequestID string
 	ClientIP  string
@@ -54,9 +56,6 @@ func (i *Info) Outcome() (user, procedure, code string) {
 	defer i.mu.Unlock()
 	return i.user, i.procedure, i.code
 }
-
-// inflight lets the in-memory hop find the edge's Info by request id.
-var inflight sync.Map
 
 type key struct{}
 
@@ -94,8 +93,6 @@ func Edge(trustForwardedFor bool, next http.Handler) http.Handler {
 		}
 		w.Header().Set(HeaderRequestID, id)
 		info := &Info{RequestID: id, ClientIP: peerIP(r.RemoteAddr)}
-		inflight.Store(id, info)
-		defer inflight.Delete(id)
 		if trustForwardedFor {
 			if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
 				first, _, _ := strings.Cut(xff, ",")
@@ -109,16 +106,16 @@ func Edge(trustForwardedFor bool, next http.Handler) http.Handler {
 }
 
 // Internal is the outermost middleware of the in-memory listener the REST mirror
-// dials: the edge facts arrive as headers set by the gateway itself.
+// dials: the edge facts arrive as headers set by the gateway itself (no client
+// reaches this listener).
 func Internal(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(HeaderRequestID)
-		info, ok := inflight.Load(id)
-		if !ok {
-			info = &Info{RequestID: NewID(), ClientIP: r.Header.Get(HeaderClientIP)}
+		if !validID(id) {
+			id = NewID()
 		}
-		info.(*Info).Via = r.Header.Get(HeaderVia)
-		next.ServeHTTP(w, r.WithContext(With(r.Context(), info.(*Info))))
+		info := &Info{RequestID: id, ClientIP: r.Header.Get(HeaderClientIP), Via: r.Header.Get(HeaderVia)}
+		next.ServeHTTP(w, r.WithContext(With(r.Context(), info)))
 	})
 }
 

@@ -41,17 +41,25 @@ type Server struct {
 	AdminToken, UserToken string
 }
 
-// Option adjusts the config before start.
-type Option func(*config.Config)
+// Option adjusts the server before start.
+type Option func(*setup)
+
+type setup struct {
+	cfg config.Config
+	log io.Writer // the server log as JSON lines; nil: discarded (or the test log with -v)
+}
 
 // WithRateLimit turns the sign-in rate limits on (off by default in tests).
-func WithRateLimit() Option { return func(c *config.Config) { c.RateLimit = true } }
+func WithRateLimit() Option { return func(s *setup) { s.cfg.RateLimit = true } }
 
 // WithDemo seeds the demo tables on start, as a fresh server does.
-func WithDemo() Option { return func(c *config.Config) { c.Demo = true } }
+func WithDemo() Option { return func(s *setup) { s.cfg.Demo = true } }
 
 // WithConfig applies an arbitrary change.
-func WithConfig(f func(*config.Config)) Option { return Option(f) }
+func WithConfig(f func(*config.Config)) Option { return func(s *setup) { f(&s.cfg) } }
+
+// WithLog sends the server's log, as JSON lines, to w.
+func WithLog(w io.Writer) Option { return func(s *setup) { s.log = w } }
 
 // New starts a server with a fresh data dir, an admin (admin@example.com) and a
 // plain user (user@example.com), both with password "password123".
@@ -64,11 +72,15 @@ func New(t testing.TB, opts ...Option) *Server {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.RateLimit = false
 	cfg.Demo = false // tests make their own data; WithDemo turns it on
+	set := &setup{cfg: cfg}
 	for _, o := range opts {
-		o(&cfg)
+		o(set)
 	}
+	cfg = set.cfg
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	if set.log != nil {
+		log = slog.New(slog.NewJSONHandler(set.log, nil))
+	} else if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -15,18 +15,14 @@ import (
 	"path/filepath"
 	"strings"
 
-	"connectrpc.com/connect"
-
 	"github.com/agnesdata/agnes/connectors"
 	"github.com/agnesdata/agnes/connectors/upload"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
+	"github.com/agnesdata/agnes/server/internal/route"
 	"github.com/agnesdata/agnes/server/internal/store"
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
-
-// UploadPattern is where CSV and Parquet files become tables.
-const UploadPattern = "POST /api/upload"
 
 // UploadResult is the JSON answer of an upload.
 type UploadResult struct {
@@ -55,32 +51,21 @@ func (s *Service) NewUploads(dir string, max int64) *Uploads {
 // `name` (default: the file's stem), `description` and `replace=true` (to replace an
 // uploaded table's data). The file streams to disk; the table is registered and
 // synced before the answer, so a malformed CSV is a 400 naming its line and nothing
-// is left behind. Mount behind the authentication middleware.
-func (u *Uploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// is left behind. The route's policy admits admins only.
+func (u *Uploads) Serve(w http.ResponseWriter, r *http.Request) error {
 	res, err := u.handle(r)
 	if err != nil {
-		var ce *connect.Error
-		if !errors.As(err, &ce) {
-			ce = apierr.Convert(r.Context(), err)
-		}
-		if errors.Is(err, errTooLarge) {
-			apierr.WriteHTTP(w, http.StatusRequestEntityTooLarge, connect.CodeResourceExhausted, ce.Message())
-			return
-		}
-		apierr.WriteConnect(w, ce)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(res)
+	return json.NewEncoder(w).Encode(res)
 }
 
-var errTooLarge = errors.New("upload too large")
-
-type tooLarge struct{ msg string }
-
-func (t *tooLarge) Error() string { return t.msg }
-func (t *tooLarge) Unwrap() error { return errTooLarge }
+// Route is the upload route.
+func (u *Uploads) Route() route.Route {
+	return route.Route{Pattern: "POST /api/upload", Name: "data.upload", Policy: route.Admin, Handler: u.Serve}
+}
 
 // form is what the multipart body said.
 type form struct {
@@ -92,13 +77,6 @@ type form struct {
 
 func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 	ctx := r.Context()
-	p, err := auth.Required(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !p.IsAdmin {
-		return nil, apierr.PermissionDenied("admin access required")
-	}
 	f, err := u.read(r)
 	if f != nil && f.stored != "" {
 		defer os.Remove(filepath.Join(u.dir, f.stored)) // no-op once renamed
@@ -184,7 +162,7 @@ func (u *Uploads) read(r *http.Request) (*form, error) {
 			var in *connectors.InputError
 			switch {
 			case errors.As(err, &big):
-				return f, &tooLarge{msg: fmt.Sprintf("file too large (max %d bytes)", big.Limit)}
+				return f, &route.TooLargeError{Msg: fmt.Sprintf("file too large (max %d bytes)", big.Limit)}
 			case errors.As(err, &in):
 				return f, apierr.InvalidArgument("%s", in.Msg)
 			case err != nil:

@@ -6,32 +6,23 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/agnesdata/agnes/server/internal/apierr"
+	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/auth"
-	"github.com/agnesdata/agnes/server/internal/reqctx"
+	"github.com/agnesdata/agnes/server/internal/route"
+	"github.com/agnesdata/agnes/server/internal/store"
 )
-
-// ManifestPattern is the REST manifest, served here rather than through the gateway.
-const ManifestPattern = "GET /api/sync/manifest"
 
 // Manifest writes GET /api/sync/manifest: the same answer as GetManifest through the
 // REST mirror, assembled from per-table JSON encoded once per data change. With
 // thousands of tables, re-encoding the whole map through the gateway on every call
 // (protobuf, the in-memory hop, protojson with its key sorting) cost most of the
-// request; here a request is a filter and a concatenation. Mount behind the
-// authentication middleware.
-func (s *Service) Manifest(w http.ResponseWriter, r *http.Request) {
+// request; here a request is a filter and a concatenation.
+func (s *Service) Manifest(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	reqctx.From(ctx).SetRPC("agnes.v1.SyncService/GetManifest", "ok")
-	p, err := auth.Required(ctx)
+	c, ids, err := s.visible(ctx, auth.FromContext(ctx))
 	if err != nil {
-		apierr.WriteConnect(w, apierr.Convert(ctx, err))
-		return
-	}
-	c, ids, err := s.visible(ctx, p)
-	if err != nil {
-		apierr.WriteConnect(w, apierr.Convert(ctx, err))
-		return
+		return err
 	}
 	var buf bytes.Buffer
 	buf.Grow(64 + len(ids)*200)
@@ -50,4 +41,16 @@ func (s *Service) Manifest(w http.ResponseWriter, r *http.Request) {
 	buf.WriteString(`"}`)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(buf.Bytes())
+	return nil
+}
+
+// Routes are the service's plain HTTP routes: the manifest (the same answer as
+// GetManifest, under its policy) and Parquet downloads (a grant on the table).
+func (s *Service) Routes() []route.Route {
+	return []route.Route{
+		{Pattern: "GET /api/sync/manifest", Name: "agnes.v1.SyncService/GetManifest",
+			Policy: access.PolicyOf(agnesv1connect.SyncServiceGetManifestProcedure), Handler: s.Manifest},
+		{Pattern: "GET /api/data/{table_id}/download", Name: "data.download",
+			Policy: route.Resource(store.ResourceTable, "table_id"), Handler: s.Download},
+	}
 }
