@@ -88,7 +88,9 @@ func TestHandlerErrorsBecomeAPIErrors(t *testing.T) {
 	require.NotContains(t, rec.Body.String(), "/var/secret", "internal text never reaches the caller")
 	require.Contains(t, rec.Body.String(), "r1", "the request id does")
 
-	rt.Handler = func(http.ResponseWriter, *http.Request) error { return &route.TooLargeError{Msg: "file too large (max 10 bytes)"} }
+	rt.Handler = func(http.ResponseWriter, *http.Request) error {
+		return &route.TooLargeError{Msg: "file too large (max 10 bytes)"}
+	}
 	rec, _ = serve(a, rt, tok)
 	require.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
 	require.Contains(t, rec.Body.String(), "max 10 bytes")
