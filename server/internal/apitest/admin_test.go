@@ -176,7 +176,9 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"unknown top-level path", http.MethodGet, "/favicon.ico", "", 404, "not_found", "no route"},
 		{"malformed json", http.MethodPost, "/api/users", `{"email": `, 400, "invalid_argument", "malformed JSON body"},
 		{"wrong type", http.MethodPost, "/api/users", `{"email": 5}`, 400, "invalid_argument", "email"},
-		{"unknown field", http.MethodPost, "/api/users", `{"emial": "a@b.c"}`, 400, "invalid_argument", "emial"},
+		// REST ignores fields it does not model (as the Python API did); here the
+		// misspelt field leaves email unset, which is what the answer says.
+		{"unknown field", http.MethodPost, "/api/users", `{"emial": "a@b.c"}`, 400, "invalid_argument", "email"},
 		{"bad email", http.MethodPost, "/api/users", `{"email": "not an email"}`, 400, "invalid_argument", "invalid email"},
 		{"oversized body", http.MethodPost, "/api/users", `{"email": "` + strings.Repeat("a", 5000) + `"}`, 413, "resource_exhausted", "too large"},
 		{"wrong method", http.MethodPut, "/auth/me", "{}", 405, "unimplemented", "not allowed"},
@@ -266,4 +268,18 @@ func TestHealthReflectionAndOpenAPI(t *testing.T) {
 	require.Equal(t, "2.0", spec.Swagger)
 	require.Contains(t, spec.Paths, "/api/query")
 	require.Contains(t, spec.Paths, "/auth/bootstrap")
+}
+
+// REST ignores request fields the API does not model, as the Python API did
+// (its clients send them). (Connect's JSON codec and binary protobuf already
+// skip unknown fields: connect-go's default, and protobuf's rule.)
+func TestRESTIgnoresUnknownFields(t *testing.T) {
+	s := ts.New(t)
+	res := s.REST(t, http.MethodPost, "/api/users", s.AdminToken,
+		`{"email": "ana@example.com", "name": "Ana", "send_invite": false, "something_new": {"x": 1}}`)
+	require.Equal(t, http.StatusCreated, res.Status, "%s", res.Body)
+	res = s.REST(t, http.MethodPost, "/auth/tokens", s.UserToken, `{"name": "laptop", "scope": "general"}`)
+	require.Equal(t, http.StatusCreated, res.Status, "%s", res.Body)
+	res = s.REST(t, http.MethodPost, "/api/users", s.AdminToken, `{"email": 5}`)
+	require.Equal(t, http.StatusBadRequest, res.Status, "a known field of the wrong type is still an error")
 }

@@ -14,7 +14,9 @@ import (
 )
 
 // Marshaler is protojson with proto field names, unpopulated fields emitted and
-// unknown request fields refused — plus one departure: 64-bit integers are JSON
+// unknown request fields ignored (the Python API's clients send fields this API
+// does not model, e.g. `scope` on POST /auth/tokens; Connect and gRPC stay
+// strict) — plus one departure: 64-bit integers are JSON
 // numbers, not strings. protojson quotes them for JavaScript's sake, but REST clients
 // of this API (curl, Python, agents) expect row counts and sizes as numbers, as the
 // Python API sent them. It implements grpc-gateway's runtime.Marshaler.
@@ -28,7 +30,7 @@ func New(services []protoreflect.ServiceDescriptor) *Marshaler {
 	return &Marshaler{
 		JSONPb: runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
 		},
 		int64Keys: mustInt64Keys(services),
 	}
