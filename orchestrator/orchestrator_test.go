@@ -271,7 +271,7 @@ func TestRebuildSwapKeepsReaders(t *testing.T) {
 				mu.Lock()
 				queries++
 				if err != nil || n != 10 {
-					failures = append(failures, fmt.Errorf("n=%d: %v", n, err))
+					failures = append(failures, fmt.Errorf("n=%d: %w", n, err))
 				}
 				mu.Unlock()
 			}

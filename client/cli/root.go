@@ -41,7 +41,7 @@ func Main(ctx context.Context, version string, args []string, stdin io.Reader, s
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		if err != errSilent {
+		if !errors.Is(err, errSilent) {
 			fmt.Fprintln(stderr, "agnes:", sdk.Describe(err))
 		}
 		return 1

@@ -145,7 +145,7 @@ func Run(ctx context.Context, c *sdk.Client, opts Options) (*Result, error) {
 	res.Bytes = bytes
 	if err != nil {
 		// Keep what succeeded: record the tables whose files are all in place.
-		saveState(dir, merge(prev, next, todo))
+		_ = saveState(dir, merge(prev, next, todo)) // best effort: the pull's own error is the one to report
 		return res, err
 	}
 	res.Removed = prune(dir, prev, next)

@@ -93,7 +93,7 @@ func ReadAttached(ctx context.Context, c Conn, alias string) (Contents, error) {
 			at                    sql.NullTime
 		)
 		if err := rows.Scan(&name, &desc, &n, &size, &at, &mode, &sum); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return Contents{}, fmt.Errorf("extract %s: read %s: %w", alias, metaTable, err)
 		}
 		out.Tables = append(out.Tables, Table{Meta: Meta{
@@ -155,7 +155,7 @@ func readParts(ctx context.Context, c Conn, alias string) (map[string][]Part, bo
 			size, n          sql.NullInt64
 		)
 		if err := rows.Scan(&table, &name, &sum, &size, &n); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, true, fmt.Errorf("extract %s: read %s: %w", alias, partsTable, err)
 		}
 		key := strings.ToLower(table.String)
@@ -187,7 +187,7 @@ func readRemotes(ctx context.Context, c Conn, alias string) ([]RemoteAttach, err
 	for rows.Next() {
 		var r RemoteAttach
 		if err := rows.Scan(&r.Alias, &r.Extension, &r.URL, &r.TokenEnv); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, fmt.Errorf("extract %s: read %s: %w", alias, remoteTable, err)
 		}
 		out = append(out, r)
@@ -210,7 +210,7 @@ func columns(ctx context.Context, c Conn, catalog, table string) (map[string]str
 	for rows.Next() {
 		var name, typ string
 		if err := rows.Scan(&name, &typ); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, fmt.Errorf("extract %s: columns of %s: %w", catalog, table, err)
 		}
 		out[strings.ToLower(name)] = typ
@@ -230,7 +230,7 @@ func objects(ctx context.Context, c Conn, catalog string) (map[string]bool, erro
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, fmt.Errorf("extract %s: list objects: %w", catalog, err)
 		}
 		out[strings.ToLower(name)] = true
@@ -252,7 +252,7 @@ func viewSelects(ctx context.Context, c Conn, catalog string) (map[string]string
 	for rows.Next() {
 		var name, def string
 		if err := rows.Scan(&name, &def); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, fmt.Errorf("extract %s: list views: %w", catalog, err)
 		}
 		if loc := viewHead.FindStringIndex(def); loc != nil {

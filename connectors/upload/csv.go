@@ -3,6 +3,7 @@ package upload
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,12 +75,11 @@ type scanner struct {
 	recDuck   int  // DuckDB's number of that line
 	quoteLine int  // line of the opening quote of the current quoted field
 
-	utfNeed   int  // continuation bytes still expected
-	utfLo     byte // range of the next continuation byte
-	utfHi     byte
-	utfLine   int // line of the rune's first byte
-	record    func(fields, line, duckLine int) error
-	stopEarly bool // record asked to stop
+	utfNeed int  // continuation bytes still expected
+	utfLo   byte // range of the next continuation byte
+	utfHi   byte
+	utfLine int // line of the rune's first byte
+	record  func(fields, line, duckLine int) error
 }
 
 var errStop = fmt.Errorf("stop")
@@ -289,7 +289,7 @@ func scanCSV(ctx context.Context, path string) (csvInfo, error) {
 	defer f.Close()
 	buf := make([]byte, headSize)
 	n, err := io.ReadFull(f, buf)
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return csvInfo{}, err
 	}
 	head := buf[:n]
@@ -314,7 +314,7 @@ func scanCSV(ctx context.Context, path string) (csvInfo, error) {
 			return info, err
 		}
 		n, err = io.ReadFull(f, buf)
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return info, err
 		}
 		if err := s.feed(buf[:n]); err != nil {

@@ -48,7 +48,7 @@ func Store(ctx context.Context, dir, id string, src io.Reader, max int64) (fileN
 	renamed := false
 	defer func() {
 		if f != nil {
-			f.Close()
+			_ = f.Close()
 		}
 		if !renamed {
 			os.Remove(tmp)

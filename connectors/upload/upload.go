@@ -55,7 +55,7 @@ func (c *connector) Discover(ctx context.Context) ([]connectors.Discovered, erro
 	var db *sql.DB
 	defer func() {
 		if db != nil {
-			db.Close()
+			_ = db.Close()
 		}
 	}()
 	var out []connectors.Discovered
@@ -97,7 +97,7 @@ func describe(ctx context.Context, db *sql.DB, path string, kind Kind) ([]string
 		}
 		head := make([]byte, headSize)
 		n, _ := f.Read(head)
-		f.Close()
+		_ = f.Close()
 		from = readCSV(path, detectDelimiter(head[:n], n == headSize))
 	}
 	rows, err := db.QueryContext(ctx, "SELECT column_name FROM (DESCRIBE SELECT * FROM "+from+")")

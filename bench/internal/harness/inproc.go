@@ -48,7 +48,7 @@ func openParquetDB(ctx context.Context, parquet string) (*sql.DB, error) {
 		return nil, err
 	}
 	if _, err := db.ExecContext(ctx, "CREATE VIEW "+bigTable+" AS SELECT * FROM read_parquet('"+strings.ReplaceAll(parquet, "'", "''")+"')"); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	return db, nil

@@ -89,7 +89,7 @@ func startProc(ctx context.Context, name, logPath string, env []string, healthPa
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		logf.Close()
+		_ = logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &proc{Name: name, URL: "http://" + addr, Pid: cmd.Process.Pid, LogPath: logPath, cmd: cmd, log: logf, exited: make(chan struct{})}
@@ -117,7 +117,7 @@ func (p *proc) waitHealthy(ctx context.Context, path string, timeout time.Durati
 	for {
 		select {
 		case <-p.exited:
-			return fmt.Errorf("%s exited during startup (%v); last lines of %s:\n%s", p.Name, p.err, p.LogPath, tail(p.LogPath, 20))
+			return fmt.Errorf("%s exited during startup (%w); last lines of %s:\n%s", p.Name, p.err, p.LogPath, tail(p.LogPath, 20))
 		case <-ctx.Done():
 			return ctx.Err()
 		default:

@@ -198,7 +198,7 @@ func memTotal() string {
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
 			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
 			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
 		}
 	}

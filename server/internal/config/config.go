@@ -172,7 +172,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	integer("AGNES_QUERY_MAX_ROWS", &c.Query.MaxRows)
 	integer("AGNES_QUERY_MAX_BYTES", &c.Query.MaxBytes)
 	duration("AGNES_QUERY_TIMEOUT", &c.Query.Timeout)
-	var perUser int64 = int64(c.Query.PerUserConcurrency)
+	perUser := int64(c.Query.PerUserConcurrency)
 	integer("AGNES_QUERY_PER_USER", &perUser)
 	c.Query.PerUserConcurrency = int(perUser)
 	return errors.Join(errs...)

@@ -45,9 +45,9 @@ func TestValidationReportsEverything(t *testing.T) {
 		require.Contains(t, err.Error(), want)
 	}
 	path := filepath.Join(t.TempDir(), "bad.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("adress: x\n"), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("adrr: x\n"), 0o600))
 	_, err = config.Load(path, noEnv)
-	require.ErrorContains(t, err, "adress", "unknown keys are refused, not ignored")
+	require.ErrorContains(t, err, "adrr", "unknown keys are refused, not ignored")
 	_, err = config.Load("", func(k string) string { return map[string]string{"AGNES_RATE_LIMIT": "maybe"}[k] })
 	require.ErrorContains(t, err, "AGNES_RATE_LIMIT")
 }

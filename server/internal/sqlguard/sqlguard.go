@@ -131,7 +131,7 @@ func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked
 		return Checked{}, reject(SyntaxError, "query contains a NUL character")
 	}
 
-	stmt, err := c.statement(ctx)
+	stmt, err := c.statement(ctx) //nolint:sqlclosecheck // kept prepared for the checker's lifetime
 	if err != nil {
 		return Checked{}, fmt.Errorf("sqlguard: prepare parser: %w", err)
 	}

@@ -23,7 +23,7 @@ import (
 func (s *Syncer) runUnregister(ctx context.Context, task *jobs.Task) error {
 	var params syncParams
 	if err := task.Params(&params); err != nil || len(params.Tables) != 1 {
-		return fmt.Errorf("unregister: bad params: %v", err)
+		return fmt.Errorf("unregister: bad params (%d tables): %w", len(params.Tables), err)
 	}
 	id := params.Tables[0]
 	t, err := s.store.GetTable(ctx, id)

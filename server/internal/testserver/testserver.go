@@ -92,7 +92,9 @@ func New(t testing.TB, opts ...Option) *Server {
 	go func() { done <- a.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Logf("server stopped: %v", err)
+		}
 		_ = a.Close()
 	})
 	issuer, err := auth.NewIssuer([]byte(Secret))

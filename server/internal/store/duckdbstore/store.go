@@ -245,8 +245,6 @@ func nullTime(t sql.NullTime) *time.Time {
 	return &v
 }
 
-func nullString(s sql.NullString) string { return s.String }
-
 // op wraps an error with the operation that failed, turning sql.ErrNoRows into
 // store.ErrNotFound; sentinels stay comparable with errors.Is.
 func op(name string, err error) error {

@@ -129,12 +129,12 @@ func (s *Store) ListUsers(ctx context.Context, limit, offset int) ([]*store.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, err
 		}
 		out = append(out, u)
 	}
-	rows.Close()
+	_ = rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, op("list users", err)
 	}
