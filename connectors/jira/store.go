@@ -377,7 +377,7 @@ func (st *Store) readAll(t int) (string, error) {
 	for i, m := range parts {
 		files[i] = quoteString(st.partPath(t, m))
 	}
-	return "read_parquet([" + strings.Join(files, ", ") + "], union_by_name = true, filename = true)", nil
+	return "read_parquet([" + strings.Join(files, ", ") + "], union_by_name = true, filename = '_part_file')", nil
 }
 
 // located is where the batch's issues have rows now.
@@ -407,7 +407,7 @@ func (st *Store) locate(ctx context.Context, keys []string) (located, error) {
 		if t == tIssues {
 			extra = ", max(_synced_at), max(issue_id)"
 		}
-		q := "SELECT issue_key, filename" + extra + " FROM " + from + " WHERE issue_key IN " + in + " GROUP BY ALL ORDER BY ALL"
+		q := "SELECT issue_key, _part_file" + extra + " FROM " + from + " WHERE issue_key IN " + in + " GROUP BY ALL ORDER BY ALL"
 		rows, err := st.db.QueryContext(ctx, q)
 		if err != nil {
 			return loc, fmt.Errorf("read %s: %w", Tables[t], err)
