@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/agnesdata/agnes/connectors"
+	"github.com/agnesdata/agnes/connectors/connectortest"
 	"github.com/agnesdata/agnes/connectors/extract"
 	"github.com/agnesdata/agnes/connectors/jira"
 	"github.com/agnesdata/agnes/connectors/jira/jirafake"
@@ -146,14 +148,19 @@ func (e *env) sync() jira.Result {
 	return e.deliver(e.fake.Deliveries())
 }
 
+// drain takes the events the receiver queued.
+func (e *env) drain() []jira.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	events := e.queue
+	e.queue = nil
+	return events
+}
+
 // process is the job: events → keys → refetch → one Apply → one Update.
 func (e *env) process() jira.Result {
 	e.t.Helper()
-	e.mu.Lock()
-	events := e.queue
-	e.queue = nil
-	e.mu.Unlock()
-	keys, err := e.st.KeysFor(e.ctx, events)
+	keys, err := e.st.KeysFor(e.ctx, e.drain())
 	require.NoError(e.t, err)
 	changes, err := e.st.Refetch(e.ctx, keys)
 	require.NoError(e.t, err)
@@ -236,3 +243,27 @@ func dump(t *testing.T, dir string) map[string][]string {
 	}
 	return out
 }
+
+type extractTable = extract.Table
+
+func mustWriter(t *testing.T, dir string) *extract.Writer {
+	t.Helper()
+	w, err := extract.NewWriter(dir)
+	require.NoError(t, err)
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// partsOf lists a table's month partitions.
+func partsOf(t *testing.T, dir, table string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, extract.DataDir, table, "*.parquet"))
+	require.NoError(t, err)
+	var out []string
+	for _, f := range files {
+		out = append(out, strings.TrimSuffix(filepath.Base(f), ".parquet"))
+	}
+	return out
+}
+
+func specOf(d connectors.Discovered) connectors.TableSpec { return connectortest.Spec(d) }

@@ -248,9 +248,9 @@ func (st *Store) Apply(ctx context.Context, w *extract.Writer, changes []Change)
 
 // partPlan is what happens to one month partition of one table.
 type partPlan struct {
-	drop  map[string]bool  // issue keys whose stored rows go
+	drop  map[string]bool        // issue keys whose stored rows go
 	patch map[string]*slaRefresh // issue keys whose SLA columns are refreshed
-	add   []row            // fresh rows
+	add   []row                  // fresh rows
 }
 
 // writePart rewrites one partition: the stored rows minus the dropped

@@ -140,16 +140,16 @@ type issueFields struct {
 		Key  string `json:"key"`
 		Name string `json:"name"`
 	} `json:"project"`
-	Creator        *User           `json:"creator"`
-	Reporter       *User           `json:"reporter"`
-	Assignee       *User           `json:"assignee"`
-	Created        string          `json:"created"`
-	Updated        string          `json:"updated"`
-	ResolutionDate string          `json:"resolutiondate"`
-	DueDate        *string         `json:"duedate"`
-	Labels         []string        `json:"labels"`
-	Attachment     []attachment    `json:"attachment"`
-	IssueLinks     []issueLink     `json:"issuelinks"`
+	Creator        *User        `json:"creator"`
+	Reporter       *User        `json:"reporter"`
+	Assignee       *User        `json:"assignee"`
+	Created        string       `json:"created"`
+	Updated        string       `json:"updated"`
+	ResolutionDate string       `json:"resolutiondate"`
+	DueDate        *string      `json:"duedate"`
+	Labels         []string     `json:"labels"`
+	Attachment     []attachment `json:"attachment"`
+	IssueLinks     []issueLink  `json:"issuelinks"`
 }
 
 type named struct {

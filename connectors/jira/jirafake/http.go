@@ -50,6 +50,13 @@ func (f *Fake) Inject(r Route, fault Fault) {
 	f.faults[r] = append(f.faults[r], &fault)
 }
 
+// ClearFaults drops the faults still queued on a route.
+func (f *Fake) ClearFaults(r Route) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.faults, r)
+}
+
 // Hits is how many requests a route has received (faulted ones included).
 func (f *Fake) Hits(r Route) int {
 	f.mu.Lock()
