@@ -28,6 +28,9 @@ type HTTPError struct {
 	Method, Path string
 	Status       int
 	Message      string
+	// FromJira: the body was Jira's error document (errorMessages), so a
+	// 404 is Jira saying "no such issue", not a wrong URL or a gateway.
+	FromJira bool
 }
 
 func (e *HTTPError) Error() string {
@@ -168,7 +171,8 @@ func (c *client) once(ctx context.Context, method string, u *url.URL, path strin
 	if resp.StatusCode == http.StatusOK {
 		return raw, 0, nil
 	}
-	he := &HTTPError{Method: method, Path: path, Status: resp.StatusCode, Message: jiraMessage(raw)}
+	msg, fromJira := jiraMessage(raw)
+	he := &HTTPError{Method: method, Path: path, Status: resp.StatusCode, Message: msg, FromJira: fromJira}
 	return nil, retryAfter(resp.Header.Get("Retry-After"), time.Now()), he
 }
 
@@ -188,22 +192,23 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return min(max(d, 0), maxWait)
 }
 
-// jiraMessage extracts errorMessages/errors from a Jira error body, short.
-func jiraMessage(raw []byte) string {
+// jiraMessage extracts errorMessages/errors from a Jira error body,
+// short; ok says the body was one.
+func jiraMessage(raw []byte) (msg string, ok bool) {
 	var body struct {
 		ErrorMessages []string          `json:"errorMessages"`
 		Errors        map[string]string `json:"errors"`
 	}
-	if json.Unmarshal(raw, &body) != nil {
-		return ""
+	if json.Unmarshal(raw, &body) != nil || body.ErrorMessages == nil && body.Errors == nil {
+		return "", false
 	}
 	msgs := body.ErrorMessages
 	for k, v := range body.Errors {
 		msgs = append(msgs, k+": "+v)
 	}
-	msg := strings.Join(msgs, "; ")
+	msg = strings.Join(msgs, "; ")
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
-	return msg
+	return msg, true
 }

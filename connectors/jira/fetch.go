@@ -159,11 +159,13 @@ func (s *Source) fetchIssue(ctx context.Context, key string, n need) (*IssueData
 	return d, nil
 }
 
-// notFound marks a 404 of an issue (or of its sub-resources: the issue
-// went away during the fetch) as ErrIssueNotFound.
+// notFound marks Jira's 404 of an issue (or of its sub-resources: the
+// issue went away during the fetch) as ErrIssueNotFound. A 404 without
+// Jira's error document (a wrong base URL, an unknown cloud id) stays a
+// plain error: it must never tombstone anything.
 func notFound(key string, err error) error {
 	var he *HTTPError
-	if errors.As(err, &he) && he.Status == http.StatusNotFound {
+	if errors.As(err, &he) && he.Status == http.StatusNotFound && he.FromJira {
 		return fmt.Errorf("jira issue %s: %w", key, ErrIssueNotFound)
 	}
 	return fmt.Errorf("jira issue %s: %w", key, err)
@@ -260,12 +262,24 @@ func (s *Source) remoteLinks(ctx context.Context, key string) ([]RemoteLink, boo
 			links = []RemoteLink{}
 		}
 		return links, true, nil
-	case errors.As(err, &he) && he.Status == http.StatusNotFound:
+	case errors.As(err, &he) && he.Status == http.StatusNotFound && he.FromJira:
 		return []RemoteLink{}, true, nil
 	case errors.As(err, &he) && (he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden):
 		return nil, false, nil
 	}
 	return nil, false, fmt.Errorf("jira issue %s: remote links: %w", key, err)
+}
+
+// Ping checks the settings against Jira: GET /myself answers 200 with
+// the configured credentials.
+func (s *Source) Ping(ctx context.Context) error {
+	var me struct {
+		AccountID string `json:"accountId"`
+	}
+	if err := s.client.get(ctx, "/myself", nil, &me); err != nil {
+		return fmt.Errorf("jira %s: %w", s.name, err)
+	}
+	return nil
 }
 
 // issueKey resolves a numeric issue id to its key.

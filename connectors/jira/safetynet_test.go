@@ -122,7 +122,7 @@ func TestSLAWithoutPermission(t *testing.T) {
 	e.fake.SetSLA(k, slaField, time.Minute, time.Hour)
 	e.fake.DenySLA(true)
 	e.sync()
-	require.Contains(t, e.strings1("SELECT "+slaColumn+" FROM issues")[0], `{"errorMessage": "You do not have permission`)
+	require.Contains(t, e.strings1("SELECT " + slaColumn + " FROM issues")[0], `{"errorMessage": "You do not have permission`)
 }
 
 // TestBackfillEqualsIncremental: a backfill over several search pages

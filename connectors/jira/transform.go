@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -537,7 +538,8 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // attachmentFile is the file name an attachment is stored under: <id>_<filename>.
 func attachmentFile(a attachment) string {
-	name := strings.TrimLeft(unsafeName.ReplaceAllString(a.Filename, "_"), ".")
+	name := path.Base(strings.ReplaceAll(a.Filename, `\`, "/"))
+	name = strings.TrimLeft(unsafeName.ReplaceAllString(name, "_"), ".")
 	if name == "" {
 		name = "file"
 	}
@@ -552,12 +554,12 @@ func localPath(dir, key string, a attachment) any {
 	if dir == "" || !idRE.MatchString(a.ID) {
 		return nil
 	}
-	p := filepath.Join(dir, key, attachmentFile(a))
-	st, err := os.Stat(p)
+	file := filepath.Join(dir, key, attachmentFile(a))
+	st, err := os.Stat(file)
 	if err != nil || (a.Size != nil && st.Size() != *a.Size) {
 		return nil
 	}
-	return p
+	return file
 }
 
 // hierarchicalPath spreads files over folders by issue number:

@@ -93,6 +93,10 @@ func (f *Fake) handler() http.Handler {
 	api.HandleFunc("POST /rest/api/3/search/jql", f.route(RouteSearch, f.searchJQL))
 	api.HandleFunc("GET /rest/api/3/attachment/content/{id}", f.route(RouteAttachment, f.getAttachmentContent))
 	api.HandleFunc("GET /rest/api/3/field", f.route(RouteField, f.getFields))
+	api.HandleFunc("GET /rest/api/3/myself", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"accountId": Agent.AccountID, "emailAddress": f.opts.Email,
+			"displayName": Agent.Name, "active": true, "timeZone": f.loc.String()})
+	})
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /_edge/tenant_info", func(w http.ResponseWriter, _ *http.Request) {
@@ -102,7 +106,7 @@ func (f *Fake) handler() http.Handler {
 	// The gateway form: https://api.atlassian.com/ex/jira/{cloudId}/rest/api/3/...
 	root.HandleFunc("/ex/jira/{cloud}/", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("cloud") != f.opts.CloudID {
-			jiraError(w, http.StatusNotFound, "Site not found")
+			writeJSON(w, http.StatusNotFound, map[string]any{"code": 404, "message": "Not Found"}) // the gateway's, not Jira's
 			return
 		}
 		prefix := "/ex/jira/" + f.opts.CloudID
