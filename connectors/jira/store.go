@@ -80,7 +80,8 @@ type slaRefresh struct {
 // Result says what Apply did.
 type Result struct {
 	// Tables are the tables whose files changed, for the pipeline's
-	// single extract.Writer.Update.
+	// single extract.Writer.Update, which fills in their rows, size, MD5
+	// and parts from the files.
 	Tables []extract.Table
 	// Upserted, Deleted and Refreshed (SLA columns only) list the keys
 	// applied; Stale lists those skipped because newer data was stored.
@@ -235,13 +236,15 @@ func (st *Store) Apply(ctx context.Context, w *extract.Writer, changes []Change)
 			return Result{}, fmt.Errorf("jira apply: %w", err)
 		}
 	}
+	// Rows, size, MD5 and parts are left to the Update that publishes
+	// these tables: it derives them from the files, reusing the hashes
+	// this Writer computed (asking for them here would read
+	// extract.duckdb once per table).
 	slices.Sort(touched)
+	now := time.Now().UTC()
 	for _, t := range touched {
-		tbl, err := w.PartitionedTable(ctx, Tables[t], tableDescriptions[t])
-		if err != nil {
-			return Result{}, fmt.Errorf("jira apply: %w", err)
-		}
-		res.Tables = append(res.Tables, tbl)
+		res.Tables = append(res.Tables, extract.Table{Meta: extract.Meta{
+			TableName: Tables[t], Description: tableDescriptions[t], ExtractedAt: now, QueryMode: extract.ModeLocal}})
 	}
 	return res, nil
 }
