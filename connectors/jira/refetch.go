@@ -24,7 +24,7 @@ type FetchError struct {
 }
 
 func (e *FetchError) Error() string {
-	keys := sortedMonths(e.Failed)
+	keys := sortedKeys(e.Failed)
 	msgs := make([]string, 0, len(keys))
 	for _, k := range keys {
 		msgs = append(msgs, e.Failed[k].Error())
@@ -35,14 +35,14 @@ func (e *FetchError) Error() string {
 // Unwrap exposes the per-issue errors to errors.Is and errors.As.
 func (e *FetchError) Unwrap() []error {
 	out := make([]error, 0, len(e.Failed))
-	for _, k := range sortedMonths(e.Failed) {
+	for _, k := range sortedKeys(e.Failed) {
 		out = append(out, e.Failed[k])
 	}
 	return out
 }
 
 // Keys are the issues that failed, sorted.
-func (e *FetchError) Keys() []string { return sortedMonths(e.Failed) }
+func (e *FetchError) Keys() []string { return sortedKeys(e.Failed) }
 
 // fetchAll fetches keys with Concurrency workers. fetched[i] is nil when
 // Jira says keys[i] does not exist (asked at started[i]); failed holds

@@ -164,7 +164,7 @@ func (s *Source) Extract(ctx context.Context, spec connectors.TableSpec, w *extr
 		byMonth[s.now().UTC().Format("2006-01")] = nil
 	}
 	columns := s.cfg.columns()[t]
-	for _, m := range sortedMonths(byMonth) {
+	for _, m := range sortedKeys(byMonth) {
 		rows := byMonth[m]
 		if _, err := w.WriteRows(ctx, spec.ID+"/"+m, columns, emitRows(rows)); err != nil {
 			return extract.Table{}, fmt.Errorf("jira extract %s: %w", spec.ID, err)
@@ -195,7 +195,8 @@ func emitRows(rows []row) func(emit func(values ...any) error) error {
 	}
 }
 
-func sortedMonths[V any](m map[string]V) []string {
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

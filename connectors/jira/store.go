@@ -118,7 +118,7 @@ func (st *Store) Apply(ctx context.Context, w *extract.Writer, changes []Change)
 			latest[c.Key] = c
 		}
 	}
-	keys := sortedMonths(latest)
+	keys := sortedKeys(latest)
 	if len(keys) == 0 {
 		return Result{}, nil
 	}
@@ -200,7 +200,7 @@ func (st *Store) Apply(ctx context.Context, w *extract.Writer, changes []Change)
 			continue
 		}
 		touched = append(touched, t)
-		for _, m := range sortedMonths(plans) {
+		for _, m := range sortedKeys(plans) {
 			if firstMonth == "" {
 				firstMonth = m
 			}

@@ -561,12 +561,15 @@ func (f *Fake) Link(typ, outwardKey, inwardKey string, by User) string {
 }
 
 // LinkSilently links two issues like Link but queues only
-// issuelink_created: the issue_updated events are lost.
+// issuelink_created: the link's issue_updated events are lost.
 func (f *Fake) LinkSilently(typ, outwardKey, inwardKey string) string {
+	f.mu.Lock()
+	before := len(f.outbox)
+	f.mu.Unlock()
 	id := f.Link(typ, outwardKey, inwardKey, Agent)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.outbox = slices.DeleteFunc(f.outbox, func(d Delivery) bool { return d.Event == "jira:issue_updated" })
+	f.outbox = append(f.outbox[:before], slices.DeleteFunc(f.outbox[before:], func(d Delivery) bool { return d.Event == "jira:issue_updated" })...)
 	return id
 }
 
