@@ -95,8 +95,8 @@ func ReadAttached(ctx context.Context, c Conn, alias string) (Contents, error) {
 	for rows.Next() {
 		var (
 			name, desc, mode, sum, mark sql.NullString
-			n, size               sql.NullInt64
-			at                    sql.NullTime
+			n, size                     sql.NullInt64
+			at                          sql.NullTime
 		)
 		if err := rows.Scan(&name, &desc, &n, &size, &at, &mode, &sum, &mark); err != nil {
 			rows.Close()
