@@ -22,6 +22,23 @@ func leaksToken(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// authorize runs check with f's current credentials (secret, S3 key id,
+// S3 session token). When the check passes but an expiry was asked for,
+// the credentials are replaced and the request refused.
+func (s *Server) authorize(f *file, check func(secret, keyID, session string) bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !check(f.secret, f.keyID, f.session) {
+		return false
+	}
+	if s.expire {
+		s.expire = false
+		f.secret, f.keyID, f.session = randomHex(16), "ASIA"+strings.ToUpper(randomHex(8)), randomHex(24)
+		return false
+	}
+	return true
+}
+
 // serveSigned serves a file's pre-signed url: the manifest of a sliced
 // file or the data of a single one. It needs the signature, nothing else.
 func (s *Server) serveSigned(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +103,7 @@ func (s *Server) serveGCS(w http.ResponseWriter, r *http.Request) {
 		gcsError(http.StatusNotFound, "No such object: "+bucket+"/"+name)
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer "+f.secret {
+	if !s.authorize(f, func(secret, _, _ string) bool { return r.Header.Get("Authorization") == "Bearer "+secret }) {
 		gcsError(http.StatusUnauthorized, "Invalid Credentials")
 		return
 	}
@@ -119,13 +136,12 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request) {
 		s3Error(http.StatusNotFound, "NoSuchKey", "The specified key does not exist.")
 		return
 	}
-	err := sigv4.Verify(r, func(id string) (string, bool) { return f.secret, id == f.keyID })
-	if err != nil {
-		s3Error(http.StatusForbidden, "SignatureDoesNotMatch", err.Error())
-		return
-	}
-	if r.Header.Get("X-Amz-Security-Token") != f.session {
-		s3Error(http.StatusForbidden, "InvalidToken", "The provided token is malformed or otherwise invalid.")
+	var err error
+	if !s.authorize(f, func(secret, keyID, session string) bool {
+		err = sigv4.Verify(r, func(id string) (string, bool) { return secret, id == keyID })
+		return err == nil && r.Header.Get("X-Amz-Security-Token") == session
+	}) {
+		s3Error(http.StatusForbidden, "InvalidToken", fmt.Sprintf("The signature or security token is invalid or expired (%v).", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -156,7 +172,7 @@ func (s *Server) serveAzure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if q.Get("sig") != f.secret || q.Get("sv") == "" {
+	if !s.authorize(f, func(secret, _, _ string) bool { return q.Get("sig") == secret && q.Get("sv") != "" }) {
 		azError(http.StatusForbidden, "AuthenticationFailed")
 		return
 	}

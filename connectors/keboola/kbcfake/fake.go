@@ -132,6 +132,7 @@ type Server struct {
 	maint    int // job polls still to answer 503
 	failNext *JobError
 	inject   []int // statuses the next API requests answer with
+	expire   bool  // the next authorised slice download finds its credentials expired
 }
 
 type token struct {
@@ -266,6 +267,16 @@ func (s *Server) FailNextRequests(status, n int) {
 	for range n {
 		s.inject = append(s.inject, status)
 	}
+}
+
+// ExpireCredentialsOnce makes the next slice download that is correctly
+// authorised fail as if its federated credentials had expired (401 GCS,
+// 403 S3 and Azure) and replaces the file's credentials, so only a fresh
+// file detail gets through.
+func (s *Server) ExpireCredentialsOnce() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire = true
 }
 
 // AddTable adds (or replaces) a table; its bucket exists from then on.
