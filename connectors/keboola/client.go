@@ -39,17 +39,22 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
-	detail := e.Message
+	if e.Status == http.StatusUnauthorized {
+		return fmt.Sprintf("Keboola rejected the token for source %s: %s", e.Source, e.detail())
+	}
+	return fmt.Sprintf("source %s: Keboola answered %s %s with %d: %s", e.Source, e.Method, e.Path, e.Status, e.detail())
+}
+
+// detail is Keboola's message with its code and exceptionId.
+func (e *APIError) detail() string {
+	d := e.Message
 	if e.Code != "" {
-		detail += " (" + e.Code + ")"
+		d += " (" + e.Code + ")"
 	}
 	if e.ExceptionID != "" {
-		detail += ", exceptionId " + e.ExceptionID
+		d += ", exceptionId " + e.ExceptionID
 	}
-	if e.Status == http.StatusUnauthorized {
-		return fmt.Sprintf("Keboola rejected the token for source %s: %s", e.Source, detail)
-	}
-	return fmt.Sprintf("source %s: Keboola answered %s %s with %d: %s", e.Source, e.Method, e.Path, e.Status, detail)
+	return d
 }
 
 // Unwrap makes a 401 match ErrTokenRejected.

@@ -273,30 +273,33 @@ func (c *Connector) SetColumnDescription(ctx context.Context, tableID, column, t
 		return &connectors.InputError{Msg: fmt.Sprintf("%q is not a Keboola column name", column)}
 	}
 	err := c.api.setColumnMetadata(ctx, tableID, column, "user", map[string]string{"KBC.description": text})
-	return tableError(err)
+	return tableError(err, tableID+"."+column)
 }
 
 // columnRE is what a Keboola column name may hold.
 var columnRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
-// tableError marks an answer that the table (or column) does not exist or
+// tableError marks an answer that a table (or column) does not exist or
 // is outside the token's buckets as connectors.ErrNotFound.
-func tableError(err error) error {
+func tableError(err error, tableID string) error {
 	var ae *APIError
 	if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusForbidden) {
-		return &notFoundError{ae}
+		return &notFoundError{ae, tableID}
 	}
 	return err
 }
 
-type notFoundError struct{ *APIError }
+type notFoundError struct {
+	*APIError
+	table string
+}
 
 func (e *notFoundError) Error() string {
 	if e.Status == http.StatusForbidden {
 		return fmt.Sprintf("source %s: the token may not read %s (its bucket is not among the token's buckets): %s",
-			e.Source, strings.TrimPrefix(e.Path, "/tables/"), e.APIError.Error())
+			e.Source, e.table, e.detail())
 	}
-	return e.APIError.Error()
+	return fmt.Sprintf("source %s: Keboola has no %s: %s", e.Source, e.table, e.detail())
 }
 
 func (e *notFoundError) Unwrap() []error { return []error{connectors.ErrNotFound, e.APIError} }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -493,7 +494,7 @@ func TestTableAccess(t *testing.T) {
 		says string
 	}{
 		"outside the token's buckets": {limited, ordersSpec, "may not read in.c-crm.orders"},
-		"unknown table":               {connect(t, f), connectors.TableSpec{ID: "missing", Bucket: "in.c-crm", SourceTable: "missing"}, "storage.tables.notFound"},
+		"unknown table":               {connect(t, f), connectors.TableSpec{ID: "missing", Bucket: "in.c-crm", SourceTable: "missing"}, "Keboola has no in.c-crm.missing"},
 	} {
 		f.ResetLog()
 		_, err := tc.c.Extract(context.Background(), tc.spec, w)
@@ -601,5 +602,23 @@ func TestRedirectsKeepTheToken(t *testing.T) {
 	}
 	if sameHost.Load() != "the-token" || got.Load() != "" {
 		t.Errorf("token on the same host %q, on another %q", sameHost.Load(), got.Load())
+	}
+}
+
+// TestExportTimeout: a job that does not end within export_timeout fails
+// with its id and last status.
+func TestExportTimeout(t *testing.T) {
+	f := newFake(t)
+	f.SetReadyAfterPolls(1 << 30)
+	s := fastSettings(f)
+	s.ExportTimeout = 20 * time.Millisecond
+	w, err := extract.NewWriter(filepath.Join(t.TempDir(), "kbc_sales"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, err = connectWith(t, s, f).Extract(context.Background(), ordersSpec, w)
+	if err == nil || !regexp.MustCompile(`the export of in\.c-crm\.orders \(job \d+\) is still processing after 20ms`).MatchString(err.Error()) {
+		t.Errorf("Extract = %v", err)
 	}
 }

@@ -12,10 +12,6 @@ import (
 	"github.com/agnesdata/agnes/connectors"
 )
 
-// maxValueBytes is the longest CSV field read (Snowflake's VARCHAR holds
-// 16 MB; DuckDB's default line limit is 2 MB).
-const maxValueBytes = 32 << 20
-
 // source is the DuckDB table expression over an export's files and, for
 // Parquet, the files' column types (nil: every column is VARCHAR). CSV
 // slices have no header: the columns are the table's, in export order;
@@ -40,8 +36,8 @@ func (r *run) source(ctx context.Context, ex *exported) (string, map[string]stri
 		defs[i] = quoteString(c.Name) + ": 'VARCHAR'"
 	}
 	return fmt.Sprintf(`read_csv(%s, header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', `+
-		`new_line = '\n', allow_quoted_nulls = false, compression = 'auto', max_line_size = %d, columns = {%s})`,
-		list, maxValueBytes, strings.Join(defs, ", ")), nil, nil
+		`new_line = '\n', allow_quoted_nulls = false, compression = 'auto', columns = {%s})`,
+		list, strings.Join(defs, ", ")), nil, nil
 }
 
 func (r *run) emptySource() string {

@@ -49,7 +49,7 @@ func (c *Connector) Extract(ctx context.Context, spec connectors.TableSpec, w *e
 	}
 	t, err := c.api.table(ctx, id)
 	if err != nil {
-		return extract.Table{}, tableError(err)
+		return extract.Table{}, tableError(err, id)
 	}
 	r := &run{c: c, spec: spec, w: w, id: id, table: t, cols: columns(t)}
 	if r.filters, err = c.whereFilters(spec, r.cols); err != nil {
@@ -130,7 +130,7 @@ func (r *run) export(ctx context.Context, since, until time.Time) (*exported, er
 	asked := r.c.now()
 	j, err := r.c.api.startExport(ctx, r.id, req)
 	if err != nil {
-		return nil, tableError(err)
+		return nil, tableError(err, r.id)
 	}
 	if j, err = r.c.waitJob(ctx, r.id, j); err != nil {
 		return nil, err
@@ -182,14 +182,14 @@ func (c *Connector) waitJob(ctx context.Context, tableID string, j *job) (*job, 
 			}
 			return nil, e
 		}
-		last := j.Status
+		id, last := j.ID, j.Status
 		err := sleep(ctx, wait)
 		if err == nil {
 			wait = min(wait*3/2, c.s.MaxPollInterval)
-			j, err = c.api.job(ctx, j.ID)
+			j, err = c.api.job(ctx, id)
 		}
 		if errors.Is(context.Cause(ctx), errExportTimeout) {
-			return nil, fmt.Errorf("source %s: the export of %s (job %s) is still %s after %s", c.name, tableID, j.ID, last, c.s.ExportTimeout)
+			return nil, fmt.Errorf("source %s: the export of %s (job %s) is still %s after %s", c.name, tableID, id, last, c.s.ExportTimeout)
 		}
 		if err != nil {
 			return nil, err
@@ -366,7 +366,7 @@ func (r *run) mergeParts(ctx context.Context, ex *exported, key string, pk []str
 			"], filename = true, union_by_name = true) AS part SEMI JOIN read_parquet(" + quoteString(delta) + ") AS changed USING (" +
 			strings.Join(keys, ", ") + ")"
 	}
-	touched, err := r.strings(ctx, q+" ORDER BY 1")
+	touched, err := r.queryStrings(ctx, q+" ORDER BY 1")
 	if err != nil {
 		return nil, fmt.Errorf("source %s: partitions of the changes of %s: %w", r.c.name, r.id, err)
 	}
@@ -539,7 +539,8 @@ func (r *run) stage(ctx context.Context, ex *exported, key string) (string, int6
 	return path, n, err
 }
 
-func (r *run) strings(ctx context.Context, q string) ([]string, error) {
+// queryStrings returns the first column of a query on the run's DuckDB.
+func (r *run) queryStrings(ctx context.Context, q string) ([]string, error) {
 	db, err := r.duck(ctx)
 	if err != nil {
 		return nil, err

@@ -355,6 +355,23 @@ func (s *Server) Polls(jobID int64) int {
 	return 0
 }
 
+// LastFileSlices returns the slices (file bytes) of the most recent
+// export file, e.g. for a benchmark to convert the same files locally.
+func (s *Server) LastFileSlices() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last *file
+	for _, f := range s.files {
+		if last == nil || f.id > last.id {
+			last = f
+		}
+	}
+	if last == nil {
+		return nil
+	}
+	return slices.Clone(last.slices)
+}
+
 // ResetLog forgets the requests and exports received so far.
 func (s *Server) ResetLog() {
 	s.mu.Lock()
