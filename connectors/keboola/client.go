@@ -72,7 +72,7 @@ type client struct {
 	base    string // stack URL + /v2/storage
 	token   connectors.Secret
 	http    *http.Client
-	timeout time.Duration // per request
+	timeout time.Duration // per API call
 	retries int
 	wait    time.Duration // first backoff
 }
@@ -109,7 +109,7 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	return c.retry(ctx, func(ctx context.Context) (int, time.Duration, error) {
+	return c.retry(ctx, c.timeout, func(ctx context.Context) (int, time.Duration, error) {
 		req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(payload))
 		if err != nil {
 			return 0, 0, err
@@ -143,11 +143,11 @@ func (c *client) call(ctx context.Context, method, path string, query url.Values
 // retry runs attempt until it succeeds, fails for good or the retries
 // are spent. attempt returns the HTTP status (0 when none came back), the
 // server's Retry-After and the error. Waits double from c.wait up to 10 s
-// unless the server said how long to wait; each attempt gets c.timeout.
-func (c *client) retry(ctx context.Context, attempt func(ctx context.Context) (int, time.Duration, error)) error {
+// unless the server said how long to wait; each attempt gets timeout.
+func (c *client) retry(ctx context.Context, timeout time.Duration, attempt func(ctx context.Context) (int, time.Duration, error)) error {
 	wait := c.wait
 	for n := 0; ; n++ {
-		actx, cancel := context.WithTimeout(ctx, c.timeout)
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		status, after, err := attempt(actx)
 		cancel()
 		if err == nil {

@@ -64,14 +64,16 @@ func (c *Connector) fetchFile(ctx context.Context, f *fileDetail, dir string) ([
 	if err != nil {
 		return nil, fmt.Errorf("source %s: the export manifest of file %s: %w", c.name, f.ID, err)
 	}
+	requests := make([]func() (*http.Request, error), len(m.Entries))
+	for i, e := range m.Entries {
+		if requests[i], err = c.sliceRequest(f, e.URL); err != nil {
+			return nil, fmt.Errorf("source %s: file %s: %w", c.name, f.ID, err)
+		}
+	}
 	files := make([]string, len(m.Entries))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.s.ParallelDownloads)
-	for i, e := range m.Entries {
-		newReq, err := c.sliceRequest(f, e.URL)
-		if err != nil {
-			return nil, fmt.Errorf("source %s: file %s: %w", c.name, f.ID, err)
-		}
+	for i, newReq := range requests {
 		g.Go(func() error {
 			path, err := c.fetch(gctx, newReq, filepath.Join(dir, fmt.Sprintf("slice-%06d", i)), f.FileType)
 			files[i] = path
@@ -90,7 +92,7 @@ func (c *Connector) fetch(ctx context.Context, newReq func() (*http.Request, err
 		return "", err
 	}
 	defer out.Close()
-	err = c.api.retry(ctx, func(ctx context.Context) (int, time.Duration, error) {
+	err = c.api.retry(ctx, c.s.DownloadTimeout, func(ctx context.Context) (int, time.Duration, error) {
 		req, err := newReq()
 		if err != nil {
 			return 0, 0, err

@@ -38,9 +38,12 @@ type Settings struct {
 	StackURL string `mapstructure:"stack_url"`
 	// Token is a Storage API token of the project.
 	Token connectors.Secret `mapstructure:"token"`
-	// RequestTimeout bounds one API call or download (default 2m; the
-	// table list of a large project is megabytes).
+	// RequestTimeout bounds one API call (default 2m; the table list of a
+	// large project is megabytes).
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+	// DownloadTimeout bounds the download of one file or slice (default
+	// 30m; Snowflake slices reach 200 MB).
+	DownloadTimeout time.Duration `mapstructure:"download_timeout"`
 	// ExportTimeout bounds the wait for one export job (default 30m: jobs
 	// queue when the project runs its maximum of parallel jobs).
 	ExportTimeout time.Duration `mapstructure:"export_timeout"`
@@ -69,6 +72,7 @@ func (s *Settings) applyDefaults() {
 		}
 	}
 	def(&s.RequestTimeout, 2*time.Minute)
+	def(&s.DownloadTimeout, 30*time.Minute)
 	def(&s.ExportTimeout, 30*time.Minute)
 	def(&s.PollInterval, time.Second)
 	def(&s.MaxPollInterval, 10*time.Second)
@@ -103,7 +107,7 @@ func (s *Settings) check(name string) (string, error) {
 		return "", bad("token is not set")
 	case strings.ContainsAny(s.Token.Reveal(), "\r\n"):
 		return "", bad("token holds a line break")
-	case s.RequestTimeout < 0 || s.ExportTimeout < 0 || s.PollInterval < 0 || s.MaxPollInterval < 0 || s.RetryWait < 0:
+	case s.RequestTimeout < 0 || s.DownloadTimeout < 0 || s.ExportTimeout < 0 || s.PollInterval < 0 || s.MaxPollInterval < 0 || s.RetryWait < 0:
 		return "", bad("timeouts and intervals must not be negative")
 	case s.Retries < 0 || s.ParallelDownloads < 0 || s.InitialLoadChunkDays < 0:
 		return "", bad("retries, parallel_downloads and initial_load_chunk_days must not be negative")
