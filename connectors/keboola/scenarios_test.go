@@ -388,12 +388,18 @@ func TestEmptyDelta(t *testing.T) {
 		t.Errorf("after an empty delta: %+v (same file %t)", tbl.Meta, os.SameFile(before, after))
 	}
 
-	empty, w2 := extractOne(t, c, connectors.TableSpec{ID: "empty", Bucket: "out.c-finance", SourceTable: "empty"})
-	if empty.Rows != 0 {
-		t.Errorf("empty table has %d rows", empty.Rows)
+	for _, manifest := range []bool{true, false} { // entries: [] or one empty slice
+		f.SetEmptyManifest(manifest)
+		empty, w2 := extractOne(t, c, connectors.TableSpec{ID: "empty", Bucket: "out.c-finance", SourceTable: "empty"})
+		if empty.Rows != 0 {
+			t.Errorf("empty table has %d rows", empty.Rows)
+		}
+		if cols := query(t, w2, "SELECT column_name FROM (DESCRIBE empty)"); len(cols) != 2 || cols[0][0] != "a" || cols[1][0] != "b" {
+			t.Errorf("empty table columns %v", cols)
+		}
 	}
-	if cols := query(t, w2, "SELECT column_name FROM (DESCRIBE empty)"); len(cols) != 2 || cols[0][0] != "a" || cols[1][0] != "b" {
-		t.Errorf("empty table columns %v", cols)
+	if n := count(f, "gcs", "/"); n != 1 {
+		t.Errorf("%d slices downloaded, want the one empty slice", n)
 	}
 }
 

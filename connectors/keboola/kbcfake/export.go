@@ -112,7 +112,7 @@ func (s *Server) exportAsync(w http.ResponseWriter, r *http.Request, tok *token)
 	// Identical parameters on an unchanged table may return the file of
 	// an earlier export (results.cacheHit).
 	canon, _ := json.Marshal(params)
-	cacheKey := fmt.Sprintf("%s@%d/%d/%s/%t/%d:%s", id, st.version, src.version, s.provider, s.sliced, s.perSlice, canon)
+	cacheKey := fmt.Sprintf("%s@%d/%d/%s/%t/%t/%d:%s", id, st.version, src.version, s.provider, s.sliced, s.noEmpty, s.perSlice, canon)
 	fileID, hit := s.cache[cacheKey]
 	if !hit {
 		f, err := s.writeExport(st, src, params)
@@ -335,7 +335,7 @@ func (s *Server) writeExport(st, src *tableState, p ExportParams) (*file, error)
 			break
 		}
 	}
-	if inChunk > 0 || !f.sliced {
+	if inChunk > 0 || !f.sliced || (f.rows == 0 && s.noEmpty) {
 		chunks = append(chunks, buf.Bytes())
 	}
 	if p.IncludeInternalTimestamp {

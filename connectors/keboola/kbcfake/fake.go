@@ -133,6 +133,7 @@ type Server struct {
 	failNext *JobError
 	inject   []int // statuses the next API requests answer with
 	expire   bool  // the next authorised slice download finds its credentials expired
+	noEmpty  bool  // a sliced export without rows has one empty slice, not entries: []
 }
 
 type token struct {
@@ -220,6 +221,15 @@ func (s *Server) SetSliced(sliced bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sliced = sliced
+}
+
+// SetEmptyManifest chooses what a sliced export without rows looks like: a
+// manifest with entries: [] (true, the default, as seen from Snowflake)
+// or one empty slice.
+func (s *Server) SetEmptyManifest(empty bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noEmpty = !empty
 }
 
 // SetRowsPerSlice sets how many rows a slice holds (default 2).
