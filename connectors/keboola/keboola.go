@@ -31,6 +31,11 @@ import (
 // Type is the connector's source type.
 const Type = "keboola"
 
+var (
+	_ connectors.Factory   = Open
+	_ connectors.Connector = (*Connector)(nil)
+)
+
 // Settings configure one Keboola source (one project on one stack). Zero
 // durations and counts take the defaults below.
 type Settings struct {
