@@ -37,6 +37,20 @@ type TableSpec struct {
 	IncrementalWindowDays int
 	PartitionBy           string
 	PartitionGranularity  string
+	// WhereFilters restrict the rows extracted (the registry's
+	// where_filters); all of them must hold.
+	WhereFilters []WhereFilter
+}
+
+// WhereFilter is one row filter of a TableSpec, in the vocabulary of
+// Keboola's whereFilters: Operator is eq, ne, gt, ge, lt or le; eq and ne
+// with several Values mean IN and NOT IN; DataType (e.g. DOUBLE) makes the
+// comparison numeric.
+type WhereFilter struct {
+	Column   string
+	Operator string
+	Values   []string
+	DataType string
 }
 
 // Discovered is a table a source offers for registration.

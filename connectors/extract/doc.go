@@ -21,7 +21,9 @@
 // parts in _parts (table_name, part, md5, size_bytes, rows), so a client can
 // download only the parts that changed; its _meta.md5 is PartsMD5 of them.
 // Both tables are optional for readers: extracts written before they
-// existed still read and validate.
+// existed still read and validate. So is _meta.watermark: where an
+// incremental table's next extract starts, committed by the same rename of
+// extract.duckdb as the rows and hashes of the data it describes.
 //
 // Views reference Parquet by absolute path: DuckDB resolves relative paths
 // against the process working directory, not against the database file.

@@ -46,6 +46,12 @@ type Meta struct {
 	// parts. Empty for remote tables (and for partitioned tables of
 	// extracts written before _parts existed).
 	MD5 string
+	// Watermark is where the next incremental extract of the table starts,
+	// in a form only its connector interprets (e.g. an RFC 3339 time). It
+	// is stored in the optional column _meta.watermark, so it is committed
+	// by the same rewrite of extract.duckdb as the data it describes; empty
+	// for tables (and extracts written before the column existed) without one.
+	Watermark string
 }
 
 // Part is one file of a partitioned table, data/<table>/<Name>.parquet: a

@@ -427,3 +427,48 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatermark: a table's watermark is committed with its row and kept by
+// updates of other tables; extracts without the column read it as empty.
+func TestWatermark(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "kbc")
+	w, err := extract.NewWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	orders, err := w.WriteQuery(ctx, "orders", "SELECT 1 AS id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := orders.Meta("")
+	meta.Watermark = "2026-05-19T10:56:57Z"
+	if err := w.Update(ctx, extract.Table{Meta: meta}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := w.WriteQuery(ctx, "other", "SELECT 2 AS id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Update(ctx, extract.Table{Meta: other.Meta("")}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := extract.Validate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, tb := range rep.Contents.Tables {
+		got[tb.TableName] = tb.Watermark
+	}
+	if got["orders"] != meta.Watermark || got["other"] != "" {
+		t.Errorf("watermarks = %v, want orders %s and other empty", got, meta.Watermark)
+	}
+
+	// A watermark column of another type breaks the contract.
+	exec(t, filepath.Join(dir, extract.DBFile), "ALTER TABLE _meta DROP COLUMN watermark", "ALTER TABLE _meta ADD COLUMN watermark BIGINT")
+	if _, err := extract.Validate(dir); err == nil || !strings.Contains(err.Error(), "_meta.watermark is BIGINT, want VARCHAR") {
+		t.Errorf("Validate with a BIGINT watermark: %v", err)
+	}
+}

@@ -27,6 +27,10 @@ var metaColumns = []struct{ name, typ string }{
 	{"query_mode", "VARCHAR"},
 }
 
+// optionalMetaColumns are _meta's VARCHAR columns added after the first
+// version of the contract: readers take them when present.
+var optionalMetaColumns = []string{"md5", "watermark"}
+
 var remoteColumns = []string{"alias", "extension", "url", "token_env"}
 
 // partsColumns are _parts' columns and their DuckDB types. Readers need
@@ -76,10 +80,12 @@ func ReadAttached(ctx context.Context, c Conn, alias string) (Contents, error) {
 		}
 		sel = append(sel, "CAST("+quoteIdent(mc.name)+" AS "+mc.typ+")")
 	}
-	if _, ok := cols["md5"]; ok {
-		sel = append(sel, "CAST(md5 AS VARCHAR)")
-	} else {
-		sel = append(sel, "NULL::VARCHAR")
+	for _, opt := range optionalMetaColumns { // absent in older extracts
+		if _, ok := cols[opt]; ok {
+			sel = append(sel, "CAST("+quoteIdent(opt)+" AS VARCHAR)")
+		} else {
+			sel = append(sel, "NULL::VARCHAR")
+		}
 	}
 	rows, err := c.QueryContext(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+quoteIdent(alias)+".main."+metaTable)
 	if err != nil {
@@ -88,17 +94,17 @@ func ReadAttached(ctx context.Context, c Conn, alias string) (Contents, error) {
 	var out Contents
 	for rows.Next() {
 		var (
-			name, desc, mode, sum sql.NullString
-			n, size               sql.NullInt64
-			at                    sql.NullTime
+			name, desc, mode, sum, mark sql.NullString
+			n, size                     sql.NullInt64
+			at                          sql.NullTime
 		)
-		if err := rows.Scan(&name, &desc, &n, &size, &at, &mode, &sum); err != nil {
+		if err := rows.Scan(&name, &desc, &n, &size, &at, &mode, &sum, &mark); err != nil {
 			_ = rows.Close()
 			return Contents{}, fmt.Errorf("extract %s: read %s: %w", alias, metaTable, err)
 		}
 		out.Tables = append(out.Tables, Table{Meta: Meta{
 			TableName: name.String, Description: desc.String, Rows: n.Int64, SizeBytes: size.Int64,
-			ExtractedAt: at.Time, QueryMode: mode.String, MD5: sum.String,
+			ExtractedAt: at.Time, QueryMode: mode.String, MD5: sum.String, Watermark: mark.String,
 		}})
 	}
 	if err := closeRows(rows); err != nil {

@@ -98,8 +98,10 @@ func (v *validator) run(ctx context.Context, dir string) {
 		return
 	}
 	if cols, err := columns(ctx, db, readAlias, metaTable); err == nil {
-		if t, ok := cols["md5"]; ok && t != "VARCHAR" {
-			v.add("", "%s.md5 is %s, want VARCHAR", metaTable, t)
+		for _, opt := range optionalMetaColumns {
+			if t, ok := cols[opt]; ok && t != "VARCHAR" {
+				v.add("", "%s.%s is %s, want VARCHAR", metaTable, opt, t)
+			}
 		}
 	}
 	c, err := ReadAttached(ctx, db, readAlias)

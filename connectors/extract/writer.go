@@ -554,7 +554,7 @@ func (w *Writer) build(ctx context.Context, path string, c Contents) (err error)
 	}
 	stmts := []string{
 		`CREATE TABLE main._meta (table_name VARCHAR NOT NULL, description TEXT, rows BIGINT,
-			size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR, md5 VARCHAR)`,
+			size_bytes BIGINT, extracted_at TIMESTAMP, query_mode VARCHAR, md5 VARCHAR, watermark VARCHAR)`,
 		`CREATE TABLE main._parts (table_name VARCHAR NOT NULL, part VARCHAR NOT NULL, md5 VARCHAR,
 			size_bytes BIGINT, rows BIGINT)`,
 	}
@@ -576,8 +576,9 @@ func (w *Writer) build(ctx context.Context, path string, c Contents) (err error)
 		if _, err := db.ExecContext(ctx, "CREATE VIEW main."+quoteIdent(t.TableName)+" AS "+view); err != nil {
 			return fmt.Errorf("view %s: %w", t.TableName, err)
 		}
-		if _, err := db.ExecContext(ctx, "INSERT INTO main._meta VALUES (?, ?, ?, ?, ?, ?, ?)",
-			t.TableName, t.Description, t.Rows, t.SizeBytes, nullTime(t.ExtractedAt), t.QueryMode, nullIfEmpty(t.MD5)); err != nil {
+		if _, err := db.ExecContext(ctx, "INSERT INTO main._meta VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			t.TableName, t.Description, t.Rows, t.SizeBytes, nullTime(t.ExtractedAt), t.QueryMode, nullIfEmpty(t.MD5),
+			nullIfEmpty(t.Watermark)); err != nil {
 			return fmt.Errorf("meta %s: %w", t.TableName, err)
 		}
 		if err := insertParts(ctx, db, t.TableName, t.Parts); err != nil {
