@@ -245,6 +245,9 @@ func TestMaterializeQuerySendsCapAndGoogleSQL(t *testing.T) {
 	for _, r := range fake.Requests() {
 		var body map[string]any
 		_ = json.Unmarshal(r.Body, &body)
+		if r.Header.Get("Authorization") != "" {
+			t.Errorf("%s %s sent credentials to an endpoint override", r.Method, r.Path)
+		}
 		switch {
 		case r.Method == "POST" && strings.HasSuffix(r.Path, "/jobs"):
 			cfg := body["configuration"].(map[string]any)

@@ -197,6 +197,10 @@ func duckScalar(f *bq.FieldSchema, v bq.Value) (any, error) {
 		if len(vals) != len(f.Schema) {
 			return nil, fmt.Errorf("column %s: RECORD has %d values for %d fields", f.Name, len(vals), len(f.Schema))
 		}
+		if !plainNames(f.Schema) {
+			b, err := json.Marshal(jsonValue(f, v))
+			return json.RawMessage(b), err
+		}
 		m := make(map[string]any, len(vals))
 		for i, sub := range f.Schema {
 			x, err := duckValue(sub, vals[i])
@@ -204,10 +208,6 @@ func duckScalar(f *bq.FieldSchema, v bq.Value) (any, error) {
 				return nil, err
 			}
 			m[sub.Name] = x
-		}
-		if !plainNames(f.Schema) {
-			b, err := json.Marshal(jsonValue(f, v))
-			return json.RawMessage(b), err
 		}
 		return m, nil
 	}

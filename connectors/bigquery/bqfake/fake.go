@@ -106,7 +106,6 @@ type Server struct {
 	estimate  func(query string) int64
 	pageRows  int
 	pending   int
-	jobSeq    int
 	hintMu    sync.Mutex        // guards hints apart from mu: AddTable reads them while holding mu
 	hints     map[string]string // lower-case column name → GEOGRAPHY/BIGNUMERIC
 	location  string
