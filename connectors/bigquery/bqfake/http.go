@@ -469,13 +469,15 @@ func (s *Server) insertJob(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return j.resource(), nil
 }
 
 func (s *Server) getJob(r *http.Request) (any, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock() // resource reads j.pending, which polls change
 	j := s.jobs[r.PathValue("j")]
-	s.mu.Unlock()
 	if j == nil {
 		return nil, notFound("Not found: Job %s:%s", r.PathValue("p"), r.PathValue("j"))
 	}
