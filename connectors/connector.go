@@ -89,6 +89,15 @@ type InputError struct{ Msg string }
 
 func (e *InputError) Error() string { return e.Msg }
 
+// PublicError is an error whose message is safe and useful to show the user
+// who triggered the sync: what the upstream answered ("Keboola rejected the
+// token for source kbc_sales", a failed export job with its exceptionId). It
+// never carries a credential.
+type PublicError interface {
+	error
+	PublicMessage() string
+}
+
 // Factory builds a source instance of one connector type from its name (the
 // registry's source, also its extract folder) and its settings from the
 // configuration (decoded with DecodeSettings). It checks the settings but does

@@ -347,6 +347,9 @@ func (e *OverCapError) Error() string {
 		humanBytes(e.Estimate), e.Estimate, e.What, humanBytes(e.Cap), e.Cap)
 }
 
+// PublicMessage implements connectors.PublicError.
+func (e *OverCapError) PublicMessage() string { return e.Error() }
+
 func humanBytes(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
 	f, i := float64(n), 0
@@ -379,6 +382,9 @@ func (e *Error) Error() string {
 	}
 	return fmt.Sprintf("bigquery source %s: %s: %s (%s%s)", e.Source, e.Op, e.Message, code, e.Reason)
 }
+
+// PublicMessage implements connectors.PublicError: BigQuery's own message.
+func (e *Error) PublicMessage() string { return e.Error() }
 
 // Unwrap gives the client's error and the sentinel callers match.
 func (e *Error) Unwrap() []error {

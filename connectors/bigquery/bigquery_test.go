@@ -343,7 +343,7 @@ func TestErrors(t *testing.T) {
 func TestSettings(t *testing.T) {
 	env := map[string]string{"BIGQUERY_PROJECT": "my-project", "AGNES_BIGQUERY_ENDPOINT": "http://127.0.0.1:9050/bigquery/v2",
 		"BIGQUERY_LOCATION": "EU"}
-	raw := bigquery.SettingsFromEnv(func(k string) string { return env[k] })
+	raw := bigquery.EnvSettings(func(k string) string { return env[k] })
 	c, err := bigquery.New("bq", raw)
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +353,7 @@ func TestSettings(t *testing.T) {
 		s.Endpoint != "http://127.0.0.1:9050/bigquery/v2/" || s.MaxBytesPerMaterialize != 10<<30 {
 		t.Errorf("settings %+v", s)
 	}
-	if raw := bigquery.SettingsFromEnv(func(string) string { return "" }); raw != nil {
+	if raw := bigquery.EnvSettings(func(string) string { return "" }); raw != nil {
 		t.Errorf("no BIGQUERY_PROJECT: %v, want nil", raw)
 	}
 	for _, tc := range []struct {

@@ -44,12 +44,12 @@ func DefaultSettings() Settings {
 	return Settings{MaxBytesPerMaterialize: DefaultMaxBytesPerMaterialize}
 }
 
-// SettingsFromEnv returns the raw settings of the default instance from the
+// EnvSettings returns the raw settings of the default instance from the
 // environment (BIGQUERY_PROJECT, BIGQUERY_LOCATION, AGNES_BIGQUERY_ENDPOINT),
 // for Open; nil when BIGQUERY_PROJECT is unset. Credentials are not read
 // here: Application Default Credentials read GOOGLE_APPLICATION_CREDENTIALS
 // themselves.
-func SettingsFromEnv(getenv func(string) string) map[string]any {
+func EnvSettings(getenv func(string) string) map[string]any {
 	project := strings.TrimSpace(getenv("BIGQUERY_PROJECT"))
 	if project == "" {
 		return nil

@@ -262,3 +262,22 @@ func loopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// EnvSettings returns the raw settings (for Open) of the default instance the
+// Python system's way, from environment variables; nil when no Jira site is
+// named (JIRA_DOMAIN or JIRA_BASE_URL).
+func EnvSettings(getenv func(string) string) map[string]any {
+	raw := map[string]any{}
+	for key, env := range map[string]string{"domain": EnvDomain, "base_url": EnvBaseURL, "email": EnvEmail,
+		"api_token": EnvAPIToken, "cloud_id": EnvCloudID, "webhook_secret": EnvWebhookSecret, "project": EnvProject,
+		"sla_fields": EnvSLAFields, "download_attachments": EnvDownloadAttachments,
+		"attachment_max_bytes": EnvAttachmentMaxBytes} {
+		if v := strings.TrimSpace(getenv(env)); v != "" {
+			raw[key] = v
+		}
+	}
+	if raw["domain"] == nil && raw["base_url"] == nil {
+		return nil
+	}
+	return raw
+}

@@ -57,6 +57,10 @@ func (e *APIError) detail() string {
 	return d
 }
 
+// PublicMessage implements connectors.PublicError: what Keboola answered,
+// never the token.
+func (e *APIError) PublicMessage() string { return e.Error() }
+
 // Unwrap makes a 401 match ErrTokenRejected.
 func (e *APIError) Unwrap() error {
 	if e.Status == http.StatusUnauthorized {

@@ -311,4 +311,18 @@ func (e *notFoundError) Error() string {
 	return fmt.Sprintf("source %s: Keboola has no %s: %s", e.Source, e.table, e.detail())
 }
 
+// PublicMessage implements connectors.PublicError.
+func (e *notFoundError) PublicMessage() string { return e.Error() }
+
 func (e *notFoundError) Unwrap() []error { return []error{connectors.ErrNotFound, e.APIError} }
+
+// EnvSettings returns the raw settings (for Open) of the default instance the
+// Python system's way, from KEBOOLA_STACK_URL and KEBOOLA_STORAGE_TOKEN; nil
+// when either is unset.
+func EnvSettings(getenv func(string) string) map[string]any {
+	url, token := strings.TrimSpace(getenv("KEBOOLA_STACK_URL")), strings.TrimSpace(getenv("KEBOOLA_STORAGE_TOKEN"))
+	if url == "" || token == "" {
+		return nil
+	}
+	return map[string]any{"stack_url": url, "token": token}
+}

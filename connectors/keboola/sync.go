@@ -161,6 +161,9 @@ func (e *JobError) Error() string {
 	return msg
 }
 
+// PublicMessage implements connectors.PublicError.
+func (e *JobError) PublicMessage() string { return e.Error() }
+
 // waitJob polls a job until it ends, waiting PollInterval at first and
 // half as long again each time, up to MaxPollInterval, for at most
 // ExportTimeout. Unknown statuses count as still running.

@@ -30,7 +30,10 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/agnesdata/agnes/connectors"
+	"github.com/agnesdata/agnes/connectors/bigquery"
 	"github.com/agnesdata/agnes/connectors/demo"
+	"github.com/agnesdata/agnes/connectors/jira"
+	"github.com/agnesdata/agnes/connectors/keboola"
 	"github.com/agnesdata/agnes/connectors/upload"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
@@ -105,7 +108,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		}
 	}()
 
-	sources, err := Sources(cfg)
+	sources, err := Sources(cfg, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -232,18 +235,41 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 }
 
 // Sources are the source instances this server syncs: the configured ones
-// (config `sources`, each built by its connector type's factory) and a default
-// instance named after each built-in type (demo, upload) unless configured.
-func Sources(cfg config.Config) ([]syncer.Source, error) {
+// (config `sources`, each built by its connector type's factory); for the
+// company sources, a default instance named after the type from the Python
+// system's environment variables (KEBOOLA_STACK_URL + KEBOOLA_STORAGE_TOKEN,
+// BIGQUERY_PROJECT, JIRA_DOMAIN/JIRA_BASE_URL + ...) unless a source of that
+// name is configured; and the built-in demo and upload instances.
+func Sources(cfg config.Config, getenv func(string) string) ([]syncer.Source, error) {
 	types := map[string]connectors.Factory{
 		demo.Type: func(string, map[string]any) (connectors.Connector, error) { return demo.New(), nil },
 		upload.Type: func(string, map[string]any) (connectors.Connector, error) {
 			return upload.New(uploadDir(cfg)), nil
 		},
+		keboola.Type:  keboola.Open,
+		bigquery.Type: bigquery.Open,
+		jira.Type:     jira.Open,
+	}
+	configured := maps.Clone(cfg.Sources)
+	if configured == nil {
+		configured = map[string]map[string]any{}
+	}
+	for typ, env := range map[string]func(func(string) string) map[string]any{
+		keboola.Type: keboola.EnvSettings, bigquery.Type: bigquery.EnvSettings, jira.Type: jira.EnvSettings,
+	} {
+		if raw := env(getenv); raw != nil && configured[typ] == nil {
+			raw["type"] = typ
+			configured[typ] = raw
+		}
+	}
+	for _, typ := range []string{demo.Type, upload.Type} {
+		if configured[typ] == nil {
+			configured[typ] = map[string]any{"type": typ}
+		}
 	}
 	var out []syncer.Source
-	for _, name := range slices.Sorted(maps.Keys(cfg.Sources)) {
-		raw := maps.Clone(cfg.Sources[name])
+	for _, name := range slices.Sorted(maps.Keys(configured)) {
+		raw := maps.Clone(configured[name])
 		typ, _ := raw["type"].(string)
 		delete(raw, "type")
 		factory, ok := types[typ]
@@ -256,12 +282,6 @@ func Sources(cfg config.Config) ([]syncer.Source, error) {
 			return nil, fmt.Errorf("sources.%s: %w", name, err)
 		}
 		out = append(out, syncer.Source{Name: name, Connector: c})
-	}
-	for _, typ := range []string{demo.Type, upload.Type} {
-		if _, configured := cfg.Sources[typ]; !configured {
-			c, _ := types[typ](typ, nil)
-			out = append(out, syncer.Source{Name: typ, Connector: c})
-		}
 	}
 	return out, nil
 }

@@ -213,16 +213,28 @@ func Spec(t *store.RegisteredTable) connectors.TableSpec {
 	return connectors.TableSpec{ID: t.ID, Name: t.Name, Description: t.Description, Bucket: t.Bucket,
 		SourceTable: t.SourceTable, SourceQuery: t.SourceQuery, Strategy: t.SyncStrategy, PrimaryKey: t.PrimaryKey,
 		IncrementalColumn: t.IncrementalColumn, IncrementalWindowDays: t.IncrementalWindowDays,
-		PartitionBy: t.PartitionBy, PartitionGranularity: t.PartitionGranularity}
+		PartitionBy: t.PartitionBy, PartitionGranularity: t.PartitionGranularity, WhereFilters: whereFilters(t.WhereFilters)}
 }
 
-// publicError is an error message fit for users: input errors as they are, the
-// rest without internal paths.
+func whereFilters(fs []store.WhereFilter) []connectors.WhereFilter {
+	var out []connectors.WhereFilter
+	for _, f := range fs {
+		out = append(out, connectors.WhereFilter{Column: f.Column, Operator: f.Operator, Values: f.Values, DataType: f.DataType})
+	}
+	return out
+}
+
+// publicError is an error message fit for users: input errors and errors that
+// say what the upstream answered (connectors.PublicError) as they are, the rest
+// without internal paths.
 func publicError(err error) string {
 	var in *connectors.InputError
+	var pub connectors.PublicError
 	switch {
 	case errors.As(err, &in):
 		return in.Msg
+	case errors.As(err, &pub):
+		return pub.PublicMessage()
 	case errors.Is(err, connectors.ErrNotFound):
 		return "the table was not found in the source"
 	case errors.Is(err, context.Canceled):
