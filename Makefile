@@ -33,19 +33,27 @@ test: ## Run the whole test suite
 test-race: ## Run the test suite with the race detector
 	$(GO) test -tags $(TAGS) -count=1 -race -timeout 30m ./...
 
+GOLANGCI  := .tmp/bin/golangci-lint
+
 .PHONY: lint
-lint: node_modules ## buf lint + format check, gofmt, go vet
+lint: node_modules $(GOLANGCI) ## buf lint + format, golangci-lint (gofmt, vet, staticcheck, ...), go mod tidy
 	$(BUF) lint
 	$(BUF) format -d --exit-code proto
-	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
-	$(GO) vet -tags $(TAGS) ./...
+	$(GOLANGCI) run ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy and commit"; exit 1; }
+
+$(GOLANGCI): tools/go.mod tools/go.sum
+	$(GO) build -modfile=tools/go.mod -o .tmp/bin/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules
 
 $(PLUGINS): tools/go.mod tools/go.sum
-	$(GO) build -modfile=tools/go.mod -o .tmp/bin/ tool
+	$(GO) build -modfile=tools/go.mod -o .tmp/bin/ google.golang.org/protobuf/cmd/protoc-gen-go \
+	  google.golang.org/grpc/cmd/protoc-gen-go-grpc connectrpc.com/connect/cmd/protoc-gen-connect-go \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway \
+	  github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2
 
 .PHONY: generate
 generate: node_modules $(PLUGINS) ## Regenerate gen/ from proto/ (Go, gateway, OpenAPI, TypeScript)

@@ -426,8 +426,8 @@ func (c *Connector) upstream(op string, err error) error {
 	if e.Reason == "bytesBilledLimitExceeded" {
 		if m := requiredBytesRE.FindStringSubmatch(e.Message); m != nil {
 			var limit, need int64
-			fmt.Sscan(m[1], &limit)
-			fmt.Sscan(m[2], &need)
+			_, _ = fmt.Sscan(m[1], &limit)
+			_, _ = fmt.Sscan(m[2], &need)
 			return &OverCapError{What: "the query (refused by BigQuery)", Estimate: need, Cap: limit}
 		}
 	}

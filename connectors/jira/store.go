@@ -311,12 +311,12 @@ func (st *Store) scanPart(ctx context.Context, path string, cols []extract.Colum
 		var name string
 		var rest [5]sql.NullString
 		if err := rows.Scan(&name, &rest[0], &rest[1], &rest[2], &rest[3], &rest[4]); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return err
 		}
 		have[name] = true
 	}
-	if err := rows.Close(); err != nil {
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
 	sel := make([]string, len(cols))
@@ -419,7 +419,7 @@ func (st *Store) locate(ctx context.Context, keys []string) (located, error) {
 			var key, file string
 			var synced, id sql.NullString
 			if err := rows.Scan(&key, &file, &synced, &id); err != nil {
-				rows.Close()
+				_ = rows.Close()
 				return loc, fmt.Errorf("read %s: %w", Tables[t], err)
 			}
 			m := strings.TrimSuffix(filepath.Base(file), ".parquet")
@@ -433,7 +433,7 @@ func (st *Store) locate(ctx context.Context, keys []string) (located, error) {
 				loc.ids[key] = id.String
 			}
 		}
-		if err := rows.Close(); err != nil {
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return loc, fmt.Errorf("read %s: %w", Tables[t], err)
 		}
 	}
@@ -525,7 +525,7 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(f.Name()) // no-op once renamed
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {

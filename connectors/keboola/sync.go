@@ -97,7 +97,7 @@ type run struct {
 
 func (r *run) close() {
 	if r.db != nil {
-		r.db.Close()
+		_ = r.db.Close()
 	}
 	os.RemoveAll(r.scratch)
 }
@@ -511,7 +511,7 @@ func (r *run) duck(ctx context.Context) (*sql.DB, error) {
 	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(1)
 	if _, err := db.ExecContext(ctx, "SET temp_directory = "+quoteString(filepath.Join(r.scratch, "spill"))); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, err
 	}
 	r.db = db

@@ -145,7 +145,7 @@ func (s *Server) URL() string { return s.srv.URL }
 // Close stops the fake.
 func (s *Server) Close() {
 	s.srv.Close()
-	s.db.Close()
+	_ = s.db.Close()
 }
 
 // ClientOptions point the official client at the fake, without credentials.

@@ -292,13 +292,14 @@ func TestListingAndMetadataQueries(t *testing.T) {
 	if md.Type != bigquery.ViewTable || len(md.Schema) != 2 {
 		t.Errorf("view metadata %+v", md)
 	}
-	it, err := c.Query("SELECT * FROM v_orders").Read(ctx(t)) // needs the default dataset
+	_, err = c.Query("SELECT * FROM v_orders").Read(ctx(t)) // needs the default dataset
 	if err == nil {
 		t.Errorf("an unqualified table without a default dataset should fail")
 	}
 	q := c.Query("SELECT count(*) FROM v_orders")
 	q.DefaultDatasetID = "sales"
-	if it, err = q.Read(ctx(t)); err != nil {
+	it, err := q.Read(ctx(t))
+	if err != nil {
 		t.Fatal(err)
 	}
 	if rows := readAll(t, it); rows[0][0] != int64(1) {

@@ -602,15 +602,15 @@ func (s *Server) conn(ctx context.Context, req queryRequest) (*sql.Conn, func(),
 		return nil, nil, err
 	}
 	if req.DefaultDataset == nil || req.DefaultDataset.DatasetID == "" {
-		return c, func() { c.Close() }, nil
+		return c, func() { _ = c.Close() }, nil
 	}
 	if _, err := c.ExecContext(ctx, "USE "+quoteIdent(req.DefaultDataset.DatasetID)); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, nil, notFound("Not found: Dataset %s:%s", s.Project, req.DefaultDataset.DatasetID)
 	}
 	return c, func() {
 		_, _ = c.ExecContext(context.WithoutCancel(ctx), "USE memory.main")
-		c.Close()
+		_ = c.Close()
 	}, nil
 }
 

@@ -69,7 +69,7 @@ func (f *Fake) take(r Route) *Fault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.hits[r]++
-	for len(f.faults[r]) > 0 {
+	if len(f.faults[r]) > 0 {
 		ft := f.faults[r][0]
 		if ft.Skip > 0 {
 			ft.Skip--
