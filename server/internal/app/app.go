@@ -296,7 +296,7 @@ func newSandbox(a *App) (*sqlguard.Checker, error) {
 	}
 	db := sql.OpenDB(connector)
 	a.closers = append(a.closers, db.Close)
-	return sqlguard.New(db), nil
+	return sqlguard.New(db, sqlguard.Limits{BuilderSize: a.cfg.Query.MaxBuilderSize}), nil
 }
 
 // inMemoryConn serves the Connect handlers on an in-memory listener and dials it: the

@@ -79,6 +79,11 @@ type Query struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// PerUserConcurrency caps concurrent queries per user (AGNES_QUERY_PER_USER).
 	PerUserConcurrency int `yaml:"per_user_concurrency"`
+	// MaxBuilderSize bounds one call of a list or string builder (list_resize,
+	// repeat, lpad, range as a list, ...): elements or characters
+	// (AGNES_QUERY_MAX_BUILDER_SIZE). DuckDB does not count these against its
+	// memory limit, and computes 2,048 rows at a time.
+	MaxBuilderSize int64 `yaml:"max_builder_size"`
 }
 
 // Default is the embedded default a newcomer runs with.
@@ -97,6 +102,7 @@ func Default() Config {
 			MaxBytes:           1 << 30,
 			Timeout:            5 * time.Minute,
 			PerUserConcurrency: 4,
+			MaxBuilderSize:     100_000,
 		},
 	}
 }
@@ -171,6 +177,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("AGNES_LOG_LEVEL", &c.Log.Level)
 	integer("AGNES_QUERY_MAX_ROWS", &c.Query.MaxRows)
 	integer("AGNES_QUERY_MAX_BYTES", &c.Query.MaxBytes)
+	integer("AGNES_QUERY_MAX_BUILDER_SIZE", &c.Query.MaxBuilderSize)
 	duration("AGNES_QUERY_TIMEOUT", &c.Query.Timeout)
 	perUser := int64(c.Query.PerUserConcurrency)
 	integer("AGNES_QUERY_PER_USER", &perUser)
@@ -220,7 +227,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("sources.%s: type is required", name))
 		}
 	}
-	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 {
+	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 || c.Query.MaxBuilderSize < 1 {
 		errs = append(errs, errors.New("query limits must be positive"))
 	}
 	return errors.Join(errs...)
