@@ -156,6 +156,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	}
 	queries := querysvc.New(a.Analytics.Engine, guard, querysvc.Limits{
 		MaxRows: cfg.Query.MaxRows, MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
+		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes,
 	})
 
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
@@ -167,8 +168,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	// more CPU than it saves, so these two services do not offer it.
 	bulk := append(slices.Clone(opts), connect.WithCompression("gzip", nil, nil))
 	mount(agnesv1connect.NewSyncServiceHandler(syncs, bulk...))
-	// The Query service's codec sends Arrow batches as the encoders wrote them.
-	mount(agnesv1connect.NewQueryServiceHandler(queries, append(bulk, connect.WithCodec(querysvc.Codec()))...))
+	// The Query service sends rows in the wire form it encodes them in (its own codecs).
+	mount(queries.Handler(bulk...))
 	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
 
@@ -196,6 +197,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/api/", mirror)
 	root.Handle("/auth/", mirror)
 	root.Handle(syncsvc.ManifestPattern, authn.Middleware(http.HandlerFunc(syncs.Manifest)))
+	root.Handle(querysvc.QueryPattern, authn.Middleware(queries.QueryHandler()))
 	root.Handle(querysvc.StreamPattern, authn.Middleware(queries.StreamREST(rest, cfg.MaxBodyBytes)))
 	root.Handle(syncsvc.DownloadPattern, authn.Middleware(http.HandlerFunc(syncs.Download)))
 	root.Handle(adminsvc.UploadPattern, authn.Middleware(admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes)))

@@ -1,0 +1,133 @@
+package querysvc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The two writers of a value (values.go): as JSON, and as the protobuf
+// encoding of a google.protobuf.Value.
+
+// appendJSON writes v as JSON.
+func appendJSON(buf []byte, v value) []byte {
+	switch v.kind {
+	case kindNull:
+		return append(buf, "null"...)
+	case kindBool:
+		return strconv.AppendBool(buf, v.n != 0)
+	case kindInt:
+		return strconv.AppendInt(buf, v.n, 10)
+	case kindFloat:
+		return appendFloat(buf, v.f)
+	}
+	return appendString(buf, v.text)
+}
+
+// appendFloat writes a finite float in JSON's number grammar, as
+// encoding/json does.
+func appendFloat(buf []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(buf, f, format, -1, 64)
+}
+
+// appendString writes a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced (as encoding/json does).
+func appendString[S string | []byte](buf []byte, s S) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			buf = append(buf, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune([]byte(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}
+
+// google.protobuf.Value's fields (struct.proto): the oneof kind.
+const (
+	fieldNullValue   = 1 // NullValue enum; NULL_VALUE = 0
+	fieldNumberValue = 2 // double
+	fieldStringValue = 3 // string
+	fieldBoolValue   = 4 // bool
+)
+
+// protoValueSize is the size of v's google.protobuf.Value encoding.
+func protoValueSize(v value) int {
+	switch v.kind {
+	case kindNull, kindBool:
+		return 2
+	case kindInt, kindFloat:
+		return 1 + 8
+	}
+	n := len(v.text)
+	if !utf8.Valid(v.text) {
+		n = len(bytes.ToValidUTF8(v.text, []byte("\uFFFD")))
+	}
+	return 1 + protowire.SizeVarint(uint64(n)) + n
+}
+
+// appendProtoValue writes v as a google.protobuf.Value (its fields, without
+// a length): a string field must be valid UTF-8, so invalid bytes are
+// replaced, as in JSON.
+func appendProtoValue(buf []byte, v value) []byte {
+	switch v.kind {
+	case kindNull:
+		return append(buf, byte(protowire.EncodeTag(fieldNullValue, protowire.VarintType)), 0)
+	case kindBool:
+		return append(buf, byte(protowire.EncodeTag(fieldBoolValue, protowire.VarintType)), byte(v.n))
+	case kindInt:
+		return appendDouble(buf, float64(v.n))
+	case kindFloat:
+		return appendDouble(buf, v.f)
+	}
+	text := v.text
+	if !utf8.Valid(text) {
+		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
+	}
+	buf = append(buf, byte(protowire.EncodeTag(fieldStringValue, protowire.BytesType)))
+	return protowire.AppendBytes(buf, text)
+}
+
+func appendDouble(buf []byte, f float64) []byte {
+	buf = append(buf, byte(protowire.EncodeTag(fieldNumberValue, protowire.Fixed64Type)))
+	return binary.LittleEndian.AppendUint64(buf, math.Float64bits(f))
+}
