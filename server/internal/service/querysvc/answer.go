@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -29,6 +30,7 @@ type answer struct {
 	rows           int64
 	truncated      bool
 	pipe           *ordered.Pipeline[arrow.RecordBatch, encodedRows]
+	perRow         atomic.Int64 // bytes per row so far, to size the next chunk once
 }
 
 // encodedRows is one record batch's rows and where each row ends.
@@ -70,11 +72,16 @@ func (a *answer) encode(rec arrow.RecordBatch) encodedRows {
 	defer rec.Release()
 	e := newRowEncoder(rec, a.types, a.form)
 	n := int(rec.NumRows())
-	out := encodedRows{data: make([]byte, 0, n*64), ends: make([]int, n)}
+	per := a.perRow.Load()
+	if per == 0 {
+		per = 64
+	}
+	out := encodedRows{data: make([]byte, 0, int64(n)*per*9/8), ends: make([]int, n)}
 	for i := range n {
 		out.data = e.appendRows(out.data, i, i+1, true)
 		out.ends[i] = len(out.data)
 	}
+	a.perRow.Store(int64(len(out.data)/max(n, 1) + 1))
 	return out
 }
 

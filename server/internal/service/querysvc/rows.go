@@ -30,16 +30,23 @@ func (f form) String() string {
 // fieldRows is the rows field of both QueryResponse and QueryBatch.
 const fieldRows = 2
 
+var (
+	tagRows       = byte(protowire.EncodeTag(fieldRows, protowire.BytesType))
+	tagListValues = byte(protowire.EncodeTag(1, protowire.BytesType)) // ListValue.values
+)
+
 // rowEncoder writes rows of one record batch in one form, straight from the
 // Arrow columns: each column's reader is chosen once per batch.
 type rowEncoder struct {
 	form  form
 	cols  []cellReader
-	cells []value // one row's cells (protobuf needs their sizes first)
+	cells []value // one row's cells and their sizes (protobuf needs them first)
+	sizes []int
 }
 
 func newRowEncoder(rec arrow.RecordBatch, types []string, f form) *rowEncoder {
-	e := &rowEncoder{form: f, cols: make([]cellReader, rec.NumCols()), cells: make([]value, rec.NumCols())}
+	n := int(rec.NumCols())
+	e := &rowEncoder{form: f, cols: make([]cellReader, n), cells: make([]value, n), sizes: make([]int, n)}
 	for c := range e.cols {
 		typ := ""
 		if c < len(types) {
@@ -65,16 +72,14 @@ func (e *rowEncoder) appendRow(buf []byte, i int) []byte {
 	}
 	size := 0
 	for c, read := range e.cols {
-		v := read(i)
-		e.cells[c] = v
+		v := protoValue(read(i))
 		n := protoValueSize(v)
+		e.cells[c], e.sizes[c] = v, n
 		size += 1 + protowire.SizeVarint(uint64(n)) + n // ListValue.values (field 1)
 	}
-	buf = protowire.AppendTag(buf, fieldRows, protowire.BytesType)
-	buf = protowire.AppendVarint(buf, uint64(size))
-	for _, v := range e.cells {
-		buf = protowire.AppendTag(buf, 1, protowire.BytesType)
-		buf = protowire.AppendVarint(buf, uint64(protoValueSize(v)))
+	buf = appendVarint(append(buf, tagRows), size)
+	for c, v := range e.cells {
+		buf = appendVarint(append(buf, tagListValues), e.sizes[c])
 		buf = appendProtoValue(buf, v)
 	}
 	return buf

@@ -145,6 +145,7 @@ func checkProto(t *testing.T, v value) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v = protoValue(v)
 	got := &structpb.Value{}
 	if err := proto.Unmarshal(appendProtoValue(nil, v), got); err != nil {
 		t.Fatalf("protobuf Value does not decode: %v", err)

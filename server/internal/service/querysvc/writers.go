@@ -90,6 +90,15 @@ const (
 	fieldBoolValue   = 4 // bool
 )
 
+// protoValue makes v fit for protobuf: a string field must be valid UTF-8,
+// so invalid bytes are replaced, as JSON does.
+func protoValue(v value) value {
+	if v.kind == kindText && !utf8.Valid(v.text) {
+		v.text = bytes.ToValidUTF8(v.text, []byte("\uFFFD"))
+	}
+	return v
+}
+
 // protoValueSize is the size of v's google.protobuf.Value encoding.
 func protoValueSize(v value) int {
 	switch v.kind {
@@ -98,36 +107,41 @@ func protoValueSize(v value) int {
 	case kindInt, kindFloat:
 		return 1 + 8
 	}
-	n := len(v.text)
-	if !utf8.Valid(v.text) {
-		n = len(bytes.ToValidUTF8(v.text, []byte("\uFFFD")))
-	}
-	return 1 + protowire.SizeVarint(uint64(n)) + n
+	return 1 + protowire.SizeVarint(uint64(len(v.text))) + len(v.text)
 }
 
-// appendProtoValue writes v as a google.protobuf.Value (its fields, without
-// a length): a string field must be valid UTF-8, so invalid bytes are
-// replaced, as in JSON.
+// Tags of google.protobuf.Value's fields, as written.
+var (
+	tagNull   = byte(protowire.EncodeTag(fieldNullValue, protowire.VarintType))
+	tagNumber = byte(protowire.EncodeTag(fieldNumberValue, protowire.Fixed64Type))
+	tagString = byte(protowire.EncodeTag(fieldStringValue, protowire.BytesType))
+	tagBool   = byte(protowire.EncodeTag(fieldBoolValue, protowire.VarintType))
+)
+
+// appendProtoValue writes v (through protoValue) as a
+// google.protobuf.Value: its fields, without a length.
 func appendProtoValue(buf []byte, v value) []byte {
 	switch v.kind {
 	case kindNull:
-		return append(buf, byte(protowire.EncodeTag(fieldNullValue, protowire.VarintType)), 0)
+		return append(buf, tagNull, 0)
 	case kindBool:
-		return append(buf, byte(protowire.EncodeTag(fieldBoolValue, protowire.VarintType)), byte(v.n))
+		return append(buf, tagBool, byte(v.n))
 	case kindInt:
 		return appendDouble(buf, float64(v.n))
 	case kindFloat:
 		return appendDouble(buf, v.f)
 	}
-	text := v.text
-	if !utf8.Valid(text) {
-		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
-	}
-	buf = append(buf, byte(protowire.EncodeTag(fieldStringValue, protowire.BytesType)))
-	return protowire.AppendBytes(buf, text)
+	return append(appendVarint(append(buf, tagString), len(v.text)), v.text...)
 }
 
 func appendDouble(buf []byte, f float64) []byte {
-	buf = append(buf, byte(protowire.EncodeTag(fieldNumberValue, protowire.Fixed64Type)))
-	return binary.LittleEndian.AppendUint64(buf, math.Float64bits(f))
+	return binary.LittleEndian.AppendUint64(append(buf, tagNumber), math.Float64bits(f))
+}
+
+// appendVarint is protowire.AppendVarint, with the one-byte case inline.
+func appendVarint(buf []byte, n int) []byte {
+	if n < 0x80 {
+		return append(buf, byte(n))
+	}
+	return protowire.AppendVarint(buf, uint64(n))
 }
