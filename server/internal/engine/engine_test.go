@@ -518,7 +518,7 @@ type collectRows struct {
 }
 
 func (c *collectRows) Columns(cols []Column) error { c.cols = cols; return nil }
-func (c *collectRows) Schema(*arrow.Schema) error    { return nil }
+func (c *collectRows) Schema(*arrow.Schema) error  { return nil }
 
 // Batch keeps the rows as the setup connection's database/sql values.
 func (c *collectRows) Batch(rec arrow.RecordBatch) error {

@@ -99,7 +99,7 @@ func TestValueConventions(t *testing.T) {
 			b.Append([]byte{0xe7, 0xa0, 0xd1, 0xb4, 0x1c, 0x8e, 0x4f, 0x36, 0x9d, 0x51, 0x0a, 0x7b, 0x3f, 0x2c, 0x4d, 0x5e})
 		}), "UUID", []string{`"e7a0d1b4-1c8e-4f36-9d51-0a7b3f2c4d5e"`}},
 		{"bignum", column(t, array.NewBinaryBuilder(mem, arrow.BinaryTypes.Binary), func(b *array.BinaryBuilder) {
-			b.Append([]byte{0x80, 0, 1, 42})           // 42
+			b.Append([]byte{0x80, 0, 1, 42})             // 42
 			b.Append([]byte{0x7f, 0xff, 0xfe, ^byte(5)}) // -5
 		}), "BIGNUM", []string{`42`, `-5`}},
 		{"list", column(t, array.NewListBuilder(mem, arrow.PrimitiveTypes.Int32), func(b *array.ListBuilder) {
