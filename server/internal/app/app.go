@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,6 +89,7 @@ type App struct {
 	Jobs      *jobs.Runner
 	handler   http.Handler
 	routes    []route.Route
+	trusted   []netip.Prefix
 
 	closers []func() error
 }
@@ -136,12 +138,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	// Interceptor order, outermost first: record the outcome for the request log,
 	// then turn errors into API errors (masking internals), then authorize. Authorization
 	// runs before the handler decodes anything of its own, so denied callers learn nothing.
-	authorizer := access.NewAuthorizer(access.LoadPolicies(services...), limiter)
+	policies := access.LoadPolicies(services...)
+	authorizer := access.NewAuthorizer(policies, limiter)
 	interceptors := connect.WithInterceptors(outcomeInterceptor{}, apierr.Interceptor{}, authorizer)
 	opts := []connect.HandlerOption{interceptors, connect.WithReadMaxBytes(int(cfg.MaxBodyBytes))}
 
 	rpc := http.NewServeMux()
-	mount := func(path string, h http.Handler) { rpc.Handle(path, authn.Middleware(h)) }
+	mount := func(path string, h http.Handler) {
+		rpc.Handle(path, authn.Middleware(precheckRPC(policies, cfg.Limits.PublicBodyBytes, h)))
+	}
 	a.Analytics = analytics.New(cfg.DataDir, a.Store, engine.Options{
 		MaxUserQueries: cfg.Query.PerUserConcurrency, MaxRows: cfg.Query.MaxRows,
 		MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
@@ -176,6 +181,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	}
 	queries := querysvc.New(a.Analytics.Engine, guard, querysvc.Limits{
 		MaxRows: cfg.Query.MaxRows, MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
+		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes,
 	})
 
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
@@ -187,8 +193,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	// more CPU than it saves, so these two services do not offer it.
 	bulk := append(slices.Clone(opts), connect.WithCompression("gzip", nil, nil))
 	mount(agnesv1connect.NewSyncServiceHandler(syncs, bulk...))
-	// The Query service's codec sends Arrow batches as the encoders wrote them.
-	mount(agnesv1connect.NewQueryServiceHandler(queries, append(bulk, connect.WithCodec(querysvc.Codec()))...))
+	// The Query service sends rows in the wire form it encodes them in (its own codecs).
+	mount(queries.Handler(bulk...))
 	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
 
@@ -206,7 +212,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	mirror, err := gateway.New(ctx, conn, services, gateway.Options{MaxBodyBytes: cfg.MaxBodyBytes, JSON: rest})
+	mirror, err := gateway.New(ctx, conn, services, gateway.Options{MaxBodyBytes: cfg.MaxBodyBytes,
+		PublicBodyBytes: cfg.Limits.PublicBodyBytes, JSON: rest})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -216,12 +223,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/api/", authn.Middleware(mirror))
 	root.Handle("/auth/", authn.Middleware(mirror))
 	// Plain routes: what the gateway cannot serve, each under a declared policy.
-	stream := queries.StreamREST(rest, cfg.MaxBodyBytes)
-	a.routes = append(syncs.Routes(),
-		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes).Route(),
-		route.Route{Pattern: "POST /api/query/stream", Name: "agnes.v1.QueryService/QueryStream",
-			Policy:  access.PolicyOf(agnesv1connect.QueryServiceQueryStreamProcedure),
-			Handler: func(w http.ResponseWriter, r *http.Request) error { stream.ServeHTTP(w, r); return nil }},
+	a.routes = append(append(syncs.Routes(), queries.Routes()...),
+		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes, cfg.Limits.UploadTimeout).Route(),
 		route.Route{Pattern: "GET /openapi.json", Name: "openapi", Policy: route.Public,
 			Handler: func(w http.ResponseWriter, _ *http.Request) error {
 				w.Header().Set("Content-Type", "application/json")
@@ -230,7 +233,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 			}},
 	)
 	route.NewAdapter(authn, authorizer, log).Mount(root, a.routes...)
-	a.handler = recoverPanics(log, reqctx.Edge(cfg.TrustForwardedFor, accessLog(log, notFoundJSON(root, rpc))))
+	a.trusted = trustedProxies(cfg)
+	a.handler = recoverPanics(log, reqctx.Edge(a.trusted, bodyDeadline(cfg.Limits.BodyTimeout,
+		accessLog(log, notFoundJSON(root, rpc)))))
 	return a, nil
 }
 
@@ -333,11 +338,14 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           a.handler,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: query results and downloads stream for as long as they need;
-		// queries have their own wall-clock limit.
+		ReadHeaderTimeout: a.cfg.Limits.ReadHeaderTimeout,
+		IdleTimeout:       a.cfg.Limits.IdleTimeout,
+		MaxHeaderBytes:    a.cfg.Limits.MaxHeaderBytes,
+		// No ReadTimeout or WriteTimeout: bodies have their own deadline
+		// (bodyDeadline), and query results and downloads stream for as long as
+		// they need; queries have their own wall-clock limit.
 	}
+	ln = limitConnsPerIP(ln, a.cfg.Limits.MaxConnsPerIP, a.trusted)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go a.Syncer.RunScheduler(ctx, time.Minute)

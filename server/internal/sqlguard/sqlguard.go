@@ -91,6 +91,8 @@ func (r Reason) String() string {
 type Error struct {
 	Reason  Reason
 	Message string // human-readable, safe to show to the user
+	// Name is the reference an UnknownTable rejection is about.
+	Name string
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -221,7 +221,9 @@ func (w *walker) baseTable(m object, sc *scope) error {
 	if looksLikePath(name) {
 		return reject(ForbiddenReference, "reading files is not allowed ('%s'); query a registered view instead", name)
 	}
-	return reject(UnknownTable, "unknown table '%s'", name)
+	e := reject(UnknownTable, "unknown table '%s'", name)
+	e.Name = name
+	return e
 }
 
 func (w *walker) tableFunction(m object, sc *scope) error {
