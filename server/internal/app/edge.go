@@ -132,8 +132,8 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err != nil {
+		ap, parseErr := netip.ParseAddrPort(c.RemoteAddr().String())
+		if parseErr != nil { // not an IP connection (a unix socket): nothing to count
 			return c, nil
 		}
 		addr := ap.Addr().Unmap()

@@ -61,22 +61,3 @@ func (o object) set(key string, v any) bool {
 	}
 	return false
 }
-
-// clone deep-copies a decoded value.
-func clone(v any) any {
-	switch x := v.(type) {
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = clone(e)
-		}
-		return out
-	case object:
-		out := make(object, len(x))
-		for i, m := range x {
-			out[i] = member{key: m.key, value: clone(m.value)}
-		}
-		return out
-	}
-	return v
-}
