@@ -133,12 +133,12 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ap, parseErr := netip.ParseAddrPort(c.RemoteAddr().String())
-		if parseErr != nil { // not an IP connection (a unix socket): nothing to count
-			return c, nil
+		if parseErr != nil {
+			return c, nil //nolint:nilerr // not an IP connection: nothing to count
 		}
 		addr := ap.Addr().Unmap()
 		if l.isTrusted(addr) {
-			return c, nil
+			return c, nil //nolint:nilerr // not an IP connection: nothing to count
 		}
 		l.mu.Lock()
 		if l.open[addr] >= l.max {

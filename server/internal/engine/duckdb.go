@@ -366,7 +366,7 @@ func (s *stream) records(ctx context.Context, fn func(arrow.RecordBatch) error) 
 			}
 			if p.Push(chunk) != nil {
 				bindings.DestroyDataChunk(&chunk)
-				return nil // the pipeline's error is reported by Drain
+				return nil //nolint:nilerr // the pipeline's error is reported by Drain
 			}
 		}
 	}()
