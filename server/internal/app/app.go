@@ -184,7 +184,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes,
 	})
 
-	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, cfg.SecureCookies()), opts...))
+	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, authsvc.Options{SecureCookies: cfg.SecureCookies(),
+		MaxTokenDays: cfg.Tokens.MaxDays, AllowNonExpiringTokens: cfg.Tokens.AllowNonExpiring}), opts...))
 	rest := restjson.New(services)
 	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer, rest)
 	admin := adminsvc.New(a.Store, Version, a.Syncer)

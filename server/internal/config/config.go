@@ -58,6 +58,8 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Query bounds SQL execution.
 	Query Query `yaml:"query"`
+	// Tokens bound personal access tokens.
+	Tokens Tokens `yaml:"tokens"`
 	// Sources are the configured source instances by name (the name is also the
 	// extract folder): each names its connector `type` and that type's settings,
 	// e.g. two Keboola projects kbc_sales and kbc_finance. Secrets in settings come
@@ -86,6 +88,14 @@ type Limits struct {
 	// PublicBodyBytes caps the body of methods anyone may call (sign-in,
 	// bootstrap) (AGNES_PUBLIC_BODY_BYTES).
 	PublicBodyBytes int64 `yaml:"public_body_bytes"`
+}
+
+// Tokens bound personal access tokens.
+type Tokens struct {
+	// MaxDays is the longest lifetime a token may be created with (AGNES_TOKEN_MAX_DAYS).
+	MaxDays int `yaml:"max_days"`
+	// AllowNonExpiring lets a token be created without an expiry (AGNES_TOKEN_ALLOW_NON_EXPIRING).
+	AllowNonExpiring bool `yaml:"allow_non_expiring"`
 }
 
 // Log configures log/slog.
@@ -132,7 +142,8 @@ func Default() Config {
 			MaxConnsPerIP:     256,
 			PublicBodyBytes:   64 << 10,
 		},
-		Log: Log{Format: "text", Level: "info"},
+		Log:    Log{Format: "text", Level: "info"},
+		Tokens: Tokens{MaxDays: 365},
 		Query: Query{
 			MaxRows:            1_000_000,
 			MaxBytes:           1 << 30,
@@ -216,6 +227,10 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if trustXFF && len(c.TrustedProxies) == 0 {
 		c.TrustedProxies = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
 	}
+	maxDays := int64(c.Tokens.MaxDays)
+	integer("AGNES_TOKEN_MAX_DAYS", &maxDays)
+	c.Tokens.MaxDays = int(maxDays)
+	boolean("AGNES_TOKEN_ALLOW_NON_EXPIRING", &c.Tokens.AllowNonExpiring)
 	duration("AGNES_READ_HEADER_TIMEOUT", &c.Limits.ReadHeaderTimeout)
 	duration("AGNES_BODY_TIMEOUT", &c.Limits.BodyTimeout)
 	duration("AGNES_UPLOAD_TIMEOUT", &c.Limits.UploadTimeout)
@@ -267,6 +282,9 @@ func (c Config) Validate() error {
 		if _, err := ParsePrefix(p); err != nil {
 			errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
 		}
+	}
+	if c.Tokens.MaxDays < 1 || c.Tokens.MaxDays > 3650 {
+		errs = append(errs, errors.New("tokens.max_days must be between 1 and 3650"))
 	}
 	l := c.Limits
 	if l.ReadHeaderTimeout <= 0 || l.BodyTimeout <= 0 || l.UploadTimeout <= 0 || l.IdleTimeout <= 0 ||
