@@ -147,10 +147,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	mount := func(path string, h http.Handler) {
 		rpc.Handle(path, authn.Middleware(precheckRPC(policies, cfg.Limits.PublicBodyBytes, h)))
 	}
+	memory := machineMemory()
+	memoryLimit, answerMemory := cfg.Query.MemoryLimit, cfg.Query.AnswerMemory
+	if memoryLimit == "" && memory > 0 {
+		memoryLimit = fmt.Sprintf("%dMB", memory/2>>20)
+	}
+	if answerMemory == 0 && memory > 0 {
+		answerMemory = memory / 4
+	}
 	a.Analytics = analytics.New(cfg.DataDir, a.Store, engine.Options{
 		MaxUserQueries: cfg.Query.PerUserConcurrency, MaxRows: cfg.Query.MaxRows,
 		MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
+		PerUserSlots: cfg.Query.PerUserSlots, MaxQueue: cfg.Query.MaxQueue, MaxWait: cfg.Query.MaxWait,
+		MemoryLimit: memoryLimit, Threads: cfg.Query.Threads, MaxTempSize: cfg.Query.MaxTempSize,
+		TempDir: filepath.Join(cfg.DataDir, "analytics", "tmp"),
 	}, log)
+	log.Info("query engine limits", "memory_limit", memoryLimit, "answer_memory", answerMemory,
+		"max_temp_size", cfg.Query.MaxTempSize, "threads", cfg.Query.Threads)
 	a.closers = append(a.closers, a.Analytics.Close)
 	// The server rebuilds on start: extracts may have changed while it was down.
 	if _, err := a.Analytics.Rebuild(ctx); err != nil {
@@ -181,7 +194,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	}
 	queries := querysvc.New(a.Analytics.Engine, guard, querysvc.Limits{
 		MaxRows: cfg.Query.MaxRows, MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
-		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes,
+		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes, AnswerMemory: answerMemory,
 	})
 
 	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, authsvc.Options{SecureCookies: cfg.SecureCookies(),

@@ -116,6 +116,25 @@ type Query struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// PerUserConcurrency caps concurrent queries per user (AGNES_QUERY_PER_USER).
 	PerUserConcurrency int `yaml:"per_user_concurrency"`
+	// PerUserSlots caps the engine connections one user's queries hold at
+	// once; more of their queries wait (AGNES_QUERY_PER_USER_SLOTS; 0: half the pool).
+	PerUserSlots int `yaml:"per_user_slots"`
+	// MaxQueue bounds the queries waiting for a connection (beyond: 429), and
+	// MaxWait one query's wait (503) (AGNES_QUERY_MAX_QUEUE, AGNES_QUERY_MAX_WAIT).
+	MaxQueue int           `yaml:"max_queue"`
+	MaxWait  time.Duration `yaml:"max_wait"`
+	// MemoryLimit is DuckDB's memory_limit, e.g. "8GB" (AGNES_QUERY_MEMORY_LIMIT;
+	// "": half of the machine's memory, or of the cgroup's limit).
+	MemoryLimit string `yaml:"memory_limit"`
+	// Threads is DuckDB's threads (AGNES_QUERY_THREADS; 0: the CPUs).
+	Threads int `yaml:"threads"`
+	// MaxTempSize caps DuckDB's spill space under $DATA_DIR/analytics/tmp
+	// (AGNES_QUERY_MAX_TEMP_SIZE).
+	MaxTempSize string `yaml:"max_temp_size"`
+	// AnswerMemory bounds the unary answers held for clients at once, all users
+	// together, in bytes (AGNES_QUERY_ANSWER_MEMORY; 0: a quarter of the
+	// machine's memory).
+	AnswerMemory int64 `yaml:"answer_memory"`
 	// MaxBuilderSize bounds one call of a list or string builder (list_resize,
 	// repeat, lpad, range as a list, ...): elements or characters
 	// (AGNES_QUERY_MAX_BUILDER_SIZE). DuckDB does not count these against its
@@ -150,6 +169,8 @@ func Default() Config {
 			Timeout:            5 * time.Minute,
 			PerUserConcurrency: 4,
 			MaxBuilderSize:     100_000,
+			MaxWait:            30 * time.Second,
+			MaxTempSize:        "20GB",
 		},
 	}
 }
@@ -250,6 +271,15 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	integer("AGNES_QUERY_MAX_ROWS", &c.Query.MaxRows)
 	integer("AGNES_QUERY_MAX_BYTES", &c.Query.MaxBytes)
 	integer("AGNES_QUERY_MAX_BUILDER_SIZE", &c.Query.MaxBuilderSize)
+	slots, queue, threads := int64(c.Query.PerUserSlots), int64(c.Query.MaxQueue), int64(c.Query.Threads)
+	integer("AGNES_QUERY_PER_USER_SLOTS", &slots)
+	integer("AGNES_QUERY_MAX_QUEUE", &queue)
+	integer("AGNES_QUERY_THREADS", &threads)
+	c.Query.PerUserSlots, c.Query.MaxQueue, c.Query.Threads = int(slots), int(queue), int(threads)
+	duration("AGNES_QUERY_MAX_WAIT", &c.Query.MaxWait)
+	str("AGNES_QUERY_MEMORY_LIMIT", &c.Query.MemoryLimit)
+	str("AGNES_QUERY_MAX_TEMP_SIZE", &c.Query.MaxTempSize)
+	integer("AGNES_QUERY_ANSWER_MEMORY", &c.Query.AnswerMemory)
 	duration("AGNES_QUERY_TIMEOUT", &c.Query.Timeout)
 	perUser := int64(c.Query.PerUserConcurrency)
 	integer("AGNES_QUERY_PER_USER", &perUser)
@@ -313,7 +343,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("sources.%s: type is required", name))
 		}
 	}
-	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 || c.Query.MaxBuilderSize < 1 {
+	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 || c.Query.MaxBuilderSize < 1 ||
+		c.Query.PerUserSlots < 0 || c.Query.MaxQueue < 0 || c.Query.MaxWait <= 0 || c.Query.Threads < 0 || c.Query.AnswerMemory < 0 {
 		errs = append(errs, errors.New("query limits must be positive"))
 	}
 	return errors.Join(errs...)

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
@@ -37,9 +38,28 @@ type Options struct {
 	MaxRows  int64
 	MaxBytes int64
 	Timeout  time.Duration
+	// PerUserSlots caps the slots (pooled connections) one user's queries
+	// hold at once. Default half the pool (at least 1).
+	PerUserSlots int
+	// ReservedSlots are kept for users who hold none, so one user's heavy
+	// queries never make another user's first query wait. Default 1 when the
+	// pool has at least 2 connections.
+	ReservedSlots int
+	// MaxQueue bounds the queries waiting for a slot (beyond: ErrQueueFull);
+	// MaxWait bounds one query's wait (ErrQueueTimeout). Defaults 4×MaxConns
+	// and 30 s.
+	MaxQueue int
+	MaxWait  time.Duration
 	// MemoryLimit is DuckDB's memory_limit for each generation, e.g. "4GB".
 	// Default: DuckDB's own (80% of RAM).
 	MemoryLimit string
+	// Threads is DuckDB's threads for each generation. Default: DuckDB's own
+	// (the CPUs).
+	Threads int
+	// TempDir is where DuckDB spills (temp_directory), and MaxTempSize caps
+	// it (max_temp_directory_size, e.g. "10GB"). Defaults: DuckDB's own.
+	TempDir     string
+	MaxTempSize string
 	// Getenv reads the tokens of remote sources. Default os.Getenv.
 	Getenv func(string) string
 	// Logger receives what has no caller to return to: failures to close
@@ -53,6 +73,18 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxUserQueries == 0 {
 		o.MaxUserQueries = 4
+	}
+	if o.PerUserSlots <= 0 {
+		o.PerUserSlots = max(1, o.MaxConns/2)
+	}
+	if o.ReservedSlots <= 0 && o.MaxConns >= 2 {
+		o.ReservedSlots = 1
+	}
+	if o.MaxQueue <= 0 {
+		o.MaxQueue = 4 * o.MaxConns
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 30 * time.Second
 	}
 	if o.MaxRows <= 0 {
 		o.MaxRows = 100_000
@@ -83,6 +115,9 @@ type Engine struct {
 	closed  bool
 	running map[string]int // queries in flight per user
 
+	// slots are the pool's connections, handed out fairly across users.
+	slots *scheduler
+
 	// selects remembers query texts DuckDB's parser accepted as exactly one
 	// SELECT: the verdict depends on the text alone, so a repeated query skips
 	// the parse (a prepare and an execute of its own).
@@ -92,7 +127,9 @@ type Engine struct {
 // New returns an Engine with no generation; queries fail with ErrNotLoaded
 // until the first Load.
 func New(opts Options) *Engine {
-	return &Engine{opts: opts.withDefaults(), running: map[string]int{}, selects: lru.New[string, struct{}](4096)}
+	o := opts.withDefaults()
+	return &Engine{opts: o, running: map[string]int{}, selects: lru.New[string, struct{}](4096),
+		slots: newScheduler(o.MaxConns, o.PerUserSlots, o.ReservedSlots, o.MaxQueue, o.MaxWait)}
 }
 
 // Load opens the master at path as generation gen and makes it the one new
@@ -229,6 +266,13 @@ func (e *Engine) closeGeneration(g *generation) {
 	}
 }
 
+// Admit counts a query against its user's cap (Options.MaxUserQueries) until
+// the returned func is called: a caller that holds a query's answer after the
+// query ended (to write it to a slow client) admits it itself, keeps the
+// ticket until the answer is written, and runs the query with
+// RunOptions.Admitted.
+func (e *Engine) Admit(user string) (func(), error) { return e.admit(user) }
+
 // admit counts a query against its user's cap; the returned func un-counts it.
 func (e *Engine) admit(user string) (func(), error) {
 	if user == "" || e.opts.MaxUserQueries < 0 {
@@ -237,7 +281,7 @@ func (e *Engine) admit(user string) (func(), error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.running[user] >= e.opts.MaxUserQueries {
-		return nil, ErrTooManyQueries
+		return nil, fmt.Errorf("%w (at most %d at once, query.per_user_concurrency)", ErrTooManyQueries, e.opts.MaxUserQueries)
 	}
 	e.running[user]++
 	return func() {

@@ -99,7 +99,7 @@ func (g *generation) setup(ctx context.Context, opts Options) ([]string, error) 
 	if err := g.pool.fill(ctx); err != nil {
 		return warnings, fmt.Errorf("connection pool: %w", err)
 	}
-	if err := harden(ctx, conn, files, dirs, opts.MemoryLimit); err != nil {
+	if err := harden(ctx, conn, files, dirs, opts); err != nil {
 		return warnings, err
 	}
 	if err := g.readViews(ctx, conn); err != nil {
@@ -134,7 +134,7 @@ func parquetAllowList(dataDir string) (files, dirs []string, err error) {
 
 // harden locks the instance down. DuckDB adds the attached databases and
 // its temp directory to the allowed paths itself.
-func harden(ctx context.Context, conn *sql.Conn, files, dirs []string, memoryLimit string) error {
+func harden(ctx context.Context, conn *sql.Conn, files, dirs []string, opts Options) error {
 	stmts := []string{
 		"SET GLOBAL allowed_paths = " + stringList(files),
 		"SET GLOBAL allowed_directories = " + stringList(dirs),
@@ -144,8 +144,19 @@ func harden(ctx context.Context, conn *sql.Conn, files, dirs []string, memoryLim
 		"SET GLOBAL allow_community_extensions = false",
 		"SET GLOBAL allow_unsigned_extensions = false",
 	}
-	if memoryLimit != "" {
-		stmts = append(stmts, "SET GLOBAL memory_limit = "+quoteString(memoryLimit))
+	// Memory, threads and spill space are bounded per instance: what the
+	// sandbox lets through still cannot take the machine.
+	if opts.MemoryLimit != "" {
+		stmts = append(stmts, "SET GLOBAL memory_limit = "+quoteString(opts.MemoryLimit))
+	}
+	if opts.Threads > 0 {
+		stmts = append(stmts, fmt.Sprintf("SET GLOBAL threads = %d", opts.Threads))
+	}
+	if opts.TempDir != "" {
+		stmts = append(stmts, "SET GLOBAL temp_directory = "+quoteString(opts.TempDir))
+	}
+	if opts.MaxTempSize != "" {
+		stmts = append(stmts, "SET GLOBAL max_temp_directory_size = "+quoteString(opts.MaxTempSize))
 	}
 	stmts = append(stmts, "SET GLOBAL lock_configuration = true")
 	for _, s := range stmts {

@@ -22,6 +22,8 @@ type RunOptions struct {
 	MaxRows  int64
 	MaxBytes int64
 	Timeout  time.Duration
+	// Admitted: the caller counted the query against User's cap itself (Admit).
+	Admitted bool
 }
 
 // Truncation says which limit cut a result short.
@@ -163,11 +165,13 @@ func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec ex
 		timeout = e.opts.Timeout
 	}
 
-	done, err := e.admit(opts.User)
-	if err != nil {
-		return Summary{}, err
+	if !opts.Admitted {
+		done, err := e.admit(opts.User)
+		if err != nil {
+			return Summary{}, err
+		}
+		defer done()
 	}
-	defer done()
 	g, err := e.acquire()
 	if err != nil {
 		return Summary{}, err
@@ -178,6 +182,11 @@ func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec ex
 	qctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
 	err = func() error {
+		release, err := e.slots.acquire(qctx, opts.User)
+		if err != nil {
+			return err
+		}
+		defer release()
 		c, err := g.pool.get(qctx)
 		if err != nil {
 			return err

@@ -36,6 +36,34 @@ type Info struct {
 	user      string
 	procedure string
 	code      string
+	after     []func() // run once the response is written (AfterResponse)
+	served    bool     // an Edge or Internal serves this request and runs them
+}
+
+// AfterResponse runs fn once the response has been written (the handler
+// returned), newest first: what a request holds for a slow client — its query
+// slot, its answer's memory — stays held until the client has it. It reports
+// false, and does not keep fn, when no edge serves the request (a direct call):
+// the caller then releases at once.
+func (i *Info) AfterResponse(fn func()) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if !i.served {
+		return false
+	}
+	i.after = append(i.after, fn)
+	return true
+}
+
+// finish runs what waited for the response.
+func (i *Info) finish() {
+	i.mu.Lock()
+	after := i.after
+	i.after, i.served = nil, false
+	i.mu.Unlock()
+	for k := len(after) - 1; k >= 0; k-- {
+		after[k]()
+	}
 }
 
 // SetUser records the authenticated caller.
@@ -97,7 +125,8 @@ func Edge(trusted []netip.Prefix, next http.Handler) http.Handler {
 			r.Header.Set(HeaderRequestID, id)
 		}
 		w.Header().Set(HeaderRequestID, id)
-		info := &Info{RequestID: id, ClientIP: ClientIP(r, trusted)}
+		info := &Info{RequestID: id, ClientIP: ClientIP(r, trusted), served: true}
+		defer info.finish()
 		next.ServeHTTP(w, r.WithContext(With(r.Context(), info)))
 	})
 }
@@ -111,7 +140,8 @@ func Internal(next http.Handler) http.Handler {
 		if !validID(id) {
 			id = NewID()
 		}
-		info := &Info{RequestID: id, ClientIP: r.Header.Get(HeaderClientIP), Via: r.Header.Get(HeaderVia)}
+		info := &Info{RequestID: id, ClientIP: r.Header.Get(HeaderClientIP), Via: r.Header.Get(HeaderVia), served: true}
+		defer info.finish()
 		next.ServeHTTP(w, r.WithContext(With(r.Context(), info)))
 	})
 }

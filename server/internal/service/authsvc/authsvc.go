@@ -112,6 +112,9 @@ var errBadCredentials = apierr.Unauthenticated("invalid email or password")
 
 // signIn checks email and password and returns the user's identity.
 func (s *Service) signIn(ctx context.Context, email, password string) (*store.Identity, error) {
+	if strings.TrimSpace(email) == "" || password == "" {
+		return nil, apierr.InvalidArgument("email and password are required")
+	}
 	account := store.NormalizeEmail(email)
 	if wait, ok := s.failures.Allowed(account); !ok {
 		err := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -23,6 +25,9 @@ import (
 type answer struct {
 	form     form
 	maxBytes int64
+	// memory is the server-wide budget for held answers; held is this one's share.
+	memory *semaphore.Weighted
+	held   int64
 
 	columns, types []string
 	chunks         [][]byte // encoded rows: JSON arrays each after a comma, or protobuf rows fields
@@ -85,8 +90,19 @@ func (a *answer) encode(rec arrow.RecordBatch) encodedRows {
 	return out
 }
 
-// keep holds a batch's rows, as many as the byte limit allows.
+// errServerMemory: the server-wide budget for held answers is used up.
+var errServerMemory = errors.New("server memory for answers used up")
+
+// keep holds a batch's rows, as many as the byte limit allows, within the
+// server's budget for held answers.
 func (a *answer) keep(r encodedRows) error {
+	if a.memory != nil {
+		n := int64(len(r.data))
+		if !a.memory.TryAcquire(n) {
+			return errServerMemory
+		}
+		a.held += n
+	}
 	if a.bytes+int64(len(r.data)) <= a.maxBytes {
 		a.chunks = append(a.chunks, r.data)
 		a.bytes += int64(len(r.data))
@@ -104,6 +120,14 @@ func (a *answer) keep(r encodedRows) error {
 	}
 	a.truncated = true
 	return errAnswerFull
+}
+
+// free gives the answer's memory back to the server's budget.
+func (a *answer) free() {
+	if a.memory != nil && a.held > 0 {
+		a.memory.Release(a.held)
+		a.held = 0
+	}
 }
 
 // drain waits until every queued batch is held; a full answer is no error.

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
@@ -36,6 +38,9 @@ type Limits struct {
 	PerUser int
 	// MaxBodyBytes bounds a REST request body (the plain routes read theirs).
 	MaxBodyBytes int64
+	// AnswerMemory bounds the unary answers the server holds at once, for
+	// every user together (0: unbounded).
+	AnswerMemory int64
 }
 
 // Service implements QueryService (see Handler) and its REST routes.
@@ -45,6 +50,8 @@ type Service struct {
 	limits Limits
 	checks *checkCache
 	json   *restjson.Marshaler // REST request bodies
+	// answers is the server's budget for held unary answers (nil: none).
+	answers *semaphore.Weighted
 }
 
 // New returns the service.
@@ -56,7 +63,11 @@ func New(eng *engine.Engine, guard *sqlguard.Checker, limits Limits) *Service {
 		limits.MaxBodyBytes = 10 << 20
 	}
 	services := []protoreflect.ServiceDescriptor{agnesv1.File_agnes_v1_query_proto.Services().ByName("QueryService")}
-	return &Service{engine: eng, guard: guard, limits: limits, checks: newCheckCache(4096), json: restjson.New(services)}
+	s := &Service{engine: eng, guard: guard, limits: limits, checks: newCheckCache(4096), json: restjson.New(services)}
+	if limits.AnswerMemory > 0 {
+		s.answers = semaphore.NewWeighted(limits.AnswerMemory)
+	}
+	return s
 }
 
 // Defaults of the request options.
@@ -139,7 +150,11 @@ func (s *Service) queryError(err error) error {
 	case errors.As(err, &qe):
 		return apierr.InvalidArgument("%s", qe.Message)
 	case errors.Is(err, engine.ErrTooManyQueries):
-		return apierr.ResourceExhausted("too many queries running for you at once (the limit is %d); wait for one to finish", s.limits.PerUser)
+		return retryAfter(apierr.ResourceExhausted("too many queries running for you at once (the limit is %d, query.per_user_concurrency); wait for one to finish", s.limits.PerUser), time.Second)
+	case errors.Is(err, engine.ErrQueueFull):
+		return retryAfter(apierr.ResourceExhausted("the server is busy: %s; retry shortly", err.Error()), 2*time.Second)
+	case errors.Is(err, engine.ErrQueueTimeout):
+		return retryAfter(apierr.Unavailable("the server is busy: %s; retry shortly", err.Error()), 5*time.Second)
 	case errors.Is(err, engine.ErrTimeout):
 		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("query exceeded the time limit of %s", s.limits.Timeout))
 	case errors.Is(err, engine.ErrCanceled):
@@ -148,6 +163,15 @@ func (s *Service) queryError(err error) error {
 		return apierr.InvalidArgument("only a single SELECT statement is allowed")
 	case errors.Is(err, engine.ErrNotLoaded), errors.Is(err, engine.ErrClosed):
 		return connect.NewError(connect.CodeUnavailable, errors.New("the analytics database is not available yet"))
+	}
+	return err
+}
+
+// retryAfter adds a Retry-After hint to a 429 or 503.
+func retryAfter(err error, d time.Duration) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		ce.Meta().Set("Retry-After", strconv.Itoa(int(d.Seconds())))
 	}
 	return err
 }
@@ -167,10 +191,25 @@ func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form) 
 	}
 	opts := s.options(ctx, limit)
 	opts.MaxBytes = math.MaxInt64 // the answer counts its encoded bytes itself
-	a := &answer{form: f, maxBytes: s.limits.MaxBytes}
+	// The answer is held until the client has it: the user's query counts
+	// against their cap, and its memory against the server's, until then.
+	release, err := s.engine.Admit(opts.User)
+	if err != nil {
+		return nil, s.queryError(err)
+	}
+	opts.Admitted = true
+	a := &answer{form: f, maxBytes: s.limits.MaxBytes, memory: s.answers}
+	done := func() { a.free(); release() }
+	if !reqctx.From(ctx).AfterResponse(done) {
+		defer done()
+	}
 	sum, err := s.engine.RunArrow(ctx, query, opts, a)
 	if derr := a.drain(); err == nil || errors.Is(err, errAnswerFull) {
 		err = derr
+	}
+	if errors.Is(err, errServerMemory) {
+		return nil, retryAfter(apierr.Unavailable("the server holds as many answers for clients as its memory allows "+
+			"(query.answer_memory = %d bytes); retry shortly or use QueryStream", s.limits.AnswerMemory), 2*time.Second)
 	}
 	if err != nil {
 		return nil, s.queryError(err)
