@@ -99,7 +99,7 @@ func dataDir(t *testing.T) string {
 	execSQL(t, filepath.Join(beta, extract.DBFile),
 		"ATTACH '"+standIn+"' AS kbc (READ_ONLY)",
 		"CREATE VIEW deals AS SELECT * FROM kbc.main.deals",
-		"INSERT INTO _meta VALUES ('deals', 'Deals', 1, 0, now(), 'remote', NULL)",
+		"INSERT INTO _meta (table_name, description, rows, size_bytes, extracted_at, query_mode) VALUES ('deals', 'Deals', 1, 0, now(), 'remote')",
 		"CREATE TABLE _remote_attach (alias VARCHAR, extension VARCHAR, url VARCHAR, token_env VARCHAR)",
 		"INSERT INTO _remote_attach VALUES ('kbc', 'agnes_no_such_ext', 'https://connection.keboola.com', 'KBC_TOKEN'),"+
 			"('x1', 'evil', 'u', NULL), ('x2', 'duckdb', '"+standIn+"', 'JWT_SECRET')")

@@ -48,6 +48,9 @@ func writeDatabase(ctx context.Context, dir string, s state) error {
 	if err := db.Close(); err != nil {
 		return err
 	}
+	if err := os.Chmod(tmp, 0o600); err != nil { // DuckDB creates it world-readable
+		return err
+	}
 	return os.Rename(tmp, final)
 }
 

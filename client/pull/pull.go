@@ -88,7 +88,9 @@ func Run(ctx context.Context, c *sdk.Client, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(dir, ParquetDir), 0o755); err != nil {
+	// The data is the user's: readable by them only (a shared machine's other
+	// accounts must not read what the server granted this one).
+	if err := os.MkdirAll(filepath.Join(dir, ParquetDir), 0o700); err != nil {
 		return nil, err
 	}
 	man, err := c.Sync.GetManifest(ctx, &agnesv1.GetManifestRequest{})
@@ -225,7 +227,7 @@ func download(ctx context.Context, c *sdk.Client, files []file, opts Options) (i
 // partial file is there and the server's ETag still matches), checks its MD5
 // against the manifest and renames it into place.
 func fetch(ctx context.Context, c *sdk.Client, f file, progress func(int64)) error {
-	if err := os.MkdirAll(filepath.Dir(f.dest), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(f.dest), 0o700); err != nil {
 		return err
 	}
 	tmp := f.dest + ".part"
@@ -251,10 +253,10 @@ func fetch(ctx context.Context, c *sdk.Client, f file, progress func(int64)) err
 	var out *os.File
 	switch res.StatusCode {
 	case http.StatusPartialContent:
-		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_APPEND, 0o644)
+		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_APPEND, 0o600)
 		progress(have)
 	case http.StatusOK:
-		out, err = os.Create(tmp)
+		out, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	default:
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		var e struct{ Detail string }
@@ -371,7 +373,7 @@ func saveState(dir string, s state) error {
 		return err
 	}
 	tmp := filepath.Join(dir, stateFile+".tmp")
-	if err := os.WriteFile(tmp, raw, 0o644); err != nil {
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, stateFile))

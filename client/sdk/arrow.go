@@ -15,12 +15,11 @@ import (
 
 // ArrowStream reads a query's result as Arrow IPC, batch by batch, the way
 // Arrow readers do: the bytes of a batch stay valid only until the next call
-// to Next (or Close). In exchange, a result of any size is received without
-// allocating or copying per batch: Batch returns the bytes where connect read
-// the message, in a buffer it reuses for the next one. The generated
-// QueryStream gives every message its own allocation, and for a large result
-// the client then spends more CPU on allocating and collecting those buffers
-// than on receiving them.
+// to Next (or Close). In exchange, a result of any size is received into one
+// buffer of the reader's, reused for every batch, instead of an allocation
+// per batch: the generated QueryStream gives every message its own, and for
+// a large result the client then spends more CPU on allocating and
+// collecting those buffers than on receiving them.
 //
 //	s, err := c.QueryArrow(ctx, &agnesv1.QueryStreamRequest{Sql: sql})
 //	defer s.Close()
@@ -40,8 +39,8 @@ type ArrowStream struct {
 func (c *Client) QueryArrow(ctx context.Context, req *agnesv1.QueryStreamRequest) (*ArrowStream, error) {
 	req = proto.CloneOf(req)
 	req.Format = agnesv1.ResultFormat_RESULT_FORMAT_ARROW
-	// A client of its own: connect's read buffers belong to a client, and a
-	// batch is read in place, so no other call may reuse them.
+	// A client of its own: its codec owns the buffer the batches land in,
+	// and only this stream uses it.
 	opts := append(append([]connect.ClientOption{}, c.connect...), connect.WithCodec(&batchCodec{}))
 	q := agnesv1connect.NewQueryServiceClient(c.HTTP, c.BaseURL, opts...)
 	stream, err := q.QueryStream(ctx, req)
@@ -102,7 +101,7 @@ func (s *ArrowStream) Next() bool {
 }
 
 // Batch is the current batch: one or more Arrow IPC record-batch messages,
-// valid until the next call to Next or Close. Schema followed by every Batch
+// valid until the next call to Next or Close (the reader's buffer is reused). Schema followed by every Batch
 // is an Arrow IPC stream (without its end-of-stream marker).
 func (s *ArrowStream) Batch() []byte { return s.batch.GetArrowBatch() }
 
@@ -120,12 +119,12 @@ func (s *ArrowStream) Err() error { return s.err }
 func (s *ArrowStream) Close() error { return s.stream.Close() }
 
 // batchCodec is the binary protobuf codec, except that a batch's Arrow bytes
-// are not copied: they stay in the buffer connect read the message into
-// (proto would copy them into a new allocation). connect reuses that buffer
-// only to read a later message of the same client, that is, in the next
-// Receive. Everything else is decoded by proto, field by field (a message is
-// the concatenation of its fields).
-type batchCodec struct{}
+// are copied into one buffer of the codec's, reused for every batch, instead
+// of a new allocation each time. It relies on nothing but connect's Codec
+// interface: the message connect hands to Unmarshal is not kept. Everything
+// else is decoded by proto, field by field (a message is the concatenation
+// of its fields).
+type batchCodec struct{ buf []byte }
 
 const (
 	fieldResponseBatch   = 2 // QueryStreamResponse.batch
@@ -142,7 +141,7 @@ func (*batchCodec) Marshal(m any) ([]byte, error) {
 	return proto.Marshal(msg)
 }
 
-func (*batchCodec) Unmarshal(data []byte, m any) error {
+func (c *batchCodec) Unmarshal(data []byte, m any) error {
 	res, ok := m.(*agnesv1.QueryStreamResponse)
 	if !ok {
 		msg, ok := m.(proto.Message)
@@ -165,7 +164,8 @@ func (*batchCodec) Unmarshal(data []byte, m any) error {
 			if num != fieldBatchArrowBatch || typ != protowire.BytesType {
 				return merge(field, b)
 			}
-			b.ArrowBatch = value
+			c.buf = append(c.buf[:0], value...)
+			b.ArrowBatch = c.buf
 			return nil
 		})
 	})

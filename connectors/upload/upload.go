@@ -199,6 +199,17 @@ func (c *connector) find(spec connectors.TableSpec) (string, Kind, error) {
 
 // parseFileName splits "<id>.csv" and "<id>.parquet" (id a valid table
 // id); hidden temp files and anything else do not parse.
+// ValidSourceTable reports whether name can be an upload table's source_table:
+// a stored upload's file name ("<id>.csv", "<id>.parquet") or a bare table id,
+// never a path, so a registration can only ever reach the uploads folder.
+func ValidSourceTable(name string) bool {
+	if _, _, ok := parseFileName(name); ok {
+		return true
+	}
+	id, err := connectors.TableID(name)
+	return err == nil && id == name
+}
+
 func parseFileName(name string) (id string, kind Kind, ok bool) {
 	for _, k := range []Kind{KindCSV, KindParquet} {
 		if stem, found := strings.CutSuffix(name, k.Ext()); found {

@@ -18,9 +18,9 @@ import (
 	"time"
 )
 
-// Scenarios, in the order they run. A–G run against the main server over
-// table big; H–J against a separate distribution server (dist.go).
-var Scenarios = []string{"A", "G", "B", "D", "C", "E", "F", "H", "I", "J"}
+// Scenarios, in the order they run. A–G and K run against the main server
+// over table big; H–J against a separate distribution server (dist.go).
+var Scenarios = []string{"A", "G", "B", "D", "C", "K", "E", "F", "H", "I", "J"}
 
 // Config is one benchmark run.
 type Config struct {
@@ -82,9 +82,9 @@ type run struct {
 
 func (c Config) want(s string) bool { return len(c.Only) == 0 || c.Only[s] }
 
-// wantMain: some scenario of the main server (A–G) is selected.
+// wantMain: some scenario of the main server (A–G, K) is selected.
 func (c Config) wantMain() bool {
-	return slices.ContainsFunc([]string{"A", "B", "C", "D", "E", "F", "G"}, c.want)
+	return slices.ContainsFunc([]string{"A", "B", "C", "D", "E", "F", "G", "K"}, c.want)
 }
 
 // Run runs the benchmark. The report is returned even when a scenario fails;
@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	return rep, nil
 }
 
-// runMain runs scenarios A–G against the main server over table big.
+// runMain runs scenarios A–G and K against the main server over table big.
 func (r *run) runMain(ctx context.Context) (err error) {
 	cfg, rep := r.cfg, r.rep
 	r.data, err = PrepareData(ctx, cfg.DataRoot, cfg.Rows, cfg.Small, cfg.RebuildData, r.logf)
@@ -189,6 +189,7 @@ func (r *run) runMain(ctx context.Context) (err error) {
 		{[]string{"B"}, r.selectOne},
 		{[]string{"D"}, r.attachCount},
 		{[]string{"C"}, r.bigScan},
+		{[]string{"K"}, r.unary},
 		{[]string{"E"}, r.cancels},
 		{[]string{"F"}, r.rebuilds},
 	}

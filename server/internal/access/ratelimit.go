@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agnesdata/agnes/server/internal/lru"
 	"golang.org/x/time/rate"
 )
 
@@ -53,4 +54,51 @@ func (l *RateLimiter) Allow(procedure, ip string, perMinute int) (time.Duration,
 		return d, false
 	}
 	return 0, true
+}
+
+// The per-account sign-in throttle: after AccountFailures failed sign-ins for one
+// account within AccountFailureWindow, further attempts are refused (429) until
+// the window lets one more through, whatever addresses they come from. It
+// complements the per-address limits of the sign-in RPCs.
+const (
+	AccountFailures      = 10
+	AccountFailureWindow = 15 * time.Minute
+	accountMemory        = 100_000 // accounts remembered (least recently failed dropped)
+)
+
+// AccountThrottle counts failed sign-ins per account.
+type AccountThrottle struct {
+	buckets *lru.Cache[string, *rate.Limiter]
+	now     func() time.Time
+}
+
+// NewAccountThrottle returns an empty throttle.
+func NewAccountThrottle() *AccountThrottle {
+	return &AccountThrottle{buckets: lru.New[string, *rate.Limiter](accountMemory), now: time.Now}
+}
+
+// Allowed reports whether the account may try to sign in now, or how long to wait.
+func (t *AccountThrottle) Allowed(account string) (time.Duration, bool) {
+	lim, ok := t.buckets.Get(account)
+	if !ok {
+		return 0, true
+	}
+	now := t.now()
+	if lim.TokensAt(now) >= 1 {
+		return 0, true
+	}
+	r := lim.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	r.CancelAt(now)
+	return wait, false
+}
+
+// Failed records a failed sign-in of the account.
+func (t *AccountThrottle) Failed(account string) {
+	lim, ok := t.buckets.Get(account)
+	if !ok {
+		lim = rate.NewLimiter(rate.Every(AccountFailureWindow/AccountFailures), AccountFailures)
+		t.buckets.Put(account, lim)
+	}
+	lim.AllowN(t.now(), 1)
 }

@@ -19,9 +19,10 @@ import (
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
-// The SDK's Arrow reader reads every batch in place, in a buffer reused for
-// the next message; what a caller copies out before the next Next is the
-// whole result, in order, over Connect and gRPC, with the server's summary.
+// The SDK's Arrow reader receives every batch into one buffer of its own,
+// reused for the next batch; what a caller copies out before the next Next
+// is the whole result, in order, over Connect and gRPC, with the server's
+// summary.
 func TestSDKArrowReader(t *testing.T) {
 	s := ts.New(t)
 	const total = 300_000
@@ -84,11 +85,11 @@ func TestSDKArrowReaderDictionaries(t *testing.T) {
 	require.EqualValues(t, 5000, ipcRows(t, readArrow(t, st)))
 }
 
-// A batch bigger than the buffers batches are encoded into (16 MiB: three
-// rows of 9 MB in one DuckDB chunk) comes through whole, over Connect and gRPC.
+// A batch far bigger than the usual ~1 MB message (three rows of 9 MB in one
+// DuckDB chunk) comes through whole, over Connect and gRPC.
 func TestArrowStreamHugeBatch(t *testing.T) {
-	s := shop(t)
 	const width = 9_000_000
+	s := shop(t, ts.WithConfig(func(c *configT) { c.Query.MaxBuilderSize = width }))
 	for _, p := range ts.RPCProtocols {
 		t.Run(string(p), func(t *testing.T) {
 			st, err := s.Clients(p, s.AdminToken).QueryArrow(context.Background(), &agnesv1.QueryStreamRequest{

@@ -105,6 +105,14 @@ func TestManifestDownloadAndPull(t *testing.T) {
 	first := pullJSON(t, dir)
 	require.Equal(t, []string{"orders"}, first.Downloaded)
 	require.EqualValues(t, 100, localCount(t, first.Database, "orders"))
+	// Readable by the user only: the data was granted to this account.
+	require.NoError(t, filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		require.NoError(t, err)
+		if path != dir {
+			require.Zero(t, fi.Mode().Perm()&0o077, "%s is %v", path, fi.Mode().Perm())
+		}
+		return nil
+	}))
 
 	// Nothing changed: nothing downloaded.
 	again := pullJSON(t, dir)

@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -93,6 +94,7 @@ type App struct {
 	handler   http.Handler
 	routes    []route.Route
 	listenURL atomic.Value // "http://<addr>" once serving: links point there without a public URL
+	trusted   []netip.Prefix
 
 	closers []func() error
 }
@@ -147,12 +149,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	// Interceptor order, outermost first: record the outcome for the request log,
 	// then turn errors into API errors (masking internals), then authorize. Authorization
 	// runs before the handler decodes anything of its own, so denied callers learn nothing.
-	authorizer := access.NewAuthorizer(access.LoadPolicies(services...), limiter)
+	policies := access.LoadPolicies(services...)
+	authorizer := access.NewAuthorizer(policies, limiter)
 	interceptors := connect.WithInterceptors(outcomeInterceptor{}, apierr.Interceptor{}, authorizer)
 	opts := []connect.HandlerOption{interceptors, connect.WithReadMaxBytes(int(cfg.MaxBodyBytes))}
 
 	rpc := http.NewServeMux()
-	mount := func(path string, h http.Handler) { rpc.Handle(path, authn.Middleware(h)) }
+	mount := func(path string, h http.Handler) {
+		rpc.Handle(path, authn.Middleware(precheckRPC(policies, cfg.Limits.PublicBodyBytes, h)))
+	}
 	a.Analytics = analytics.New(cfg.DataDir, a.Store, engine.Options{
 		MaxUserQueries: cfg.Query.PerUserConcurrency, MaxRows: cfg.Query.MaxRows,
 		MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
@@ -187,12 +192,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	}
 	queries := querysvc.New(a.Analytics.Engine, guard, querysvc.Limits{
 		MaxRows: cfg.Query.MaxRows, MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
+		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes,
 	})
 
 	signin, err := a.signInOptions(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	signin.MaxTokenDays, signin.AllowNonExpiringTokens = cfg.Tokens.MaxDays, cfg.Tokens.AllowNonExpiring
 	auths := authsvc.New(a.Store, issuer, signin)
 	mount(agnesv1connect.NewAuthServiceHandler(auths, opts...))
 	rest := restjson.New(services)
@@ -203,8 +210,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	// more CPU than it saves, so these two services do not offer it.
 	bulk := append(slices.Clone(opts), connect.WithCompression("gzip", nil, nil))
 	mount(agnesv1connect.NewSyncServiceHandler(syncs, bulk...))
-	// The Query service's codec sends Arrow batches as the encoders wrote them.
-	mount(agnesv1connect.NewQueryServiceHandler(queries, append(bulk, connect.WithCodec(querysvc.Codec()))...))
+	// The Query service sends rows in the wire form it encodes them in (its own codecs).
+	mount(queries.Handler(bulk...))
 	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
 
@@ -222,7 +229,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	mirror, err := gateway.New(ctx, conn, services, gateway.Options{MaxBodyBytes: cfg.MaxBodyBytes, JSON: rest})
+	mirror, err := gateway.New(ctx, conn, services, gateway.Options{MaxBodyBytes: cfg.MaxBodyBytes,
+		PublicBodyBytes: cfg.Limits.PublicBodyBytes, JSON: rest})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -232,12 +240,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/api/", authn.Middleware(mirror))
 	root.Handle("/auth/", authn.Middleware(mirror))
 	// Plain routes: what the gateway cannot serve, each under a declared policy.
-	stream := queries.StreamREST(rest, cfg.MaxBodyBytes)
-	a.routes = append(append(syncs.Routes(), auths.Routes()...),
-		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes).Route(),
-		route.Route{Pattern: "POST /api/query/stream", Name: "agnes.v1.QueryService/QueryStream",
-			Policy:  access.PolicyOf(agnesv1connect.QueryServiceQueryStreamProcedure),
-			Handler: func(w http.ResponseWriter, r *http.Request) error { stream.ServeHTTP(w, r); return nil }},
+	a.routes = append(append(append(syncs.Routes(), queries.Routes()...), auths.Routes()...),
+		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes, cfg.Limits.UploadTimeout).Route(),
 		route.Route{Pattern: "GET /openapi.json", Name: "openapi", Policy: route.Public,
 			Handler: func(w http.ResponseWriter, _ *http.Request) error {
 				w.Header().Set("Content-Type", "application/json")
@@ -250,7 +254,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	a.handler = recoverPanics(log, reqctx.Edge(cfg.TrustForwardedFor, accessLog(log, csrf)))
+	a.trusted = trustedProxies(cfg)
+	a.handler = recoverPanics(log, reqctx.Edge(a.trusted, bodyDeadline(cfg.Limits.BodyTimeout,
+		accessLog(log, csrf))))
 	return a, nil
 }
 
@@ -392,7 +398,7 @@ func newSandbox(a *App) (*sqlguard.Checker, error) {
 	}
 	db := sql.OpenDB(connector)
 	a.closers = append(a.closers, db.Close)
-	return sqlguard.New(db), nil
+	return sqlguard.New(db, sqlguard.Limits{BuilderSize: a.cfg.Query.MaxBuilderSize}), nil
 }
 
 // inMemoryConn serves the Connect handlers on an in-memory listener and dials it: the
@@ -429,12 +435,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           a.handler,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: query results and downloads stream for as long as they need;
-		// queries have their own wall-clock limit.
+		ReadHeaderTimeout: a.cfg.Limits.ReadHeaderTimeout,
+		IdleTimeout:       a.cfg.Limits.IdleTimeout,
+		MaxHeaderBytes:    a.cfg.Limits.MaxHeaderBytes,
+		// No ReadTimeout or WriteTimeout: bodies have their own deadline
+		// (bodyDeadline), and query results and downloads stream for as long as
+		// they need; queries have their own wall-clock limit.
 	}
 	a.listenURL.Store("http://" + ln.Addr().String())
+	ln = limitConnsPerIP(ln, a.cfg.Limits.MaxConnsPerIP, a.trusted)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go a.Syncer.RunScheduler(ctx, time.Minute)

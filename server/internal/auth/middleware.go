@@ -90,13 +90,14 @@ var (
 	errUnknownPAT  = errors.New("token unknown")
 	errExpiredPAT  = errors.New("token expired")
 	errDeactivated = errors.New("account deactivated")
+	errEnded       = errors.New("session ended: the password changed or the account was deactivated since; sign in again")
 	errNoUser      = errors.New("user not found")
 )
 
 // publicReason is the 401 detail for a refused credential; unexpected failures
 // (a database error) are logged and not described.
 func publicReason(ctx context.Context, err error) string {
-	for _, known := range []error{ErrInvalidToken, errRevoked, errUnknownPAT, errExpiredPAT, errDeactivated, errNoUser} {
+	for _, known := range []error{ErrInvalidToken, errRevoked, errUnknownPAT, errExpiredPAT, errDeactivated, errNoUser, errEnded} {
 		if errors.Is(err, known) {
 			return known.Error()
 		}
@@ -198,6 +199,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Princi
 	}
 	if !id.Active {
 		return nil, errDeactivated
+	}
+	// JWTs carry whole seconds: a session issued in the second of the change
+	// stays valid (the user who just changed their password signs in again).
+	if c.Type == TypeSession && c.IssuedAt != nil && c.IssuedAt.Before(id.SessionsValidAfter.Truncate(time.Second)) {
+		return nil, errEnded
 	}
 	p.Identity = id
 	return p, nil

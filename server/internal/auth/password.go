@@ -1,12 +1,15 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -23,6 +26,51 @@ const (
 	argonKeyLen  = 32
 	argonSaltLen = 16
 )
+
+// hashing bounds the argon2id computations running at once: each takes
+// argonMemory (64 MiB) and a core for tens of milliseconds, so a burst of
+// sign-ins from anywhere cannot take more than this many of either.
+var hashing = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+// hashWait is how long a sign-in waits for a free slot before the server
+// answers that it is busy.
+const hashWait = 5 * time.Second
+
+// ErrBusy: every hashing slot stayed taken for hashWait.
+var ErrBusy = errors.New("sign-in is busy; try again in a moment")
+
+// withSlot runs fn holding a hashing slot.
+func withSlot(ctx context.Context, fn func()) error {
+	wait := time.NewTimer(hashWait)
+	defer wait.Stop()
+	select {
+	case hashing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wait.C:
+		return ErrBusy
+	}
+	defer func() { <-hashing }()
+	fn()
+	return nil
+}
+
+// HashPasswordContext is HashPassword within the server-wide bound on
+// concurrent hashing (ErrBusy when no slot frees up in time).
+func HashPasswordContext(ctx context.Context, password string) (hash string, err error) {
+	if serr := withSlot(ctx, func() { hash, err = HashPassword(password) }); serr != nil {
+		return "", serr
+	}
+	return hash, err
+}
+
+// VerifyPasswordContext is VerifyPassword within the same bound.
+func VerifyPasswordContext(ctx context.Context, password, phc string) (ok bool, err error) {
+	if serr := withSlot(ctx, func() { ok, err = VerifyPassword(password, phc) }); serr != nil {
+		return false, serr
+	}
+	return ok, err
+}
 
 // HashPassword returns an argon2id PHC string.
 func HashPassword(password string) (string, error) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,9 +39,14 @@ type Config struct {
 	JWTSecret Secret `yaml:"jwt_secret"`
 	// PublicURL is how users reach the server; https:// marks cookies Secure (AGNES_PUBLIC_URL).
 	PublicURL string `yaml:"public_url"`
-	// TrustForwardedFor takes the client IP from X-Forwarded-For: only behind a
-	// proxy that sets it (AGNES_TRUST_FORWARDED_FOR).
-	TrustForwardedFor bool `yaml:"trust_forwarded_for"`
+	// TrustedProxies are the CIDRs (or IPs) of the reverse proxies in front of
+	// the server (AGNES_TRUSTED_PROXIES, comma-separated). X-Forwarded-For is
+	// read only on connections from them, and the client is the rightmost
+	// address that is not one of them. AGNES_TRUST_FORWARDED_FOR=true, the old
+	// switch, trusts loopback and private networks.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Limits bound what one client or connection may hold of the server.
+	Limits Limits `yaml:"limits"`
 	// RateLimit enables per-IP limits on sign-in RPCs (AGNES_RATE_LIMIT).
 	RateLimit bool `yaml:"rate_limit"`
 	// MaxBodyBytes caps request bodies (AGNES_MAX_BODY_BYTES).
@@ -56,6 +62,8 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Query bounds SQL execution.
 	Query Query `yaml:"query"`
+	// Tokens bound personal access tokens.
+	Tokens Tokens `yaml:"tokens"`
 	// Sources are the configured source instances by name (the name is also the
 	// extract folder): each names its connector `type` and that type's settings,
 	// e.g. two Keboola projects kbc_sales and kbc_finance. Secrets in settings come
@@ -161,6 +169,35 @@ type SMTP struct {
 // TLSMode is the TLS mode, starttls by default.
 func (s SMTP) TLSMode() string { return cmp.Or(s.TLS, "starttls") }
 
+// Limits are the server's edge limits.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading a request's headers (AGNES_READ_HEADER_TIMEOUT).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// BodyTimeout bounds reading a request's body, from its first byte
+	// (AGNES_BODY_TIMEOUT); uploads have UploadTimeout.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// UploadTimeout bounds reading an upload's body (AGNES_UPLOAD_TIMEOUT).
+	UploadTimeout time.Duration `yaml:"upload_timeout"`
+	// IdleTimeout closes idle keep-alive connections (AGNES_IDLE_TIMEOUT).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps a request's headers (AGNES_MAX_HEADER_BYTES).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConnsPerIP caps open connections per client address; trusted
+	// proxies are exempt (AGNES_MAX_CONNS_PER_IP).
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// PublicBodyBytes caps the body of methods anyone may call (sign-in,
+	// bootstrap) (AGNES_PUBLIC_BODY_BYTES).
+	PublicBodyBytes int64 `yaml:"public_body_bytes"`
+}
+
+// Tokens bound personal access tokens.
+type Tokens struct {
+	// MaxDays is the longest lifetime a token may be created with (AGNES_TOKEN_MAX_DAYS).
+	MaxDays int `yaml:"max_days"`
+	// AllowNonExpiring lets a token be created without an expiry (AGNES_TOKEN_ALLOW_NON_EXPIRING).
+	AllowNonExpiring bool `yaml:"allow_non_expiring"`
+}
+
 // Log configures log/slog.
 type Log struct {
 	// Format is "text" or "json" (AGNES_LOG_FORMAT).
@@ -179,6 +216,11 @@ type Query struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// PerUserConcurrency caps concurrent queries per user (AGNES_QUERY_PER_USER).
 	PerUserConcurrency int `yaml:"per_user_concurrency"`
+	// MaxBuilderSize bounds one call of a list or string builder (list_resize,
+	// repeat, lpad, range as a list, ...): elements or characters
+	// (AGNES_QUERY_MAX_BUILDER_SIZE). DuckDB does not count these against its
+	// memory limit, and computes 2,048 rows at a time.
+	MaxBuilderSize int64 `yaml:"max_builder_size"`
 }
 
 // Default is the embedded default a newcomer runs with.
@@ -191,12 +233,23 @@ func Default() Config {
 		MaxUploadBytes:  512 << 20,
 		Demo:            true,
 		ShutdownTimeout: 15 * time.Second,
-		Log:             Log{Format: "text", Level: "info"},
+		Limits: Limits{
+			ReadHeaderTimeout: 10 * time.Second,
+			BodyTimeout:       30 * time.Second,
+			UploadTimeout:     30 * time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			MaxConnsPerIP:     256,
+			PublicBodyBytes:   64 << 10,
+		},
+		Log:    Log{Format: "text", Level: "info"},
+		Tokens: Tokens{MaxDays: 365},
 		Query: Query{
 			MaxRows:            1_000_000,
 			MaxBytes:           1 << 30,
 			Timeout:            5 * time.Minute,
 			PerUserConcurrency: 4,
+			MaxBuilderSize:     100_000,
 		},
 	}
 }
@@ -261,7 +314,32 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	}
 	str("AGNES_NODE_ID", &c.Node)
 	str("AGNES_PUBLIC_URL", &c.PublicURL)
-	boolean("AGNES_TRUST_FORWARDED_FOR", &c.TrustForwardedFor)
+	if v := getenv("AGNES_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = nil
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.TrustedProxies = append(c.TrustedProxies, p)
+			}
+		}
+	}
+	var trustXFF bool
+	boolean("AGNES_TRUST_FORWARDED_FOR", &trustXFF)
+	if trustXFF && len(c.TrustedProxies) == 0 {
+		c.TrustedProxies = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
+	}
+	maxDays := int64(c.Tokens.MaxDays)
+	integer("AGNES_TOKEN_MAX_DAYS", &maxDays)
+	c.Tokens.MaxDays = int(maxDays)
+	boolean("AGNES_TOKEN_ALLOW_NON_EXPIRING", &c.Tokens.AllowNonExpiring)
+	duration("AGNES_READ_HEADER_TIMEOUT", &c.Limits.ReadHeaderTimeout)
+	duration("AGNES_BODY_TIMEOUT", &c.Limits.BodyTimeout)
+	duration("AGNES_UPLOAD_TIMEOUT", &c.Limits.UploadTimeout)
+	duration("AGNES_IDLE_TIMEOUT", &c.Limits.IdleTimeout)
+	var headerBytes, connsPerIP = int64(c.Limits.MaxHeaderBytes), int64(c.Limits.MaxConnsPerIP)
+	integer("AGNES_MAX_HEADER_BYTES", &headerBytes)
+	integer("AGNES_MAX_CONNS_PER_IP", &connsPerIP)
+	c.Limits.MaxHeaderBytes, c.Limits.MaxConnsPerIP = int(headerBytes), int(connsPerIP)
+	integer("AGNES_PUBLIC_BODY_BYTES", &c.Limits.PublicBodyBytes)
 	boolean("AGNES_RATE_LIMIT", &c.RateLimit)
 	integer("AGNES_MAX_BODY_BYTES", &c.MaxBodyBytes)
 	integer("AGNES_MAX_UPLOAD_BYTES", &c.MaxUploadBytes)
@@ -271,6 +349,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("AGNES_LOG_LEVEL", &c.Log.Level)
 	integer("AGNES_QUERY_MAX_ROWS", &c.Query.MaxRows)
 	integer("AGNES_QUERY_MAX_BYTES", &c.Query.MaxBytes)
+	integer("AGNES_QUERY_MAX_BUILDER_SIZE", &c.Query.MaxBuilderSize)
 	duration("AGNES_QUERY_TIMEOUT", &c.Query.Timeout)
 	perUser := int64(c.Query.PerUserConcurrency)
 	integer("AGNES_QUERY_PER_USER", &perUser)
@@ -330,6 +409,20 @@ func (c Config) Validate() error {
 	if c.MaxUploadBytes < 1024 {
 		errs = append(errs, errors.New("max_upload_bytes must be at least 1024"))
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("trusted_proxies: %w", err))
+		}
+	}
+	if c.Tokens.MaxDays < 1 || c.Tokens.MaxDays > 3650 {
+		errs = append(errs, errors.New("tokens.max_days must be between 1 and 3650"))
+	}
+	l := c.Limits
+	if l.ReadHeaderTimeout <= 0 || l.BodyTimeout <= 0 || l.UploadTimeout <= 0 || l.IdleTimeout <= 0 ||
+		l.MaxHeaderBytes < 4096 || l.MaxConnsPerIP < 1 || l.PublicBodyBytes < 1024 {
+		errs = append(errs, errors.New("limits: timeouts must be positive, max_header_bytes at least 4096, "+
+			"max_conns_per_ip at least 1 and public_body_bytes at least 1024"))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout must be positive"))
 	}
@@ -351,7 +444,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("sources.%s: type is required", name))
 		}
 	}
-	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 {
+	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 || c.Query.MaxBuilderSize < 1 {
 		errs = append(errs, errors.New("query limits must be positive"))
 	}
 	if !c.SchedulerToken.IsZero() && len(c.SchedulerToken.Reveal()) < 32 {
@@ -427,6 +520,18 @@ func (c Config) Loopback() bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// ParsePrefix reads a CIDR or a single address ("10.0.0.0/8", "192.0.2.7").
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an address nor a CIDR", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // SecureCookies reports whether cookies must carry the Secure flag.

@@ -20,9 +20,10 @@
 // while the next chunks are fetched, and handed on in order). DuckDB runs
 // ahead of the reader by at most a 32 MB buffer, so memory does not grow
 // with the size of the result and the first batch leaves once that buffer
-// is full, not once the whole result is computed. Row sinks get the same
-// batches decoded into Go values. Row, byte and time limits stop a query
-// early; cancelling the context interrupts it inside DuckDB.
+// is full, not once the whole result is computed. Row, byte and time
+// limits stop a query early; cancelling the context interrupts it inside
+// DuckDB. How values are written for the API (JSON, protobuf) is the query
+// service's business: the engine hands out Arrow and DuckDB's type names.
 //
 // The engine talks to DuckDB through its C API (duckdb-go-bindings): each
 // generation owns its instance and a small pool of connections, because

@@ -364,9 +364,9 @@ func (s *stream) records(ctx context.Context, fn func(arrow.RecordBatch) error) 
 			if chunk.Ptr == nil || err != nil {
 				return err
 			}
-			if err := p.Push(chunk); err != nil {
+			if p.Push(chunk) != nil {
 				bindings.DestroyDataChunk(&chunk)
-				return nil // the pipeline's error, from Drain
+				return nil //nolint:nilerr // the pipeline's error is reported by Drain
 			}
 		}
 	}()

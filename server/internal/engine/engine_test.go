@@ -86,21 +86,28 @@ func loaded(t testing.TB, f *fixture, opts Options) *Engine {
 	return e
 }
 
-func TestRunRowsAndArrow(t *testing.T) {
+func TestRunArrow(t *testing.T) {
 	ctx := context.Background()
 	e := loaded(t, newFixture(t), Options{})
 
 	var rows collectRows
-	sum, err := e.RunRows(ctx, "SELECT id, amount, note FROM orders ORDER BY id DESC;", RunOptions{BatchRows: 700}, &rows)
+	sum, err := e.RunArrow(ctx, "SELECT id, amount, note FROM orders ORDER BY id DESC;", RunOptions{}, &rows)
 	must(t, err)
 	if sum.Rows != 5000 || len(rows.rows) != 5000 || sum.Truncated != NotTruncated || sum.Generation != 1 {
 		t.Fatalf("summary %+v, %d rows", sum, len(rows.rows))
 	}
-	if rows.batches != 8 || rows.rows[0][0] != int64(4999) || rows.rows[0][2] != "note 4999" {
+	if rows.batches < 3 || rows.rows[0][0] != int64(4999) || rows.rows[0][2] != "note 4999" {
 		t.Errorf("batches=%d first=%v", rows.batches, rows.rows[0])
 	}
-	if want := []Column{{"id", "BIGINT"}, {"amount", "DECIMAL(21,1)"}, {"note", "VARCHAR"}}; !slices.Equal(rows.cols, want) {
+	want := []Column{{"id", "BIGINT"}, {"amount", "DECIMAL(21,1)"}, {"note", "VARCHAR"}}
+	if !slices.Equal(rows.cols, want) {
 		t.Errorf("columns = %v, want %v", rows.cols, want)
+	}
+	// Describe gives the same columns without reading a row.
+	cols, err := e.Describe(ctx, "SELECT id, amount, note FROM orders", RunOptions{})
+	must(t, err)
+	if !slices.Equal(cols, want) {
+		t.Errorf("Describe = %v, want %v", cols, want)
 	}
 
 	var arr collectArrow
@@ -117,7 +124,7 @@ func TestRunRowsAndArrow(t *testing.T) {
 		"SELECT count(*) FROM Customers":  3,
 	} {
 		var r collectRows
-		_, err := e.RunRows(ctx, q, RunOptions{}, &r)
+		_, err := e.RunArrow(ctx, q, RunOptions{}, &r)
 		must(t, err)
 		if got := toInt(r.rows[0][0]); got != want {
 			t.Errorf("%s = %d, want %d", q, got, want)
@@ -143,23 +150,14 @@ func TestLimitsTruncate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var rows collectRows
-			sum, err := e.RunRows(ctx, tc.query, tc.opts, &rows)
-			must(t, err)
 			var arr collectArrow
-			asum, err := e.RunArrow(ctx, tc.query, tc.opts, &arr)
+			sum, err := e.RunArrow(ctx, tc.query, tc.opts, &arr)
 			must(t, err)
-			for _, s := range []struct {
-				kind string
-				sum  Summary
-				got  int64
-			}{{"rows", sum, int64(len(rows.rows))}, {"arrow", asum, arr.rows}} {
-				if s.sum.Truncated != tc.truncated || s.sum.Rows != s.got || (tc.rows >= 0 && s.got != tc.rows) {
-					t.Errorf("%s: summary %+v with %d rows; want %d rows, truncated %q", s.kind, s.sum, s.got, tc.rows, tc.truncated)
-				}
-				if tc.opts.MaxBytes > 0 && (s.sum.Bytes > tc.opts.MaxBytes || s.got == 0) {
-					t.Errorf("%s: %d bytes in %d rows for a %d byte limit", s.kind, s.sum.Bytes, s.got, tc.opts.MaxBytes)
-				}
+			if sum.Truncated != tc.truncated || sum.Rows != arr.rows || (tc.rows >= 0 && arr.rows != tc.rows) {
+				t.Errorf("summary %+v with %d rows; want %d rows, truncated %q", sum, arr.rows, tc.rows, tc.truncated)
+			}
+			if tc.opts.MaxBytes > 0 && (sum.Bytes > tc.opts.MaxBytes || arr.rows == 0) {
+				t.Errorf("%d bytes in %d rows for a %d byte limit", sum.Bytes, arr.rows, tc.opts.MaxBytes)
 			}
 		})
 	}
@@ -178,7 +176,7 @@ func TestCancelInterruptsDuckDB(t *testing.T) {
 		cancelled.Store(time.Now().UnixNano())
 		cancel()
 	})
-	_, err := e.RunRows(ctx, long, RunOptions{}, &collectRows{})
+	_, err := e.RunArrow(ctx, long, RunOptions{}, &collectRows{})
 	took := time.Since(time.Unix(0, cancelled.Load()))
 	if !errors.Is(err, ErrCanceled) {
 		t.Fatalf("err = %v, want ErrCanceled", err)
@@ -198,7 +196,7 @@ func TestCancelInterruptsDuckDB(t *testing.T) {
 	}
 
 	var rows collectRows
-	_, err = e.RunRows(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &rows)
+	_, err = e.RunArrow(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &rows)
 	if err != nil || toInt(rows.rows[0][0]) != 5000 {
 		t.Errorf("connection after interrupts: %v %v", err, rows.rows)
 	}
@@ -211,7 +209,7 @@ func TestPerUserCap(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			_, err := e.RunRows(context.Background(), "SELECT 1", RunOptions{User: "ann"}, &blockingSink{started: started, release: release})
+			_, err := e.RunArrow(context.Background(), "SELECT 1", RunOptions{User: "ann"}, &blockingSink{started: started, release: release})
 			if err != nil {
 				t.Error(err)
 			}
@@ -219,15 +217,15 @@ func TestPerUserCap(t *testing.T) {
 	}
 	<-started
 	<-started
-	if _, err := e.RunRows(context.Background(), "SELECT 1", RunOptions{User: "ann"}, &collectRows{}); !errors.Is(err, ErrTooManyQueries) {
+	if _, err := e.RunArrow(context.Background(), "SELECT 1", RunOptions{User: "ann"}, &collectRows{}); !errors.Is(err, ErrTooManyQueries) {
 		t.Errorf("third query of ann: %v, want ErrTooManyQueries", err)
 	}
-	if _, err := e.RunRows(context.Background(), "SELECT 1", RunOptions{User: "bob"}, &collectRows{}); err != nil {
+	if _, err := e.RunArrow(context.Background(), "SELECT 1", RunOptions{User: "bob"}, &collectRows{}); err != nil {
 		t.Errorf("bob is capped by ann's queries: %v", err)
 	}
 	close(release)
 	wg.Wait()
-	if _, err := e.RunRows(context.Background(), "SELECT 1", RunOptions{User: "ann"}, &collectRows{}); err != nil {
+	if _, err := e.RunArrow(context.Background(), "SELECT 1", RunOptions{User: "ann"}, &collectRows{}); err != nil {
 		t.Errorf("ann after her queries ended: %v", err)
 	}
 }
@@ -252,7 +250,7 @@ func TestSwapUnderLoad(t *testing.T) {
 				var n int64
 				if i%2 == 0 {
 					var r collectRows
-					_, err = e.RunRows(context.Background(), "SELECT count(*) FROM orders JOIN customers ON orders.id = customers.id", RunOptions{User: "u"}, &r)
+					_, err = e.RunArrow(context.Background(), "SELECT count(*) FROM orders JOIN customers ON orders.id = customers.id", RunOptions{User: "u"}, &r)
 					if err == nil {
 						n = toInt(r.rows[0][0])
 					}
@@ -304,7 +302,7 @@ func TestOldGenerationClosesAfterLastQuery(t *testing.T) {
 	started := make(chan struct{}, 1)
 	done := make(chan Summary)
 	go func() {
-		sum, err := e.RunRows(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &blockingSink{started: started, release: release})
+		sum, err := e.RunArrow(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &blockingSink{started: started, release: release})
 		if err != nil {
 			t.Error(err)
 		}
@@ -317,7 +315,7 @@ func TestOldGenerationClosesAfterLastQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r collectRows
-	sum, err := e.RunRows(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &r)
+	sum, err := e.RunArrow(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &r)
 	if err != nil || sum.Generation != 2 {
 		t.Fatalf("new query: generation %d, %v", sum.Generation, err)
 	}
@@ -417,13 +415,13 @@ func TestOnlyOneSelect(t *testing.T) {
 		"EXPLAIN SELECT 1",
 		"SELEC 1",
 	} {
-		_, err := e.RunRows(context.Background(), q, RunOptions{}, &collectRows{})
+		_, err := e.RunArrow(context.Background(), q, RunOptions{}, &collectRows{})
 		if !errors.Is(err, ErrInvalidQuery) {
 			t.Errorf("%s: err = %v, want ErrInvalidQuery", q, err)
 		}
 	}
 	var r collectRows
-	if _, err := e.RunRows(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &r); err != nil || toInt(r.rows[0][0]) != 5000 {
+	if _, err := e.RunArrow(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &r); err != nil || toInt(r.rows[0][0]) != 5000 {
 		t.Errorf("views after refused statements: %v %v", r.rows, err)
 	}
 }
@@ -436,7 +434,7 @@ func TestErrorsHideServerPaths(t *testing.T) {
 		"SELECT * FROM read_csv('/etc/passwd')",
 		"SELECT no_such_column FROM orders",
 	} {
-		_, err := e.RunRows(context.Background(), q, RunOptions{}, &collectRows{})
+		_, err := e.RunArrow(context.Background(), q, RunOptions{}, &collectRows{})
 		var qe *QueryError
 		if !errors.As(err, &qe) {
 			t.Fatalf("%s: err = %v, want *QueryError", q, err)
@@ -462,7 +460,7 @@ func TestCleanMessage(t *testing.T) {
 
 func TestViewsAndState(t *testing.T) {
 	e := New(Options{})
-	if _, err := e.RunRows(context.Background(), "SELECT 1", RunOptions{}, &collectRows{}); !errors.Is(err, ErrNotLoaded) {
+	if _, err := e.RunArrow(context.Background(), "SELECT 1", RunOptions{}, &collectRows{}); !errors.Is(err, ErrNotLoaded) {
 		t.Errorf("before Load: %v", err)
 	}
 	e = loaded(t, newFixture(t), Options{})
@@ -478,11 +476,11 @@ func TestViewsAndState(t *testing.T) {
 	if _, err := e.Load(context.Background(), "/nowhere/1.duckdb", e.Generation()); err != nil || e.Generation() != 1 {
 		t.Errorf("a load of the current generation again: %v, generation %d", err, e.Generation())
 	}
-	if _, err := e.RunRows(context.Background(), "SELECT 1", RunOptions{}, &collectRows{}); err != nil {
+	if _, err := e.RunArrow(context.Background(), "SELECT 1", RunOptions{}, &collectRows{}); err != nil {
 		t.Errorf("after a refused load: %v", err)
 	}
 	must(t, e.Close())
-	if _, err := e.RunRows(context.Background(), "SELECT 1", RunOptions{}, &collectRows{}); !errors.Is(err, ErrClosed) {
+	if _, err := e.RunArrow(context.Background(), "SELECT 1", RunOptions{}, &collectRows{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("after Close: %v", err)
 	}
 }
@@ -520,8 +518,17 @@ type collectRows struct {
 }
 
 func (c *collectRows) Columns(cols []Column) error { c.cols = cols; return nil }
-func (c *collectRows) Rows(rows [][]any) error {
-	c.rows = append(c.rows, rows...)
+func (c *collectRows) Schema(*arrow.Schema) error  { return nil }
+
+// Batch keeps the rows as the setup connection's database/sql values.
+func (c *collectRows) Batch(rec arrow.RecordBatch) error {
+	for i := range int(rec.NumRows()) {
+		row := make([]any, rec.NumCols())
+		for j, col := range rec.Columns() {
+			row[j] = driverValue(col, i)
+		}
+		c.rows = append(c.rows, row)
+	}
 	c.batches++
 	return nil
 }

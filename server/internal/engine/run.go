@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"strings"
 	"time"
 
@@ -23,8 +22,6 @@ type RunOptions struct {
 	MaxRows  int64
 	MaxBytes int64
 	Timeout  time.Duration
-	// BatchRows is the number of rows per RowSink.Rows call. Default 1000.
-	BatchRows int
 }
 
 // Truncation says which limit cut a result short.
@@ -46,7 +43,7 @@ type Summary struct {
 	Elapsed    time.Duration
 }
 
-// Column describes a result column of RunRows.
+// Column describes a result column.
 type Column struct {
 	Name string
 	Type string // DuckDB type name, e.g. BIGINT, VARCHAR, DECIMAL(18,3)
@@ -65,13 +62,6 @@ type ColumnSink interface {
 	Columns([]Column) error
 }
 
-// RowSink receives a result as rows: the columns once, then batches of up
-// to RunOptions.BatchRows rows. Each batch is freshly allocated.
-type RowSink interface {
-	Columns([]Column) error
-	Rows([][]any) error
-}
-
 // QueryError is DuckDB refusing or failing a query. Message is safe to
 // show the user: server paths are removed.
 type QueryError struct {
@@ -88,10 +78,7 @@ type sinkError struct{ err error }
 func (e *sinkError) Error() string { return e.err.Error() }
 func (e *sinkError) Unwrap() error { return e.err }
 
-type limits struct {
-	rows, bytes int64
-	batch       int
-}
+type limits struct{ rows, bytes int64 }
 
 // RunArrow runs one SELECT and streams its result to sink as Arrow record
 // batches (DuckDB's vectors, up to 2048 rows each), cutting the last one to
@@ -99,12 +86,7 @@ type limits struct {
 func (e *Engine) RunArrow(ctx context.Context, query string, opts RunOptions, sink ArrowSink) (Summary, error) {
 	return e.run(ctx, query, opts, func(ctx context.Context, st *stream, lim limits, sum *Summary) error {
 		if cs, ok := sink.(ColumnSink); ok {
-			cols := st.columns()
-			out := make([]Column, len(cols))
-			for i, c := range cols {
-				out[i] = c.Column
-			}
-			if err := cs.Columns(out); err != nil {
+			if err := cs.Columns(st.columns()); err != nil {
 				return &sinkError{err}
 			}
 		}
@@ -150,82 +132,16 @@ func sendBatch(rec arrow.RecordBatch, lim limits, sum *Summary, sink ArrowSink) 
 	return nil
 }
 
-// RunRows runs one SELECT and streams its result to sink in batches of Go
-// values as duckdb-go's database/sql driver scans them (int64, float64,
-// string, []byte, time.Time, bool, *big.Int, duckdb.Decimal,
-// duckdb.Interval, duckdb.OrderedMap, duckdb.Union, []any,
-// map[string]any, ...), for JSON encoding. It reads the same Arrow batches
-// as RunArrow (see values.go).
-func (e *Engine) RunRows(ctx context.Context, query string, opts RunOptions, sink RowSink) (Summary, error) {
-	return e.run(ctx, query, opts, func(ctx context.Context, st *stream, lim limits, sum *Summary) error {
-		cols := st.columns()
-		out := make([]Column, len(cols))
-		for i, c := range cols {
-			out[i] = c.Column
-		}
-		if err := sink.Columns(out); err != nil {
-			return &sinkError{err}
-		}
-		batch := make([][]any, 0, min(lim.batch, 64)) // most results are small
-		for sum.Truncated == NotTruncated {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			rec, err := st.next()
-			if err != nil {
-				return err
-			}
-			if rec == nil {
-				break
-			}
-			batch, err = sendRows(rec, cols, lim, sum, batch, sink)
-			rec.Release()
-			if err != nil {
-				return err
-			}
-		}
-		if len(batch) > 0 {
-			if err := sink.Rows(batch); err != nil {
-				return &sinkError{err}
-			}
-		}
+// Describe returns the names and DuckDB types of a query's result columns.
+// It reads none of the rows: the query ends once its columns are known (pass
+// one that is cheap to start, e.g. with LIMIT 0).
+func (e *Engine) Describe(ctx context.Context, query string, opts RunOptions) ([]Column, error) {
+	var cols []Column
+	_, err := e.run(ctx, query, opts, func(_ context.Context, st *stream, _ limits, _ *Summary) error {
+		cols = st.columns()
 		return nil
 	})
-}
-
-// sendRows decodes rec's rows into batch as far as the limits allow,
-// handing each full batch to sink, and returns the partial last one.
-func sendRows(rec arrow.RecordBatch, cols []column, lim limits, sum *Summary, batch [][]any, sink RowSink) ([][]any, error) {
-	arrays := rec.Columns()
-	for i := range int(rec.NumRows()) {
-		if sum.Rows == lim.rows {
-			sum.Truncated = TruncatedRows
-			break
-		}
-		vals := make([]any, len(cols))
-		for j, c := range cols {
-			v, err := value(c.decode, arrays[j], i)
-			if err != nil {
-				return batch, fmt.Errorf("column %s: %w", c.Name, err)
-			}
-			vals[j] = v
-		}
-		size := rowSize(vals)
-		if sum.Bytes+size > lim.bytes {
-			sum.Truncated = TruncatedBytes
-			break
-		}
-		batch = append(batch, vals)
-		sum.Rows++
-		sum.Bytes += size
-		if len(batch) == lim.batch {
-			if err := sink.Rows(batch); err != nil {
-				return batch, &sinkError{err}
-			}
-			batch = make([][]any, 0, lim.batch)
-		}
-	}
-	return batch, nil
+	return cols, err
 }
 
 type execFunc func(ctx context.Context, st *stream, lim limits, sum *Summary) error
@@ -235,15 +151,12 @@ type execFunc func(ctx context.Context, st *stream, lim limits, sum *Summary) er
 // error translation.
 func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec execFunc) (Summary, error) {
 	start := time.Now()
-	lim := limits{rows: opts.MaxRows, bytes: opts.MaxBytes, batch: opts.BatchRows}
+	lim := limits{rows: opts.MaxRows, bytes: opts.MaxBytes}
 	if lim.rows <= 0 {
 		lim.rows = e.opts.MaxRows
 	}
 	if lim.bytes <= 0 {
 		lim.bytes = e.opts.MaxBytes
-	}
-	if lim.batch <= 0 {
-		lim.batch = 1000
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
@@ -428,47 +341,4 @@ func dataSize(d arrow.ArrayData) int64 {
 		n += dataSize(d.Dictionary())
 	}
 	return n
-}
-
-// rowSize approximates the encoded size of a row.
-func rowSize(vals []any) int64 {
-	var n int64
-	for _, v := range vals {
-		n += valueSize(v)
-	}
-	return n
-}
-
-func valueSize(v any) int64 {
-	switch v := v.(type) {
-	case nil, bool:
-		return 1
-	case string:
-		return int64(len(v))
-	case []byte:
-		return int64(len(v))
-	case *big.Int:
-		return int64(len(v.Bytes())) + 1
-	case []any:
-		var n int64
-		for _, x := range v {
-			n += valueSize(x)
-		}
-		return n
-	case map[string]any:
-		var n int64
-		for k, x := range v {
-			n += int64(len(k)) + valueSize(x)
-		}
-		return n
-	case duckdb.OrderedMap:
-		var n int64
-		for _, x := range append(v.Keys(), v.Values()...) {
-			n += valueSize(x)
-		}
-		return n
-	case duckdb.Union:
-		return int64(len(v.Tag)) + valueSize(v.Value)
-	}
-	return 8 // numbers, times, intervals, decimals
 }

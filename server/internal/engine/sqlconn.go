@@ -1,13 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	bindings "github.com/duckdb/duckdb-go-bindings"
 )
 
@@ -75,7 +78,7 @@ func (s *sqlConn) QueryContext(ctx context.Context, query string, args []driver.
 
 type sqlRows struct {
 	st   *stream
-	cols []column
+	cols []Column
 	rec  arrow.RecordBatch
 	row  int
 }
@@ -105,12 +108,8 @@ func (r *sqlRows) Next(dest []driver.Value) error {
 		}
 		r.rec, r.row = rec, 0
 	}
-	for j, c := range r.cols {
-		v, err := value(c.decode, r.rec.Column(j), r.row)
-		if err != nil {
-			return err
-		}
-		dest[j] = v
+	for j := range r.cols {
+		dest[j] = driverValue(r.rec.Column(j), r.row)
 	}
 	r.row++
 	return nil
@@ -123,4 +122,46 @@ func (r *sqlRows) Close() error {
 	}
 	r.st.close()
 	return nil
+}
+
+// driverValue is row i of a as a database/sql value: setup reads names,
+// paths, settings and flags. Strings and bytes are copied (the batch's
+// buffers go away with it); other types come as their Arrow text.
+func driverValue(a arrow.Array, i int) driver.Value {
+	if a.IsNull(i) {
+		return nil
+	}
+	switch a := a.(type) {
+	case *array.Boolean:
+		return a.Value(i)
+	case *array.Int8:
+		return int64(a.Value(i))
+	case *array.Int16:
+		return int64(a.Value(i))
+	case *array.Int32:
+		return int64(a.Value(i))
+	case *array.Int64:
+		return a.Value(i)
+	case *array.Uint8:
+		return int64(a.Value(i))
+	case *array.Uint16:
+		return int64(a.Value(i))
+	case *array.Uint32:
+		return int64(a.Value(i))
+	case *array.Float32:
+		return float64(a.Value(i))
+	case *array.Float64:
+		return a.Value(i)
+	case *array.String:
+		return strings.Clone(a.Value(i))
+	case *array.LargeString:
+		return strings.Clone(a.Value(i))
+	case *array.Binary:
+		return bytes.Clone(a.Value(i))
+	case *array.Timestamp:
+		return a.Value(i).ToTime(a.DataType().(*arrow.TimestampType).Unit).UTC()
+	case *array.Date32:
+		return a.Value(i).ToTime()
+	}
+	return a.ValueStr(i)
 }

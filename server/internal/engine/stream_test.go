@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,63 +234,6 @@ func BenchmarkRunArrowScan(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// TestRowValues pins the Go values RunRows hands out, which follow
-// duckdb-go's database/sql scanning although they are read from Arrow.
-func TestRowValues(t *testing.T) {
-	e := loaded(t, newFixture(t), Options{})
-	var r collectRows
-	_, err := e.RunRows(context.Background(), `SELECT 1::TINYINT a, 2::UBIGINT b, 3::HUGEINT c, -1.5::DECIMAL(30,2) d,
-		'7de94fb2-b25b-4edd-b6c0-e76a0d0806f3'::UUID e, '101'::BIT f, -12345678901234567890123::BIGNUM g, 'b'::ENUM('a', 'b') h,
-		[1, NULL] i, {'x': 1, 'y': 'z'} j, MAP {'k': 1} k, [1, 2]::INTEGER[2] l, union_value(num := 2)::UNION(num INTEGER, str VARCHAR) m,
-		'{"a": [1]}'::JSON n, INTERVAL '1 month 2 days 3 seconds' o, DATE '2024-01-02' p, TIME '12:34:56.5' q,
-		TIMESTAMPTZ '2024-01-02 03:04:05+01' r, TIMESTAMP_NS '2024-01-02 03:04:05.123456789' s, 'x'::BLOB u, NULL::VARCHAR v,
-		1.5::FLOAT w, true x`, RunOptions{}, &r)
-	must(t, err)
-	bigG, _ := new(big.Int).SetString("-12345678901234567890123", 10)
-	var k duckdb.OrderedMap
-	k.Set("k", int32(1))
-	want := []struct {
-		typ string
-		val any
-	}{
-		{"TINYINT", int8(1)},
-		{"UBIGINT", uint64(2)},
-		{"HUGEINT", big.NewInt(3)},
-		{"DECIMAL(30,2)", duckdb.Decimal{Width: 30, Scale: 2, Value: big.NewInt(-150)}},
-		{"UUID", []byte{0x7d, 0xe9, 0x4f, 0xb2, 0xb2, 0x5b, 0x4e, 0xdd, 0xb6, 0xc0, 0xe7, 0x6a, 0x0d, 0x08, 0x06, 0xf3}},
-		{"BIT", "101"},
-		{"BIGNUM", bigG},
-		{"ENUM", "b"},
-		{"INTEGER[]", []any{int32(1), nil}},
-		{`STRUCT("x" INTEGER, "y" VARCHAR)`, map[string]any{"x": int32(1), "y": "z"}},
-		{"MAP(VARCHAR, INTEGER)", k},
-		{"INTEGER[2]", []any{int32(1), int32(2)}},
-		{`UNION("num" INTEGER, "str" VARCHAR)`, duckdb.Union{Tag: "num", Value: int32(2)}},
-		{"JSON", map[string]any{"a": []any{float64(1)}}},
-		{"INTERVAL", duckdb.Interval{Months: 1, Days: 2, Micros: 3_000_000}},
-		{"DATE", time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)},
-		{"TIME", time.Date(1, 1, 1, 12, 34, 56, 500_000_000, time.UTC)},
-		{"TIMESTAMPTZ", time.Date(2024, 1, 2, 2, 4, 5, 0, time.UTC)},
-		{"TIMESTAMP_NS", time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC)},
-		{"BLOB", []byte("x")},
-		{"VARCHAR", nil},
-		{"FLOAT", float32(1.5)},
-		{"BOOLEAN", true},
-	}
-	if len(r.rows) != 1 || len(r.cols) != len(want) {
-		t.Fatalf("%d rows, %d columns", len(r.rows), len(r.cols))
-	}
-	for i, w := range want {
-		got := r.rows[0][i]
-		if r.cols[i].Type != w.typ {
-			t.Errorf("%s: type %q, want %q", r.cols[i].Name, r.cols[i].Type, w.typ)
-		}
-		if !reflect.DeepEqual(got, w.val) && fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", w.val, w.val) {
-			t.Errorf("%s: %T %v, want %T %v", r.cols[i].Name, got, got, w.val, w.val)
-		}
-	}
-}
-
 // TestEarlyStopFreesQuery: a result left before its end (row limit, sink
 // error, cancel) must not keep DuckDB's query state (here a sort of 5M
 // rows) alive on an idle pooled connection.
@@ -322,7 +263,7 @@ func TestEarlyStopFreesQuery(t *testing.T) {
 		t.Errorf("DuckDB holds %d MB after a truncated query (%d MB before)", after>>20, before>>20)
 	}
 	errStop := errors.New("stop")
-	if _, err := e.RunRows(ctx, sorted, RunOptions{}, &failingSink{err: errStop}); !errors.Is(err, errStop) {
+	if _, err := e.RunArrow(ctx, sorted, RunOptions{}, &failingSink{err: errStop}); !errors.Is(err, errStop) {
 		t.Fatalf("sink error: %v", err)
 	}
 	if after := memory(); after-before > 16<<20 {
@@ -351,7 +292,7 @@ func TestCancelWhileStreaming(t *testing.T) {
 		t.Errorf("%s of CPU in 300ms after cancel: the query still runs", cpu)
 	}
 	var r collectRows
-	if _, err := e.RunRows(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &r); err != nil || toInt(r.rows[0][0]) != 5000 {
+	if _, err := e.RunArrow(context.Background(), "SELECT count(*) FROM orders", RunOptions{}, &r); err != nil || toInt(r.rows[0][0]) != 5000 {
 		t.Errorf("after cancel: %v %v", r.rows, err)
 	}
 }
@@ -361,7 +302,7 @@ type failingSink struct {
 	err error
 }
 
-func (f *failingSink) Rows([][]any) error { return f.err }
+func (f *failingSink) Batch(arrow.RecordBatch) error { return f.err }
 
 // slowSink cancels its query after a few batches and then keeps the
 // engine waiting, like a slow client.
@@ -387,7 +328,7 @@ func TestPreparedSelectsAreReusedAndBounded(t *testing.T) {
 	e := loaded(t, newFixture(t), Options{MaxConns: 1})
 	count := func(q string) int64 {
 		var rows collectRows
-		_, err := e.RunRows(ctx, q, RunOptions{}, &rows)
+		_, err := e.RunArrow(ctx, q, RunOptions{}, &rows)
 		must(t, err)
 		return rows.rows[0][0].(int64)
 	}

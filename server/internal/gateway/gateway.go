@@ -34,8 +34,9 @@ import (
 
 // Options configure the mirror.
 type Options struct {
-	MaxBodyBytes int64               // request bodies above this answer 413
-	JSON         *restjson.Marshaler // the REST JSON encoding
+	MaxBodyBytes    int64               // request bodies above this answer 413
+	PublicBodyBytes int64               // the same for methods anyone may call
+	JSON            *restjson.Marshaler // the REST JSON encoding
 }
 
 // New returns the REST handler. conn leads to the server's own Connect handlers.
@@ -46,7 +47,7 @@ type Options struct {
 // The full check, resource grants and rate limits included, runs on the hop.
 func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.ServiceDescriptor, opts Options) (http.Handler, error) {
 	statuses := successStatuses(services)
-	edge := edgeChecks(services, opts.MaxBodyBytes)
+	edge := edgeChecks(services, opts.MaxBodyBytes, opts.PublicBodyBytes)
 	mux := runtime.NewServeMux(
 		runtime.WithMiddlewares(edge),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, opts.JSON),
@@ -83,7 +84,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.Ser
 // edgeChecks runs on every matched REST route before the gateway reads the
 // request: it records the procedure, prechecks its policy, then bounds and
 // checks the body.
-func edgeChecks(services []protoreflect.ServiceDescriptor, maxBody int64) runtime.Middleware {
+func edgeChecks(services []protoreflect.ServiceDescriptor, maxBody, publicBody int64) runtime.Middleware {
 	policies := access.LoadPolicies(services...)
 	procedures := map[string]string{} // "GET /api/x/{id=*}" → "/agnes.v1.S/M"
 	for _, sd := range services {
@@ -109,7 +110,11 @@ func edgeChecks(services []protoreflect.ServiceDescriptor, maxBody int64) runtim
 				apierr.WriteConnect(w, ce)
 				return
 			}
-			if !readBody(w, r, maxBody) {
+			limit := maxBody
+			if policies[procedure].GetAccess() == agnesv1.Access_ACCESS_PUBLIC && publicBody > 0 {
+				limit = publicBody // anyone may call it: read little
+			}
+			if !readBody(w, r, limit) {
 				return
 			}
 			next(w, r, params)

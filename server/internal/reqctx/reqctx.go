@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -81,8 +83,11 @@ func NewID() string {
 
 // Edge is the outermost middleware of the public listener: it assigns the request id
 // (keeping a sane client-supplied one), decides the client IP, and drops the
-// internal headers a client might forge.
-func Edge(trustForwardedFor bool, next http.Handler) http.Handler {
+// internal headers a client might forge. X-Forwarded-For is read only on a
+// connection from a trusted proxy, and the client is the rightmost address in
+// it that is not a trusted proxy (what a realip middleware does): everything to
+// its left was written by the client itself.
+func Edge(trusted []netip.Prefix, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del(HeaderClientIP)
 		r.Header.Del(HeaderVia)
@@ -92,15 +97,7 @@ func Edge(trustForwardedFor bool, next http.Handler) http.Handler {
 			r.Header.Set(HeaderRequestID, id)
 		}
 		w.Header().Set(HeaderRequestID, id)
-		info := &Info{RequestID: id, ClientIP: peerIP(r.RemoteAddr)}
-		if trustForwardedFor {
-			if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-				first, _, _ := strings.Cut(xff, ",")
-				if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
-					info.ClientIP = ip.String()
-				}
-			}
-		}
+		info := &Info{RequestID: id, ClientIP: ClientIP(r, trusted)}
 		next.ServeHTTP(w, r.WithContext(With(r.Context(), info)))
 	})
 }
@@ -131,10 +128,51 @@ func validID(id string) bool {
 	return true
 }
 
+// ClientIP is the request's client address: the peer, or behind trusted
+// proxies the rightmost untrusted X-Forwarded-For entry.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	peer := peerIP(r.RemoteAddr)
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	client := peer
+	for _, h := range slices.Backward(r.Header.Values("X-Forwarded-For")) {
+		hops := strings.Split(h, ",")
+		for _, hop := range slices.Backward(hops) {
+			a, err := netip.ParseAddr(strings.TrimSpace(hop))
+			if err != nil {
+				return client // a garbled entry: what is left of it is the client's own text
+			}
+			client = a.Unmap().String()
+			if !isTrusted(client, trusted) {
+				return client
+			}
+		}
+	}
+	return client
+}
+
+func isTrusted(ip string, trusted []netip.Prefix) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 func peerIP(remote string) string {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		return remote
+		host = remote
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().String()
 	}
 	return host
 }

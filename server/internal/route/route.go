@@ -10,6 +10,7 @@ package route
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -88,6 +89,10 @@ func (a *Adapter) Handle(rt Route) http.Handler {
 		}
 		if err == nil {
 			return
+		}
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			err = &TooLargeError{Msg: fmt.Sprintf("request body too large (max %d bytes)", mbe.Limit)}
 		}
 		ce := apierr.Convert(ctx, err)
 		info.SetRPC(rt.Name, ce.Code().String())

@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"net/mail"
 	"strings"
 	"time"
@@ -70,15 +71,24 @@ func Email(raw string) (string, error) {
 	return e, nil
 }
 
-// Password validates a new password and returns its hash.
-func Password(pw string) (string, error) {
+// Password validates a new password and returns its hash (within the
+// server-wide bound on concurrent hashing: 503 when it stays busy).
+func Password(ctx context.Context, pw string) (string, error) {
 	if len(pw) < auth.MinPasswordLength {
 		return "", apierr.InvalidArgument("password must be at least %d characters", auth.MinPasswordLength)
 	}
 	if len(pw) > 1024 {
 		return "", apierr.InvalidArgument("password must be at most 1024 characters")
 	}
-	return auth.HashPassword(pw)
+	return HashError(auth.HashPasswordContext(ctx, pw))
+}
+
+// HashError turns a busy hashing bound into a 503 that says so.
+func HashError[T any](v T, err error) (T, error) {
+	if errors.Is(err, auth.ErrBusy) {
+		return v, apierr.Unavailable("%s", auth.ErrBusy.Error())
+	}
+	return v, err
 }
 
 // Page clamps a limit/offset pair: limit 0 means def; outside 1..max is an error.

@@ -8,13 +8,17 @@ import (
 
 // A small JSON decoder for json_serialize_sql's output. Compared with
 // encoding/json into any it keeps object members in document order (so the
-// walk, and therefore the reported rejection, is deterministic), skips
-// numbers, which the checker never reads, and interns the parse tree's
-// recurring keys and enum values; it is several times faster on the hot path.
+// walk, and therefore the reported rejection, is deterministic, and a tree the
+// guards rewrite encodes back as DuckDB wrote it), keeps numbers as their text,
+// and interns the parse tree's recurring keys and enum values; it is several
+// times faster on the hot path.
 //
-// Values are object, []any, string, bool or nil (null and numbers).
+// Values are object, []any, string, number, bool or nil.
 
 type object []member
+
+// number is a JSON number as written.
+type number string
 
 type member struct {
 	key   string
@@ -95,7 +99,11 @@ func (d *decoder) value() (any, error) {
 	case c == 'n':
 		return nil, d.literal("null")
 	case c == '-' || '0' <= c && c <= '9':
-		return nil, d.number()
+		start := d.pos
+		if err := d.number(); err != nil {
+			return nil, err
+		}
+		return number(d.data[start:d.pos]), nil
 	default:
 		return nil, errSyntax
 	}
@@ -198,7 +206,7 @@ func (d *decoder) literal(word string) error {
 	return nil
 }
 
-// number skips a number; the checker never needs its value.
+// number moves past a number.
 func (d *decoder) number() error {
 	start := d.pos
 	for d.pos < len(d.data) {

@@ -26,6 +26,17 @@ type Checked struct {
 	// Tables holds the canonical names of every view the query references,
 	// deduplicated and sorted, for the caller's RBAC check.
 	Tables []string
+	// SQL is what to run: the query itself, or, when it calls a list or
+	// string builder with a size only known at run time, the query with that
+	// call guarded (see builders.go).
+	SQL string
+}
+
+// Limits bound what an accepted query may ask of the engine.
+type Limits struct {
+	// BuilderSize bounds one call of a list or string builder (list_resize,
+	// repeat, lpad, ...): elements or characters. Default 100,000.
+	BuilderSize int64
 }
 
 // Reason classifies a rejection.
@@ -52,6 +63,8 @@ const (
 	// Unsupported: valid SQL the sandbox does not accept, such as query
 	// parameters or a parse-tree node this version does not know.
 	Unsupported
+	// LimitExceeded: a call would build a list or string over Limits.BuilderSize.
+	LimitExceeded
 )
 
 var reasonNames = [...]string{
@@ -63,6 +76,7 @@ var reasonNames = [...]string{
 	ForbiddenFunction:      "ForbiddenFunction",
 	ForbiddenReference:     "ForbiddenReference",
 	Unsupported:            "Unsupported",
+	LimitExceeded:          "LimitExceeded",
 }
 
 func (r Reason) String() string {
@@ -77,6 +91,8 @@ func (r Reason) String() string {
 type Error struct {
 	Reason  Reason
 	Message string // human-readable, safe to show to the user
+	// Name is the reference an UnknownTable rejection is about.
+	Name string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -87,7 +103,8 @@ func reject(r Reason, format string, args ...any) *Error {
 
 // Checker validates queries. It is safe for concurrent use.
 type Checker struct {
-	db *sql.DB
+	db     *sql.DB
+	limits Limits
 
 	mu   sync.Mutex
 	stmt *sql.Stmt // prepared on first use; preparing costs as much as running
@@ -98,8 +115,11 @@ type Checker struct {
 // dedicated in-memory DuckDB, not the analytics engine. The Checker keeps one
 // prepared statement on db (re-prepared on each new pooled connection, so keep
 // idle connections for the expected concurrency); closing db releases it.
-func New(db *sql.DB) *Checker {
-	return &Checker{db: db}
+func New(db *sql.DB, limits Limits) *Checker {
+	if limits.BuilderSize <= 0 {
+		limits.BuilderSize = 100_000
+	}
+	return &Checker{db: db, limits: limits}
 }
 
 // Without the final cast the driver returns the JSON as a Go map, which
@@ -166,7 +186,7 @@ func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked
 		return Checked{}, reject(MultipleStatements, "only a single SELECT statement is allowed")
 	}
 
-	w := walker{cat: cat, tables: map[string]struct{}{}}
+	w := walker{cat: cat, tables: map[string]struct{}{}, limits: c.limits}
 	if err := w.value(statements[0], nil); err != nil {
 		return Checked{}, err
 	}
@@ -175,7 +195,56 @@ func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked
 		tables = append(tables, t)
 	}
 	slices.Sort(tables)
-	return Checked{Tables: tables}, nil
+	out := Checked{Tables: tables, SQL: query}
+	if len(w.guards) > 0 {
+		for _, call := range w.guards {
+			if err := c.guardCall(ctx, call, c.limits.BuilderSize); err != nil {
+				return Checked{}, err
+			}
+		}
+		if out.SQL, err = c.deserialize(ctx, envelope); err != nil {
+			return Checked{}, err
+		}
+	}
+	return out, nil
+}
+
+// parseExpression parses "SELECT <expr>" and returns the expression's node.
+func (c *Checker) parseExpression(ctx context.Context, query string) (object, error) {
+	var raw []byte
+	if err := c.db.QueryRowContext(ctx, serializeSQL, query).Scan(&raw); err != nil {
+		return nil, err
+	}
+	v, err := decodeJSON(raw)
+	if err != nil {
+		return nil, err
+	}
+	env, _ := v.(object)
+	stmts, _ := env.get("statements").([]any)
+	if env.get("error") != false || len(stmts) != 1 {
+		return nil, fmt.Errorf("cannot parse %q: %s", query, env.str("error_message"))
+	}
+	node, _ := stmts[0].(object).get("node").(object)
+	list, _ := node.get("select_list").([]any)
+	if len(list) != 1 {
+		return nil, fmt.Errorf("cannot parse %q: not one expression", query)
+	}
+	expr, _ := list[0].(object)
+	return expr, nil
+}
+
+// deserialize turns a (rewritten) parse tree back into SQL, with DuckDB's own
+// json_deserialize_sql.
+func (c *Checker) deserialize(ctx context.Context, envelope object) (string, error) {
+	raw, err := encodeJSON(nil, envelope)
+	if err != nil {
+		return "", err
+	}
+	var out string
+	if err := c.db.QueryRowContext(ctx, `SELECT json_deserialize_sql(?::JSON)`, string(raw)).Scan(&out); err != nil {
+		return "", fmt.Errorf("sqlguard: write the guarded query: %w", err)
+	}
+	return out, nil
 }
 
 // parseError turns json_serialize_sql's error into a rejection.

@@ -53,7 +53,7 @@ func openDuckDB(tb testing.TB) *sql.DB {
 }
 
 func newChecker(tb testing.TB) *sqlguard.Checker {
-	return sqlguard.New(openDuckDB(tb))
+	return sqlguard.New(openDuckDB(tb), sqlguard.Limits{})
 }
 
 func TestAttacksRejected(t *testing.T) {
@@ -165,7 +165,7 @@ func TestInternalErrors(t *testing.T) {
 
 	db := openDuckDB(t)
 	require.NoError(t, db.Close())
-	_, err = sqlguard.New(db).Check(t.Context(), "SELECT 1", cat)
+	_, err = sqlguard.New(db, sqlguard.Limits{}).Check(t.Context(), "SELECT 1", cat)
 	require.Error(t, err)
 	assert.False(t, errors.As(err, &rej))
 }

@@ -73,6 +73,9 @@ func (s *scope) has(name string) bool {
 type walker struct {
 	cat    Catalog
 	tables map[string]struct{}
+	limits Limits
+	// guards are the builder calls to rewrite with a runtime size check.
+	guards []object
 }
 
 func (w *walker) value(v any, sc *scope) error {
@@ -107,6 +110,9 @@ func (w *walker) object(m object, sc *scope) error {
 		switch {
 		case class == "FUNCTION" || class == "WINDOW":
 			if err := checkFunction(m); err != nil {
+				return err
+			}
+			if err := w.checkAllocation(m); err != nil {
 				return err
 			}
 		case class == "PARAMETER":
@@ -215,7 +221,9 @@ func (w *walker) baseTable(m object, sc *scope) error {
 	if looksLikePath(name) {
 		return reject(ForbiddenReference, "reading files is not allowed ('%s'); query a registered view instead", name)
 	}
-	return reject(UnknownTable, "unknown table '%s'", name)
+	e := reject(UnknownTable, "unknown table '%s'", name)
+	e.Name = name
+	return e
 }
 
 func (w *walker) tableFunction(m object, sc *scope) error {

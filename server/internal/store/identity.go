@@ -48,6 +48,9 @@ type Identity struct {
 	Groups  []GroupRef
 	// Grants are the resources granted to any of the user's groups.
 	Grants map[Resource]struct{}
+	// SessionsValidAfter: sessions issued before it are no longer valid (the
+	// password changed or the account was deactivated since). Zero: all are.
+	SessionsValidAfter time.Time
 }
 
 // GrantedIDs lists the ids of resources of one type granted to the identity's groups.
@@ -119,8 +122,11 @@ type Users interface {
 	// RuleError once any user has a password.
 	Bootstrap(ctx context.Context, email, name, passwordHash string) (*User, error)
 	// UpdateUser changes the name and/or active flag (nil = unchanged). Deactivating
-	// the last active admin is a RuleError.
+	// the last active admin is a RuleError; deactivating ends the user's
+	// sessions and personal access tokens (reactivating revives none).
 	UpdateUser(ctx context.Context, id string, name *string, active *bool) (*User, error)
+	// SetPassword sets (or, with "", clears) a user's password, and ends the
+	// user's sessions and personal access tokens (as deactivation does).
 	SetPassword(ctx context.Context, id, hash string) error
 	// DeleteUser removes a user with its memberships and tokens (RuleError for the
 	// last active admin).

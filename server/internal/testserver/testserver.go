@@ -127,12 +127,16 @@ func (s *Server) Session(t testing.TB, userID, email string) string {
 	return tok
 }
 
-// HTTP2Client speaks HTTP/2 without TLS (h2c), as gRPC needs.
-func HTTP2Client() *http.Client {
+// HTTP2Client speaks HTTP/2 without TLS (h2c), as gRPC needs. It is one
+// client for every test: a transport per call would leave its connections
+// open, and the server limits connections per client address.
+func HTTP2Client() *http.Client { return h2cClient }
+
+var h2cClient = func() *http.Client {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: &http.Transport{Protocols: &p, TLSClientConfig: &tls.Config{}}, Timeout: 60 * time.Second}
-}
+}()
 
 // Protocol is one way of calling the API.
 type Protocol string

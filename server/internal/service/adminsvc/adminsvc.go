@@ -146,7 +146,7 @@ func (s *Service) CreateUser(ctx context.Context, req *agnesv1.CreateUserRequest
 		nu.Name, _, _ = strings.Cut(email, "@")
 	}
 	if req.GetPassword() != "" {
-		if nu.PasswordHash, err = service.Password(req.GetPassword()); err != nil {
+		if nu.PasswordHash, err = service.Password(ctx, req.GetPassword()); err != nil {
 			return nil, err
 		}
 	}
@@ -232,7 +232,7 @@ func (s *Service) DeleteUser(ctx context.Context, req *agnesv1.DeleteUserRequest
 
 // SetUserPassword implements AdminService.
 func (s *Service) SetUserPassword(ctx context.Context, req *agnesv1.SetUserPasswordRequest) (*agnesv1.SetUserPasswordResponse, error) {
-	hash, err := service.Password(req.GetPassword())
+	hash, err := service.Password(ctx, req.GetPassword())
 	if err != nil {
 		return nil, err
 	}

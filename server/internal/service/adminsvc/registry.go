@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/agnesdata/agnes/connectors"
+	"github.com/agnesdata/agnes/connectors/upload"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/orchestrator/schedule"
 	"github.com/agnesdata/agnes/server/internal/apierr"
@@ -55,6 +56,10 @@ func (s *Service) validate(t *store.RegisteredTable) error {
 		return fieldError("source_type", "source %q is of type %s, not %s", name, conn.Type(), t.SourceType)
 	}
 	t.Source = name
+	if t.SourceType == upload.Type && t.SourceTable != "" && !upload.ValidSourceTable(t.SourceTable) {
+		return fieldError("source_table", "%q is not an upload: name a file of the uploads folder "+
+			"(<name>.csv or <name>.parquet, as POST /api/upload stored it)", t.SourceTable)
+	}
 	for i, f := range t.WhereFilters {
 		if !identifierRE.MatchString(f.Column) {
 			return fieldError("where_filters", "filter %d: %q is not a column name", i+1, f.Column)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/agnesdata/agnes/connectors"
 	"github.com/agnesdata/agnes/connectors/upload"
@@ -36,15 +37,16 @@ type UploadResult struct {
 
 // Uploads turns uploaded files into registered, synced tables.
 type Uploads struct {
-	svc *Service
-	dir string
-	max int64
+	svc     *Service
+	dir     string
+	max     int64
+	timeout time.Duration
 }
 
 // NewUploads returns the upload handler: files are kept in dir (the upload
 // connector's folder), at most max bytes each.
-func (s *Service) NewUploads(dir string, max int64) *Uploads {
-	return &Uploads{svc: s, dir: dir, max: max}
+func (s *Service) NewUploads(dir string, max int64, timeout time.Duration) *Uploads {
+	return &Uploads{svc: s, dir: dir, max: max, timeout: timeout}
 }
 
 // ServeHTTP handles POST /api/upload: a multipart form with `file` and optional
@@ -53,6 +55,9 @@ func (s *Service) NewUploads(dir string, max int64) *Uploads {
 // synced before the answer, so a malformed CSV is a 400 naming its line and nothing
 // is left behind. The route's policy admits admins only.
 func (u *Uploads) Serve(w http.ResponseWriter, r *http.Request) error {
+	// An upload may take longer to arrive than an ordinary body (the edge's
+	// body deadline); it gets its own.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(u.timeout))
 	res, err := u.handle(r)
 	if err != nil {
 		return err

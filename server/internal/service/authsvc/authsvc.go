@@ -7,14 +7,18 @@ package authsvc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/google/uuid"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/mail"
@@ -38,6 +42,8 @@ type Store interface {
 type Service struct {
 	store         Store
 	issuer        *auth.Issuer
+	failures      *access.AccountThrottle
+	opts          Options
 	secureCookies bool
 	baseURL       func() string
 	mailer        mail.Sender
@@ -52,6 +58,10 @@ var _ agnesv1connect.AuthServiceHandler = (*Service)(nil)
 type Options struct {
 	// SecureCookies marks the session cookie Secure (HTTPS deployments).
 	SecureCookies bool
+	// MaxTokenDays bounds a personal access token's lifetime.
+	MaxTokenDays int
+	// AllowNonExpiringTokens lets a token be created without an expiry.
+	AllowNonExpiringTokens bool
 	// BaseURL is where mailed links and the OIDC redirect point: the public URL
 	// ("https://agnes.example.com", no trailing slash).
 	BaseURL func() string
@@ -72,8 +82,8 @@ func New(st Store, issuer *auth.Issuer, opts Options) *Service {
 	if opts.BaseURL == nil {
 		opts.BaseURL = func() string { return "http://127.0.0.1:8000" }
 	}
-	return &Service{store: st, issuer: issuer, secureCookies: opts.SecureCookies, baseURL: opts.BaseURL,
-		mailer: opts.Mailer, google: opts.Google, log: opts.Log, now: time.Now}
+	return &Service{store: st, issuer: issuer, secureCookies: opts.SecureCookies, opts: opts, now: time.Now,
+		failures: access.NewAccountThrottle(), baseURL: opts.BaseURL, mailer: opts.Mailer, google: opts.Google, log: opts.Log}
 }
 
 func (s *Service) audit(ctx context.Context, userID, action, result string, params map[string]any) {
@@ -88,7 +98,13 @@ func (s *Service) Bootstrap(ctx context.Context, req *agnesv1.BootstrapRequest) 
 	if err != nil {
 		return nil, err
 	}
-	hash, err := service.Password(req.GetPassword())
+	// Closed already: refuse before spending a hash on it.
+	if closed, err := s.store.AnyPassword(ctx); err != nil {
+		return nil, err
+	} else if closed {
+		return nil, apierr.PermissionDenied("bootstrap is closed: a user with a password already exists")
+	}
+	hash, err := service.Password(ctx, req.GetPassword())
 	if err != nil {
 		return nil, err
 	}
@@ -120,17 +136,32 @@ var errBadCredentials = apierr.Unauthenticated("invalid email or password")
 
 // signIn checks email and password and returns the user's identity.
 func (s *Service) signIn(ctx context.Context, email, password string) (*store.Identity, error) {
+	account := store.NormalizeEmail(email)
+	if wait, ok := s.failures.Allowed(account); !ok {
+		err := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			"too many failed sign-ins for this account (the limit is %d per %s); try again later",
+			access.AccountFailures, access.AccountFailureWindow))
+		err.Meta().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		return nil, err
+	}
 	c, err := s.store.CredentialsByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && c.PasswordHash == "") {
-		_, _ = auth.VerifyPassword(password, dummyHash)
-		s.audit(ctx, "", "auth.login", "error.unauthenticated", map[string]any{"email": store.NormalizeEmail(email)})
+		if _, err := service.HashError(auth.VerifyPasswordContext(ctx, password, dummyHash)); err != nil {
+			return nil, err
+		}
+		s.failures.Failed(account)
+		s.audit(ctx, "", "auth.login", "error.unauthenticated", map[string]any{"email": account})
 		return nil, errBadCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
-	ok, err := auth.VerifyPassword(password, c.PasswordHash)
+	ok, err := service.HashError(auth.VerifyPasswordContext(ctx, password, c.PasswordHash))
+	if errors.Is(err, context.Canceled) || connect.CodeOf(err) == connect.CodeUnavailable {
+		return nil, err
+	}
 	if err != nil || !ok {
+		s.failures.Failed(account)
 		s.audit(ctx, c.ID, "auth.login", "error.unauthenticated", map[string]any{"email": c.Email})
 		return nil, errBadCredentials
 	}
@@ -184,8 +215,15 @@ func (s *Service) GetMe(ctx context.Context, _ *agnesv1.GetMeRequest) (*agnesv1.
 // Logout implements AuthService.
 func (s *Service) Logout(ctx context.Context, _ *agnesv1.LogoutRequest) (*agnesv1.LogoutResponse, error) {
 	p := auth.FromContext(ctx)
-	if p.TokenType == auth.TypeSession {
+	switch p.TokenType {
+	case auth.TypeSession:
 		if err := s.store.RevokeSession(ctx, p.TokenID, p.UserID, time.Unix(p.ExpiresAt, 0)); err != nil {
+			return nil, err
+		}
+	case auth.TypePAT:
+		// Logging out with a personal access token ends that token: the caller
+		// asked for this credential to stop working.
+		if err := s.store.RevokePAT(ctx, p.TokenID, p.UserID); err != nil {
 			return nil, err
 		}
 	}
@@ -194,12 +232,9 @@ func (s *Service) Logout(ctx context.Context, _ *agnesv1.LogoutRequest) (*agnesv
 	return &agnesv1.LogoutResponse{Status: "logged_out"}, nil
 }
 
-// Token lifetimes.
-const (
-	defaultTokenDays = 90
-	maxTokenDays     = 3650
-	maxTokenSeconds  = 315360000
-)
+// defaultTokenDays is a new token's lifetime unless asked otherwise (within
+// Options.MaxTokenDays).
+const defaultTokenDays = 90
 
 // CreateToken implements AuthService.
 func (s *Service) CreateToken(ctx context.Context, req *agnesv1.CreateTokenRequest) (*agnesv1.CreateTokenResponse, error) {
@@ -224,20 +259,23 @@ func (s *Service) CreateToken(ctx context.Context, req *agnesv1.CreateTokenReque
 	switch {
 	case req.NoExpiry && (req.ExpiresInDays != nil || req.TtlSeconds != nil):
 		return nil, apierr.InvalidArgument("no_expiry cannot be combined with expires_in_days or ttl_seconds")
+	case req.NoExpiry && !s.opts.AllowNonExpiringTokens:
+		return nil, apierr.InvalidArgument("tokens must expire on this server (at most %d days: tokens.max_days); "+
+			"an admin can allow tokens without expiry (tokens.allow_non_expiring)", s.opts.MaxTokenDays)
 	case req.NoExpiry:
 	case req.TtlSeconds != nil:
-		if req.GetTtlSeconds() <= 0 || req.GetTtlSeconds() > maxTokenSeconds {
-			return nil, apierr.InvalidArgument("ttl_seconds must be between 1 and %d", maxTokenSeconds)
+		if maxSeconds := int64(s.opts.MaxTokenDays) * 86400; req.GetTtlSeconds() <= 0 || req.GetTtlSeconds() > maxSeconds {
+			return nil, apierr.InvalidArgument("ttl_seconds must be between 1 and %d (tokens.max_days is %d)", maxSeconds, s.opts.MaxTokenDays)
 		}
 		t := now.Add(time.Duration(req.GetTtlSeconds()) * time.Second)
 		expires = &t
 	default:
-		days := int32(defaultTokenDays)
+		days := int32(min(defaultTokenDays, s.opts.MaxTokenDays))
 		if req.ExpiresInDays != nil {
 			days = req.GetExpiresInDays()
 		}
-		if days <= 0 || days > maxTokenDays {
-			return nil, apierr.InvalidArgument("expires_in_days must be between 1 and %d", maxTokenDays)
+		if days <= 0 || int(days) > s.opts.MaxTokenDays {
+			return nil, apierr.InvalidArgument("expires_in_days must be between 1 and %d (tokens.max_days)", s.opts.MaxTokenDays)
 		}
 		t := now.AddDate(0, 0, int(days))
 		expires = &t

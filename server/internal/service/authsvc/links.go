@@ -196,7 +196,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, req *agnesv1.Request
 // setPassword redeems a reset or setup token and sets the password. The password
 // is checked first, so a too-short one does not use the link up.
 func (s *Service) setPassword(ctx context.Context, purpose, email, token, password string) (*store.Identity, string, error) {
-	hash, err := service.Password(password)
+	hash, err := service.Password(ctx, password)
 	if err != nil {
 		return nil, "", err
 	}

@@ -100,28 +100,18 @@ func (s *Service) GetCatalogTable(ctx context.Context, req *agnesv1.GetCatalogTa
 			continue
 		}
 		if view, ok := s.engine.LookupView(t.GetId()); ok {
-			cols := &columns{}
 			// The id is a known view name, quoted: no user text reaches the SQL.
 			q := `SELECT * FROM "` + strings.ReplaceAll(view, `"`, `""`) + `" LIMIT 0`
-			if _, err := s.engine.RunRows(ctx, q, engine.RunOptions{}, cols); err == nil {
-				t.Columns = cols.out
+			if cols, err := s.engine.Describe(ctx, q, engine.RunOptions{}); err == nil {
+				for _, c := range cols {
+					t.Columns = append(t.Columns, &agnesv1.CatalogColumn{Name: c.Name, Type: c.Type})
+				}
 			}
 		}
 		return &agnesv1.GetCatalogTableResponse{Table: t}, nil
 	}
 	return nil, apierr.NotFound("table '%s' not found", req.GetTableId())
 }
-
-type columns struct{ out []*agnesv1.CatalogColumn }
-
-func (c *columns) Columns(cols []engine.Column) error {
-	for _, col := range cols {
-		c.out = append(c.out, &agnesv1.CatalogColumn{Name: col.Name, Type: col.Type})
-	}
-	return nil
-}
-
-func (c *columns) Rows([][]any) error { return nil }
 
 // GetTableProfile implements CatalogService (the grant is checked by the policy).
 func (s *Service) GetTableProfile(ctx context.Context, req *agnesv1.GetTableProfileRequest) (*agnesv1.GetTableProfileResponse, error) {

@@ -12,7 +12,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
+	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
@@ -66,12 +68,15 @@ func (s *Service) ListMetrics(ctx context.Context, req *agnesv1.ListMetricsReque
 		return nil, err
 	}
 	out := &agnesv1.ListMetricsResponse{Metrics: []*agnesv1.Metric{}}
+	p := auth.FromContext(ctx)
 	for _, r := range rows {
 		m, err := metric(r)
 		if err != nil {
 			return nil, err
 		}
-		out.Metrics = append(out.Metrics, m)
+		if visible(p, m) {
+			out.Metrics = append(out.Metrics, m)
+		}
 	}
 	out.Count = int32(len(out.Metrics))
 	return out, nil
@@ -90,7 +95,21 @@ func (s *Service) GetMetric(ctx context.Context, req *agnesv1.GetMetricRequest) 
 	if err != nil {
 		return nil, err
 	}
+	if !visible(auth.FromContext(ctx), m) { // as if it did not exist: its SQL names tables
+		return nil, apierr.NotFound("Metric '%s' not found", req.GetMetricId())
+	}
 	return &agnesv1.GetMetricResponse{Metric: m}, nil
+}
+
+// visible reports whether the caller may see a metric: its definition (SQL,
+// table names) describes the tables it reads, so it needs a grant on each.
+func visible(p *auth.Principal, m *agnesv1.Metric) bool {
+	for _, t := range append([]string{m.GetTableName()}, m.GetTables()...) {
+		if t != "" && !access.Can(p.Identity, store.ResourceTable, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // UpsertMetric implements CatalogService.

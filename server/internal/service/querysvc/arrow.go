@@ -19,10 +19,10 @@ import (
 // message (framing, flush, write) off a big result's path.
 //
 // Groups are encoded by two workers while DuckDB computes the next ones, each
-// straight into its message's wire form (wire.go), and sent in order by one
-// goroutine; their buffers are reused once sent. A schema
-// with dictionary columns (DuckDB ENUMs) is encoded by one stateful IPC writer
-// instead, which also emits the dictionary batches.
+// into a buffer of its own, and sent in order by one goroutine, through
+// connect's codec as any message. A schema with dictionary columns (DuckDB
+// ENUMs) is encoded by one stateful IPC writer instead, which also emits the
+// dictionary batches.
 type arrowStream struct {
 	send       func(*agnesv1.QueryStreamResponse) error
 	w          *ipc.Writer // dictionary schemas only
@@ -34,7 +34,7 @@ type arrowStream struct {
 }
 
 type encodedBatch struct {
-	wire *wireBuffer
+	ipc  []byte
 	rows int64
 	err  error
 }
@@ -82,7 +82,7 @@ func (a *arrowStream) Schema(s *arrow.Schema) error {
 		a.w = ipc.NewWriterWithPayloadWriter(a.pw, ipc.WithSchema(s), ipc.WithAllocator(memory.DefaultAllocator))
 		workers, encode = 1, a.encodeWithDictionaries
 	}
-	a.pipe = &ordered.Pipeline[[]arrow.RecordBatch, encodedBatch]{Workers: workers, Ahead: sendAhead, Work: encode, Emit: a.emit, Discard: recycle}
+	a.pipe = &ordered.Pipeline[[]arrow.RecordBatch, encodedBatch]{Workers: workers, Ahead: sendAhead, Work: encode, Emit: a.emit}
 	var msg bytes.Buffer
 	pl := ipc.GetSchemaPayload(s, memory.DefaultAllocator)
 	defer pl.Release()
@@ -132,57 +132,55 @@ func release(g []arrow.RecordBatch) {
 // into one buffer, and releases them.
 func encodeGroup(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	out := encodedBatch{wire: newWireBuffer()}
+	buf := bytes.NewBuffer(make([]byte, 0, groupSize(g)))
+	var rows int64
 	for _, rec := range g {
 		pl, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(memory.DefaultAllocator))
 		if err != nil {
-			recycle(out)
 			return encodedBatch{err: err}
 		}
-		_, err = pl.WritePayload(out.wire.buf)
+		_, err = pl.WritePayload(buf)
 		pl.Release()
 		if err != nil {
-			recycle(out)
 			return encodedBatch{err: err}
 		}
-		out.rows += rec.NumRows()
+		rows += rec.NumRows()
 	}
-	return out
+	return encodedBatch{ipc: buf.Bytes(), rows: rows}
 }
 
 func (a *arrowStream) encodeWithDictionaries(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	out := encodedBatch{wire: newWireBuffer()}
-	a.pw.buf = out.wire.buf
+	a.pw.buf = bytes.NewBuffer(make([]byte, 0, groupSize(g)))
+	var rows int64
 	for _, rec := range g {
 		if err := a.w.Write(rec); err != nil {
-			recycle(out)
 			return encodedBatch{err: err}
 		}
-		out.rows += rec.NumRows()
+		rows += rec.NumRows()
 	}
-	return out
+	return encodedBatch{ipc: a.pw.buf.Bytes(), rows: rows}
 }
 
-// emit sends an encoded group; its buffer is free again once sent (the
-// response has been written by then).
+// groupSize estimates a group's IPC size (its buffers, plus framing), to
+// size the buffer once.
+func groupSize(g []arrow.RecordBatch) int64 {
+	var n int64
+	for _, rec := range g {
+		n += recordBytes(rec) + 1024
+	}
+	return n
+}
+
+// emit sends an encoded group.
 func (a *arrowStream) emit(b encodedBatch) error {
 	if b.err != nil {
 		return b.err
 	}
-	defer recycle(b)
-	wire, data := b.wire.message(b.rows)
-	a.bytes += int64(len(data))
-	msg := &agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
-		ArrowBatch: data, RowCount: b.rows,
-	}}}
-	return sendWire(a.send, msg, wire)
-}
-
-func recycle(b encodedBatch) {
-	if b.wire != nil {
-		b.wire.release()
-	}
+	a.bytes += int64(len(b.ipc))
+	return a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
+		ArrowBatch: b.ipc, RowCount: b.rows,
+	}}})
 }
 
 // drain sends the last group, waits until every queued group is sent and
@@ -197,6 +195,8 @@ func (a *arrowStream) drain() error {
 	}
 	return ferr
 }
+
+func (a *arrowStream) sent() int64 { return a.bytes }
 
 // recordBytes estimates a batch's buffer size, to size the IPC buffer once.
 func recordBytes(rec arrow.RecordBatch) int64 {

@@ -1,9 +1,12 @@
 package querysvc
 
-import "github.com/agnesdata/agnes/server/internal/lru"
+import (
+	"github.com/agnesdata/agnes/server/internal/lru"
+	"github.com/agnesdata/agnes/server/internal/sqlguard"
+)
 
-// checkCache remembers which views a query text references, per analytics
-// generation, so a repeated query (dashboards, agents retrying, notebooks) skips the
+// checkCache remembers the sandbox's verdict on a query text (the views it
+// references, the SQL to run), per analytics generation, so a repeated query (dashboards, agents retrying, notebooks) skips the
 // DuckDB parse. Only the parse is cached: RBAC is checked on every request, and an
 // entry from another generation (views may have changed) is ignored.
 type checkCache struct {
@@ -12,7 +15,7 @@ type checkCache struct {
 
 type checkEntry struct {
 	generation uint64
-	tables     []string
+	checked    sqlguard.Checked
 }
 
 // maxCachedSQL keeps huge one-off queries out of the cache.
@@ -20,16 +23,16 @@ const maxCachedSQL = 16 << 10
 
 func newCheckCache(max int) *checkCache { return &checkCache{c: lru.New[string, checkEntry](max)} }
 
-func (c *checkCache) get(sql string, generation uint64) ([]string, bool) {
+func (c *checkCache) get(sql string, generation uint64) (sqlguard.Checked, bool) {
 	e, ok := c.c.Get(sql)
 	if !ok || e.generation != generation {
-		return nil, false
+		return sqlguard.Checked{}, false
 	}
-	return e.tables, true
+	return e.checked, true
 }
 
-func (c *checkCache) put(sql string, generation uint64, tables []string) {
+func (c *checkCache) put(sql string, generation uint64, checked sqlguard.Checked) {
 	if len(sql) <= maxCachedSQL {
-		c.c.Put(sql, checkEntry{generation: generation, tables: tables})
+		c.c.Put(sql, checkEntry{generation: generation, checked: checked})
 	}
 }

@@ -6,43 +6,57 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
-	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
 	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/engine"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
+	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/sqlguard"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
 // Limits bound one query.
 type Limits struct {
-	MaxRows  int64
+	MaxRows int64
+	// MaxBytes bounds a result: the encoded rows a unary answer holds, the
+	// Arrow data a stream reads.
 	MaxBytes int64
 	Timeout  time.Duration
+	// PerUser is the engine's cap on one user's queries at once (for its
+	// error message).
+	PerUser int
+	// MaxBodyBytes bounds a REST request body (the plain routes read theirs).
+	MaxBodyBytes int64
 }
 
-// Service implements QueryService.
+// Service implements QueryService (see Handler) and its REST routes.
 type Service struct {
 	engine *engine.Engine
 	guard  *sqlguard.Checker
 	limits Limits
 	checks *checkCache
+	json   *restjson.Marshaler // REST request bodies
 }
-
-var _ agnesv1connect.QueryServiceHandler = (*Service)(nil)
 
 // New returns the service.
 func New(eng *engine.Engine, guard *sqlguard.Checker, limits Limits) *Service {
-	return &Service{engine: eng, guard: guard, limits: limits, checks: newCheckCache(4096)}
+	if limits.MaxBytes <= 0 {
+		limits.MaxBytes = math.MaxInt64
+	}
+	if limits.MaxBodyBytes <= 0 {
+		limits.MaxBodyBytes = 10 << 20
+	}
+	services := []protoreflect.ServiceDescriptor{agnesv1.File_agnes_v1_query_proto.Services().ByName("QueryService")}
+	return &Service{engine: eng, guard: guard, limits: limits, checks: newCheckCache(4096), json: restjson.New(services)}
 }
 
 // Defaults of the request options.
@@ -60,44 +74,52 @@ type catalog struct{ e *engine.Engine }
 func (c catalog) View(name string) (string, bool) { return c.e.LookupView(name) }
 
 // authorize is the sandbox (layers 1–2) and table RBAC (layer 3); the engine's
-// hardened DuckDB settings are layer 4.
-func (s *Service) authorize(ctx context.Context, query string) error {
+// hardened DuckDB settings are layer 4. It returns the SQL to run: the query,
+// or the query with its list and string builders guarded.
+func (s *Service) authorize(ctx context.Context, query string) (string, error) {
 	if strings.TrimSpace(query) == "" {
-		return apierr.InvalidArgument("sql is required")
+		return "", apierr.InvalidArgument("sql is required")
 	}
 	if len(query) > maxSQLBytes {
-		return apierr.InvalidArgument("sql is longer than %d bytes", maxSQLBytes)
-	}
-	tables, err := s.check(ctx, query)
-	if err != nil {
-		return err
+		return "", apierr.InvalidArgument("sql is longer than the limit of %d bytes", maxSQLBytes)
 	}
 	p := auth.FromContext(ctx)
-	for _, table := range tables {
+	checked, err := s.check(ctx, query)
+	var rejected *sqlguard.Error
+	switch {
+	case errors.As(err, &rejected) && rejected.Reason == sqlguard.UnknownTable && !p.IsAdmin:
+		// The same answer as a table that exists but is not granted: a user
+		// learns nothing about which tables exist.
+		return "", access.CheckResource(p, store.ResourceTable, rejected.Name)
+	case errors.As(err, &rejected):
+		return "", apierr.InvalidArgument("%s", rejected.Message)
+	case err != nil:
+		return "", err
+	}
+	for _, table := range checked.Tables {
 		if err := access.CheckResource(p, store.ResourceTable, table); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return checked.SQL, nil
 }
 
-// check runs the sandbox (or reuses its verdict for this text and generation) and
-// returns the views the query references.
-func (s *Service) check(ctx context.Context, query string) ([]string, error) {
+// check runs the sandbox (or reuses its verdict for this text and generation).
+func (s *Service) check(ctx context.Context, query string) (sqlguard.Checked, error) {
 	gen := s.engine.Generation()
-	if tables, ok := s.checks.get(query, gen); ok {
-		return tables, nil
+	if checked, ok := s.checks.get(query, gen); ok {
+		return checked, nil
 	}
 	checked, err := s.guard.Check(ctx, query, catalog{s.engine})
 	var rejected *sqlguard.Error
 	if errors.As(err, &rejected) {
-		return nil, apierr.InvalidArgument("%s", rejected.Message)
+		return checked, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sandbox check: %w", err)
+		return checked, fmt.Errorf("sandbox check: %w", err)
 	}
-	s.checks.put(query, gen, checked.Tables)
-	return checked.Tables, nil
+	s.checks.put(query, gen, checked)
+	return checked, nil
 }
 
 func (s *Service) options(ctx context.Context, limit int64) engine.RunOptions {
@@ -117,7 +139,7 @@ func (s *Service) queryError(err error) error {
 	case errors.As(err, &qe):
 		return apierr.InvalidArgument("%s", qe.Message)
 	case errors.Is(err, engine.ErrTooManyQueries):
-		return apierr.ResourceExhausted("too many queries running for you at once; wait for one to finish")
+		return apierr.ResourceExhausted("too many queries running for you at once (the limit is %d); wait for one to finish", s.limits.PerUser)
 	case errors.Is(err, engine.ErrTimeout):
 		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("query exceeded the time limit of %s", s.limits.Timeout))
 	case errors.Is(err, engine.ErrCanceled):
@@ -130,61 +152,98 @@ func (s *Service) queryError(err error) error {
 	return err
 }
 
-// Query implements QueryService.
-func (s *Service) Query(ctx context.Context, req *agnesv1.QueryRequest) (*agnesv1.QueryResponse, error) {
+// query runs a unary Query into an answer in the given form.
+func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form) (*answer, error) {
 	if req.GetLimit() < 0 {
-		return nil, apierr.InvalidArgument("limit must not be negative")
+		return nil, apierr.InvalidArgument("limit must not be negative, got %d", req.GetLimit())
 	}
-	if err := s.authorize(ctx, req.GetSql()); err != nil {
+	query, err := s.authorize(ctx, req.GetSql())
+	if err != nil {
 		return nil, err
 	}
 	limit := req.GetLimit()
 	if limit == 0 {
 		limit = defaultQueryLimit
 	}
-	sink := &collect{res: &agnesv1.QueryResponse{Columns: []string{}, ColumnTypes: []string{}, Rows: []*structpb.ListValue{}}}
-	sum, err := s.engine.RunRows(ctx, req.GetSql(), s.options(ctx, limit), sink)
+	opts := s.options(ctx, limit)
+	opts.MaxBytes = math.MaxInt64 // the answer counts its encoded bytes itself
+	a := &answer{form: f, maxBytes: s.limits.MaxBytes}
+	sum, err := s.engine.RunArrow(ctx, query, opts, a)
+	if derr := a.drain(); err == nil || errors.Is(err, errAnswerFull) {
+		err = derr
+	}
 	if err != nil {
 		return nil, s.queryError(err)
 	}
-	sink.res.RowCount = sum.Rows
-	sink.res.Truncated = sum.Truncated != engine.NotTruncated
-	return sink.res, nil
-}
-
-type collect struct {
-	res   *agnesv1.QueryResponse
-	types []string
-}
-
-func (c *collect) Columns(cols []engine.Column) error {
-	for _, col := range cols {
-		c.res.Columns = append(c.res.Columns, col.Name)
-		c.res.ColumnTypes = append(c.res.ColumnTypes, col.Type)
+	if sum.Truncated != engine.NotTruncated {
+		a.truncated = true
 	}
-	c.types = c.res.ColumnTypes
-	return nil
+	return a, nil
 }
 
-func (c *collect) Rows(rows [][]any) error {
-	for _, r := range rows {
-		c.res.Rows = append(c.res.Rows, listValue(r, c.types))
+// queryRPC is Query over Connect, gRPC and gRPC-Web: the answer in the form
+// the request's Content-Type asks for.
+func (s *Service) queryRPC(ctx context.Context, req *connect.Request[agnesv1.QueryRequest]) (*connect.Response[message], error) {
+	f := formOf(req.Header())
+	a, err := s.query(ctx, req.Msg, f)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return connect.NewResponse(&message{form: f, wire: a.encoded()}), nil
 }
 
-// QueryStream implements QueryService.
-func (s *Service) QueryStream(ctx context.Context, req *agnesv1.QueryStreamRequest, stream *connect.ServerStream[agnesv1.QueryStreamResponse]) error {
-	return s.stream(ctx, req, stream.Send, nil)
+// queryStreamRPC is QueryStream over Connect, gRPC and gRPC-Web.
+func (s *Service) queryStreamRPC(ctx context.Context, req *connect.Request[agnesv1.QueryStreamRequest], stream *connect.ServerStream[message]) error {
+	return s.stream(ctx, req.Msg, &connectStream{stream: stream, form: formOf(req.Header())})
 }
 
-// stream runs a streamed query and sends its messages. rest, when set, writes JSON
-// rows straight to the REST response instead of sending them as messages.
-func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, send func(*agnesv1.QueryStreamResponse) error, rest *ndjson) error {
-	if req.GetLimit() < 0 || req.GetBatchRows() < 0 || req.GetBatchRows() > maxBatchRows {
-		return apierr.InvalidArgument("limit must not be negative and batch_rows must be between 0 and %d", maxBatchRows)
+// streamOut is where a stream's messages go.
+type streamOut interface {
+	// send sends a message as it is (schema, Arrow batches, summary).
+	send(*agnesv1.QueryStreamResponse) error
+	// frame is how a batch of JSON-format rows is framed; sendEncoded sends one.
+	frame() batchFrame
+	sendEncoded([]byte) error
+}
+
+// connectStream sends a stream over Connect, gRPC or gRPC-Web.
+type connectStream struct {
+	stream *connect.ServerStream[message]
+	form   form
+}
+
+func (c *connectStream) send(m *agnesv1.QueryStreamResponse) error {
+	return c.stream.Send(&message{msg: m})
+}
+
+func (c *connectStream) frame() batchFrame {
+	if c.form == formJSON {
+		return frameJSON
 	}
-	if err := s.authorize(ctx, req.GetSql()); err != nil {
+	return frameProto
+}
+
+func (c *connectStream) sendEncoded(b []byte) error {
+	return c.stream.Send(&message{form: c.form, wire: b})
+}
+
+// streamSink is a stream's engine sink: Arrow IPC or JSON rows.
+type streamSink interface {
+	engine.ArrowSink
+	drain() error // waits until everything is sent
+	sent() int64  // payload bytes sent
+}
+
+// stream runs a streamed query and sends its messages to out.
+func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, out streamOut) error {
+	if req.GetLimit() < 0 {
+		return apierr.InvalidArgument("limit must not be negative, got %d", req.GetLimit())
+	}
+	if req.GetBatchRows() < 0 || req.GetBatchRows() > maxBatchRows {
+		return apierr.InvalidArgument("batch_rows must be between 0 and %d, got %d", maxBatchRows, req.GetBatchRows())
+	}
+	query, err := s.authorize(ctx, req.GetSql())
+	if err != nil {
 		return err
 	}
 	format := req.GetFormat()
@@ -194,60 +253,22 @@ func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, s
 			format = agnesv1.ResultFormat_RESULT_FORMAT_JSON
 		}
 	}
-	opts := s.options(ctx, req.GetLimit())
-	var (
-		sum   engine.Summary
-		err   error
-		bytes int64
-	)
-	switch {
-	case format == agnesv1.ResultFormat_RESULT_FORMAT_ARROW:
-		sink := &arrowStream{send: send}
-		sum, err = s.engine.RunArrow(ctx, req.GetSql(), opts, sink)
-		if derr := sink.drain(); err == nil {
-			err = derr
+	var sink streamSink = &arrowStream{send: out.send}
+	if format != agnesv1.ResultFormat_RESULT_FORMAT_ARROW {
+		rows := int(req.GetBatchRows())
+		if rows == 0 {
+			rows = defaultBatchRows
 		}
-		bytes = sink.bytes
-	case rest != nil:
-		sum, err = s.engine.RunArrow(ctx, req.GetSql(), opts, rest)
-		if derr := rest.drain(); err == nil { // the rows are written before the summary
-			err = derr
-		}
-		bytes = rest.bytes
-	default:
-		opts.BatchRows = int(req.GetBatchRows())
-		if opts.BatchRows == 0 {
-			opts.BatchRows = defaultBatchRows
-		}
-		sum, err = s.engine.RunRows(ctx, req.GetSql(), opts, &jsonStream{send: send})
-		bytes = sum.Bytes
+		sink = &rowStream{out: out, frame: out.frame(), rows: rows}
+	}
+	sum, err := s.engine.RunArrow(ctx, query, s.options(ctx, req.GetLimit()), sink)
+	if derr := sink.drain(); err == nil { // the rows are sent before the summary
+		err = derr
 	}
 	if err != nil {
 		return s.queryError(err)
 	}
-	return send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Summary{Summary: &agnesv1.QuerySummary{
-		Rows: sum.Rows, Bytes: bytes, ElapsedMs: sum.Elapsed.Milliseconds(), Truncated: sum.Truncated != engine.NotTruncated,
+	return out.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Summary{Summary: &agnesv1.QuerySummary{
+		Rows: sum.Rows, Bytes: sink.sent(), ElapsedMs: sum.Elapsed.Milliseconds(), Truncated: sum.Truncated != engine.NotTruncated,
 	}}})
-}
-
-type jsonStream struct {
-	send  func(*agnesv1.QueryStreamResponse) error
-	types []string
-}
-
-func (j *jsonStream) Columns(cols []engine.Column) error {
-	schema := &agnesv1.QuerySchema{Format: agnesv1.ResultFormat_RESULT_FORMAT_JSON}
-	for _, c := range cols {
-		schema.Columns = append(schema.Columns, &agnesv1.Column{Name: c.Name, Type: c.Type})
-		j.types = append(j.types, c.Type)
-	}
-	return j.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Schema{Schema: schema}})
-}
-
-func (j *jsonStream) Rows(rows [][]any) error {
-	batch := &agnesv1.QueryBatch{RowCount: int64(len(rows)), Rows: make([]*structpb.ListValue, 0, len(rows))}
-	for _, r := range rows {
-		batch.Rows = append(batch.Rows, listValue(r, j.types))
-	}
-	return j.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: batch}})
 }

@@ -1,118 +1,491 @@
 package querysvc
 
 import (
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/duckdb/duckdb-go/v2"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// maxExactInt is the largest integer a JSON number carries exactly in every client
-// (JavaScript's 2^53); larger integers are sent as strings.
+// This file is the one place that reads a result cell in the API's value
+// conventions. Every wire form (JSON rows, protobuf Values) writes what it
+// reads, so a value reads the same through REST, Connect, gRPC and the
+// JSON stream:
+//
+//   - NULL is null, booleans are booleans;
+//   - integers are numbers while every client reads them exactly
+//     (|v| ≤ 2^53, JavaScript's limit), text beyond;
+//   - floats are numbers; NaN and infinities are text ("NaN", "+Inf");
+//   - decimals are text with exactly their scale's digits ("6322.50");
+//   - dates, times, timestamps and intervals are text as DuckDB prints them
+//     (timestamps in UTC, "Z" for a zoned type);
+//   - blobs are DuckDB's \x hex text, BIT its bit string, UUID its text;
+//   - lists, structs, maps, unions and JSON are their JSON text, whose
+//     values follow these same conventions.
+
+// maxExactInt is the largest integer a JSON number carries exactly in every
+// client (JavaScript's 2^53).
 const maxExactInt = 1 << 53
 
-// listValue converts one result row. JSON-native values (null, bool, numbers,
-// strings) stay native; everything else — dates, times, decimals, UUIDs, nested
-// values — becomes its text form, as the Python API did.
-func listValue(row []any, types []string) *structpb.ListValue {
-	out := &structpb.ListValue{Values: make([]*structpb.Value, len(row))}
-	for i, v := range row {
-		typ := ""
-		if i < len(types) {
-			typ = types[i]
-		}
-		out.Values[i] = value(v, typ)
-	}
-	return out
+// value is one cell, read.
+type value struct {
+	kind kind
+	n    int64   // kindInt; kindBool (0 or 1)
+	f    float64 // kindFloat: finite
+	// text (kindText) is valid until the column reads its next cell.
+	text []byte
 }
 
-func value(v any, typ string) *structpb.Value {
-	switch x := v.(type) {
-	case nil:
-		return structpb.NewNullValue()
-	case bool:
-		return structpb.NewBoolValue(x)
-	case string:
-		return structpb.NewStringValue(x)
-	case int8, int16, int32, uint8, uint16, uint32:
-		return structpb.NewNumberValue(toFloat(x))
-	case int:
-		return intValue(int64(x))
-	case int64:
-		return intValue(x)
-	case uint64:
-		if x > maxExactInt {
-			return structpb.NewStringValue(fmt.Sprint(x))
+type kind uint8
+
+const (
+	kindNull kind = iota
+	kindBool
+	kindInt
+	kindFloat
+	kindText
+)
+
+// cellReader reads cell i of one Arrow column. Each column has its own, used
+// by one goroutine: the text it returns lives in its scratch buffer.
+type cellReader func(i int) value
+
+// newReader returns the reader of an Arrow column whose DuckDB type is typ
+// ("" inside nested values, where Arrow's type decides alone): Arrow cannot
+// tell HUGEINT from DECIMAL(38,0), BIT or BIGNUM from BLOB, UUID or JSON
+// from VARCHAR.
+func newReader(col arrow.Array, typ string) cellReader {
+	read := valueReader(col, strings.ToUpper(typ))
+	if col.NullN() == 0 {
+		return read
+	}
+	return func(i int) value {
+		if col.IsNull(i) {
+			return value{}
 		}
-		return structpb.NewNumberValue(float64(x))
-	case float32:
-		return floatValue(float64(x))
-	case float64:
-		return floatValue(x)
-	case *big.Int:
-		if x.IsInt64() {
-			return intValue(x.Int64())
-		}
-		return structpb.NewStringValue(x.String())
-	case time.Time:
-		return structpb.NewStringValue(formatTime(x, typ))
-	case duckdb.Decimal:
-		return structpb.NewStringValue(formatDecimal(x))
-	case duckdb.Interval:
-		return structpb.NewStringValue(formatInterval(x.Months, x.Days, x.Micros))
-	case []byte:
-		if strings.EqualFold(typ, "UUID") && len(x) == 16 {
-			return structpb.NewStringValue(fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16]))
-		}
-		return structpb.NewStringValue(`\x` + hex.EncodeToString(x))
-	case fmt.Stringer:
-		return structpb.NewStringValue(x.String())
-	default:
-		b, err := json.Marshal(x)
-		if err != nil {
-			return structpb.NewStringValue(fmt.Sprint(x))
-		}
-		return structpb.NewStringValue(string(b))
+		return read(i)
 	}
 }
 
-// formatDecimal writes a decimal with exactly its scale's digits ("6322.50"), as
-// DuckDB prints it; duckdb.Decimal's own String drops trailing zeros.
-func formatDecimal(d duckdb.Decimal) string {
-	if d.Value == nil {
-		return "0"
+// valueReader reads a non-null cell.
+func valueReader(col arrow.Array, typ string) cellReader {
+	var scratch []byte
+	text := func(b []byte) value {
+		scratch = b
+		return value{kind: kindText, text: b}
 	}
-	digits := new(big.Int).Abs(d.Value).String()
-	scale := int(d.Scale)
-	if scale > 0 {
-		if len(digits) <= scale {
-			digits = strings.Repeat("0", scale-len(digits)+1) + digits
+	integer := func(v int64) value {
+		if v > maxExactInt || v < -maxExactInt {
+			return text(strconv.AppendInt(scratch[:0], v, 10))
 		}
-		digits = digits[:len(digits)-scale] + "." + digits[len(digits)-scale:]
+		return value{kind: kindInt, n: v}
 	}
-	if d.Value.Sign() < 0 {
-		return "-" + digits
+	bigInteger := func(v *big.Int) value {
+		if v.IsInt64() {
+			return integer(v.Int64())
+		}
+		return text(v.Append(scratch[:0], 10))
 	}
-	return digits
+	switch a := col.(type) {
+	case *array.Null:
+		return func(int) value { return value{} }
+	case *array.Boolean:
+		return func(i int) value {
+			if a.Value(i) {
+				return value{kind: kindBool, n: 1}
+			}
+			return value{kind: kindBool}
+		}
+	case *array.Int8:
+		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
+	case *array.Int16:
+		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
+	case *array.Int32:
+		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
+	case *array.Int64:
+		return func(i int) value { return integer(a.Value(i)) }
+	case *array.Uint8:
+		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
+	case *array.Uint16:
+		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
+	case *array.Uint32:
+		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
+	case *array.Uint64:
+		return func(i int) value {
+			if v := a.Value(i); v > maxExactInt {
+				return text(strconv.AppendUint(scratch[:0], v, 10))
+			}
+			return value{kind: kindInt, n: int64(a.Value(i))}
+		}
+	case *array.Float32:
+		return func(i int) value {
+			// The float64 nearest to the float32's shortest decimal form, so
+			// that 0.1 reads 0.1 in every wire form.
+			f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(a.Value(i)), 'g', -1, 32), 64)
+			return float(f, scratch, text)
+		}
+	case *array.Float64:
+		return func(i int) value { return float(a.Value(i), scratch, text) }
+	case *array.String:
+		offsets, data := a.ValueOffsets(), a.ValueBytes()
+		return func(i int) value { return value{kind: kindText, text: stringBytes(offsets, data, i)} }
+	case *array.LargeString:
+		return func(i int) value { return text(append(scratch[:0], a.Value(i)...)) }
+	case *array.StringView:
+		return func(i int) value { return text(append(scratch[:0], a.Value(i)...)) }
+	case *array.Binary:
+		return binaryReader(a.Value, typ, text, &scratch)
+	case *array.LargeBinary:
+		return binaryReader(a.Value, typ, text, &scratch)
+	case *array.FixedSizeBinary:
+		return binaryReader(a.Value, typ, text, &scratch)
+	case *array.Decimal128:
+		scale := a.DataType().(*arrow.Decimal128Type).Scale
+		if scale == 0 && (typ == "HUGEINT" || typ == "UHUGEINT") {
+			return func(i int) value {
+				if v := a.Value(i); fitsInt64(v) {
+					return integer(int64(v.LowBits()))
+				}
+				return bigInteger(a.Value(i).BigInt())
+			}
+		}
+		return func(i int) value {
+			if v := a.Value(i); fitsInt64(v) { // no big.Int
+				return text(appendDecimal(scratch[:0], int64(v.LowBits()), int(scale)))
+			}
+			return text(appendBigDecimal(scratch[:0], a.Value(i).BigInt(), int(scale)))
+		}
+	case *array.Decimal256:
+		scale := int(a.DataType().(*arrow.Decimal256Type).Scale)
+		return func(i int) value { return text(appendBigDecimal(scratch[:0], a.Value(i).BigInt(), scale)) }
+	case *array.Decimal64:
+		scale := int(a.DataType().(*arrow.Decimal64Type).Scale)
+		return func(i int) value { return text(appendDecimal(scratch[:0], int64(a.Value(i)), scale)) }
+	case *array.Decimal32:
+		scale := int(a.DataType().(*arrow.Decimal32Type).Scale)
+		return func(i int) value { return text(appendDecimal(scratch[:0], int64(a.Value(i)), scale)) }
+	case *array.Date32:
+		return func(i int) value {
+			return text(appendDate(scratch[:0], int64(a.Value(i)), func() time.Time { return a.Value(i).ToTime() }))
+		}
+	case *array.Date64:
+		return func(i int) value { return text(a.Value(i).ToTime().UTC().AppendFormat(scratch[:0], time.DateOnly)) }
+	case *array.Timestamp:
+		tt := a.DataType().(*arrow.TimestampType)
+		zone := tt.TimeZone != "" || typ == "TIMESTAMPTZ" || strings.Contains(typ, "WITH TIME ZONE")
+		perMicro := map[arrow.TimeUnit]int64{arrow.Second: 1e6, arrow.Millisecond: 1e3, arrow.Microsecond: 1}[tt.Unit]
+		return func(i int) value {
+			if perMicro == 0 { // nanoseconds: printed to the microsecond, as DuckDB's TIMESTAMP
+				return text(appendTimestamp(scratch[:0], a.Value(i).ToTime(tt.Unit).UnixMicro(), zone))
+			}
+			v := int64(a.Value(i))
+			if v > math.MaxInt64/perMicro || v < math.MinInt64/perMicro {
+				return text(append(scratch[:0], a.ValueStr(i)...))
+			}
+			return text(appendTimestamp(scratch[:0], v*perMicro, zone))
+		}
+	case *array.Time64:
+		unit := a.DataType().(*arrow.Time64Type).Unit
+		return func(i int) value {
+			return text(appendClock(scratch[:0], int64(time.Duration(a.Value(i))*unit.Multiplier()/time.Microsecond)))
+		}
+	case *array.Time32:
+		unit := a.DataType().(*arrow.Time32Type).Unit
+		return func(i int) value {
+			return text(appendClock(scratch[:0], int64(time.Duration(a.Value(i))*unit.Multiplier()/time.Microsecond)))
+		}
+	case *array.MonthDayNanoInterval:
+		return func(i int) value {
+			v := a.Value(i)
+			return text(append(scratch[:0], formatInterval(v.Months, v.Days, v.Nanoseconds/1000)...))
+		}
+	case *array.DayTimeInterval:
+		return func(i int) value {
+			v := a.Value(i)
+			return text(append(scratch[:0], formatInterval(0, v.Days, int64(v.Milliseconds)*1000)...))
+		}
+	case *array.MonthInterval:
+		return func(i int) value { return text(append(scratch[:0], formatInterval(int32(a.Value(i)), 0, 0)...)) }
+	case *array.Dictionary: // ENUM
+		values := newReader(a.Dictionary(), "")
+		return func(i int) value { return values(a.GetValueIndex(i)) }
+	case array.ListLike: // LIST, ARRAY (and MAP, which comes first below)
+		if m, ok := a.(*array.Map); ok {
+			return mapReader(m, text, &scratch)
+		}
+		items := newReader(a.ListValues(), "")
+		return func(i int) value {
+			start, end := a.ValueOffsets(i)
+			b := append(scratch[:0], '[')
+			for j := start; j < end; j++ {
+				if j > start {
+					b = append(b, ',')
+				}
+				b = appendJSON(b, items(int(j)))
+			}
+			return text(append(b, ']'))
+		}
+	case *array.Struct:
+		st := a.DataType().(*arrow.StructType)
+		fields := make([]cellReader, a.NumField())
+		for j := range fields {
+			fields[j] = newReader(a.Field(j), "")
+		}
+		return func(i int) value {
+			b := append(scratch[:0], '{')
+			for j, field := range fields {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, st.Field(j).Name)
+				b = append(b, ':')
+				b = appendJSON(b, field(i))
+			}
+			return text(append(b, '}'))
+		}
+	case array.Union: // its member's value
+		members := make([]cellReader, a.NumFields())
+		for j := range members {
+			members[j] = newReader(a.Field(j), "")
+		}
+		dense, _ := a.(*array.DenseUnion)
+		return func(i int) value {
+			at := i
+			if dense != nil {
+				at = int(dense.ValueOffset(i))
+			}
+			return members[a.ChildID(i)](at)
+		}
+	}
+	// Anything else: Arrow's text.
+	return func(i int) value { return text(append(scratch[:0], col.ValueStr(i)...)) }
 }
 
-// formatInterval writes an interval as DuckDB prints it: "1 year 2 months 3 days
-// 04:05:06.5" (parts that are zero left out; "00:00:00" for an empty interval).
+// float keeps NaN and infinities representable in JSON, as text.
+func float(f float64, scratch []byte, text func([]byte) value) value {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return text(strconv.AppendFloat(scratch[:0], f, 'g', -1, 64))
+	}
+	return value{kind: kindFloat, f: f}
+}
+
+// stringBytes is string i of a String array, in place.
+func stringBytes(offsets []int32, data []byte, i int) []byte {
+	base := offsets[0]
+	return data[offsets[i]-base : offsets[i+1]-base]
+}
+
+func fitsInt64(v decimal128.Num) bool {
+	hi, lo := v.HighBits(), v.LowBits()
+	return (hi == 0 && lo < 1<<63) || (hi == -1 && lo >= 1<<63)
+}
+
+// binaryReader reads BLOB (\x hex), BIT (its bit string), BIGNUM (an
+// integer) and UUID (its text) from a binary array.
+func binaryReader(get func(int) []byte, typ string, text func([]byte) value, scratch *[]byte) cellReader {
+	switch typ {
+	case "BIT":
+		return func(i int) value { return text(append((*scratch)[:0], duckdb.Bit{Data: get(i)}.String()...)) }
+	case "BIGNUM":
+		return func(i int) value {
+			v := bigNum(get(i))
+			if v.IsInt64() && v.Int64() <= maxExactInt && v.Int64() >= -maxExactInt {
+				return value{kind: kindInt, n: v.Int64()}
+			}
+			return text(v.Append((*scratch)[:0], 10))
+		}
+	case "UUID":
+		return func(i int) value {
+			if b := get(i); len(b) == 16 {
+				return text(fmt.Appendf((*scratch)[:0], "%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]))
+			}
+			return text(appendHex((*scratch)[:0], get(i)))
+		}
+	}
+	return func(i int) value { return text(appendHex((*scratch)[:0], get(i))) }
+}
+
+// bigNum reads DuckDB's BIGNUM encoding, which Arrow carries as is: a 3-byte
+// header whose top bit is set for positive numbers, then the big-endian
+// magnitude, every byte complemented for negative numbers.
+func bigNum(data []byte) *big.Int {
+	if len(data) < 4 {
+		return new(big.Int)
+	}
+	if data[0]&0x80 != 0 {
+		return new(big.Int).SetBytes(data[3:])
+	}
+	mag := make([]byte, len(data)-3)
+	for j, c := range data[3:] {
+		mag[j] = ^c
+	}
+	n := new(big.Int).SetBytes(mag)
+	return n.Neg(n)
+}
+
+// mapReader reads a MAP as a JSON object: keys as their text.
+func mapReader(m *array.Map, text func([]byte) value, scratch *[]byte) cellReader {
+	keys, items := newReader(m.Keys(), ""), newReader(m.Items(), "")
+	return func(i int) value {
+		start, end := m.ValueOffsets(i)
+		b := append((*scratch)[:0], '{')
+		for j := start; j < end; j++ {
+			if j > start {
+				b = append(b, ',')
+			}
+			k := keys(int(j))
+			if k.kind == kindText {
+				b = appendString(b, k.text)
+			} else {
+				b = appendString(b, appendJSON(nil, k))
+			}
+			b = append(b, ':')
+			b = appendJSON(b, items(int(j)))
+		}
+		return text(append(b, '}'))
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendHex writes bytes as DuckDB's \x hex text.
+func appendHex(buf, b []byte) []byte {
+	buf = append(buf, `\x`...)
+	for _, c := range b {
+		buf = append(buf, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return buf
+}
+
+// appendDecimal writes an unscaled int64 with exactly scale fractional digits.
+func appendDecimal(buf []byte, v int64, scale int) []byte {
+	var digits [24]byte
+	d := strconv.AppendUint(digits[:0], abs(v), 10)
+	if v < 0 {
+		buf = append(buf, '-')
+	}
+	return appendScaled(buf, d, scale)
+}
+
+func appendBigDecimal(buf []byte, v *big.Int, scale int) []byte {
+	if v.Sign() < 0 {
+		buf = append(buf, '-')
+	}
+	return appendScaled(buf, new(big.Int).Abs(v).Append(nil, 10), scale)
+}
+
+// appendScaled writes digits with a decimal point before the last scale.
+func appendScaled(buf, digits []byte, scale int) []byte {
+	if scale <= 0 {
+		return append(buf, digits...)
+	}
+	if len(digits) <= scale {
+		buf = append(buf, '0', '.')
+		for range scale - len(digits) {
+			buf = append(buf, '0')
+		}
+		return append(buf, digits...)
+	}
+	buf = append(buf, digits[:len(digits)-scale]...)
+	buf = append(buf, '.')
+	return append(buf, digits[len(digits)-scale:]...)
+}
+
+func abs(v int64) uint64 {
+	if v < 0 {
+		return uint64(-v)
+	}
+	return uint64(v)
+}
+
+// appendDate writes days since 1970-01-01 as YYYY-MM-DD (civil-from-days, as
+// in Howard Hinnant's date algorithms); years outside 0..9999 take time's
+// formatter (slow gives the time).
+func appendDate(buf []byte, days int64, slow func() time.Time) []byte {
+	z := days + 719468
+	era := z
+	if era < 0 {
+		era -= 146096
+	}
+	era /= 146097
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if mp >= 10 {
+		m = mp - 9
+	}
+	if m <= 2 {
+		y++
+	}
+	if y < 0 || y > 9999 {
+		return slow().UTC().AppendFormat(buf, time.DateOnly)
+	}
+	return append(buf, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
+		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+d/10), byte('0'+d%10))
+}
+
+const microsPerDay = 86400 * 1e6
+
+// appendTimestamp writes microseconds since the epoch as DuckDB prints a
+// timestamp: "YYYY-MM-DD hh:mm:ss[.ffffff]" (trailing zeros trimmed), plus
+// "Z" for a zoned type (always UTC here).
+func appendTimestamp(buf []byte, micros int64, zone bool) []byte {
+	days, rem := micros/microsPerDay, micros%microsPerDay
+	if rem < 0 {
+		days, rem = days-1, rem+microsPerDay
+	}
+	buf = appendDate(buf, days, func() time.Time { return time.UnixMicro(micros) })
+	buf = appendClock(append(buf, ' '), rem)
+	if zone {
+		buf = append(buf, 'Z')
+	}
+	return buf
+}
+
+// appendClock writes a time of day given in microseconds as
+// "hh:mm:ss[.ffffff]" (trailing zeros trimmed).
+func appendClock(buf []byte, micros int64) []byte {
+	secs, frac := micros/1e6, micros%1e6
+	h, mi, sec := secs/3600, secs/60%60, secs%60
+	buf = append(buf, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':',
+		byte('0'+sec/10), byte('0'+sec%10))
+	if frac == 0 {
+		return buf
+	}
+	digits := [6]byte{}
+	for k := 5; k >= 0; k-- {
+		digits[k] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := 6
+	for n > 0 && digits[n-1] == '0' {
+		n--
+	}
+	return append(append(buf, '.'), digits[:n]...)
+}
+
+// formatInterval writes an interval as DuckDB prints it: "1 year 2 months 3
+// days 04:05:06.5" (parts that are zero left out; "00:00:00" for an empty
+// interval).
 func formatInterval(months, days int32, micros int64) string {
 	var parts []string
 	plural := func(n int64, unit string) {
-		if n == 0 {
-			return
-		}
-		if n == 1 || n == -1 {
+		switch {
+		case n == 0:
+		case n == 1 || n == -1:
 			parts = append(parts, fmt.Sprintf("%d %s", n, unit))
-		} else {
+		default:
 			parts = append(parts, fmt.Sprintf("%d %ss", n, unit))
 		}
 	}
@@ -124,61 +497,8 @@ func formatInterval(months, days int32, micros int64) string {
 		if micros < 0 {
 			sign, micros = "-", -micros
 		}
-		d := time.Duration(micros) * time.Microsecond
-		h, m := int64(d/time.Hour), int64(d%time.Hour/time.Minute)
-		sec := float64(d%time.Minute) / float64(time.Second)
-		text := fmt.Sprintf("%s%02d:%02d:%02d", sign, h, m, int64(sec))
-		if frac := d % time.Second; frac != 0 {
-			text += strings.TrimRight(fmt.Sprintf("%.6f", float64(frac)/float64(time.Second))[1:], "0")
-		}
-		parts = append(parts, text)
+		h := micros / 3_600_000_000
+		parts = append(parts, sign+fmt.Sprintf("%02d", h)+string(appendClock(nil, micros-h*3_600_000_000))[2:])
 	}
 	return strings.Join(parts, " ")
-}
-
-func intValue(x int64) *structpb.Value {
-	if x > maxExactInt || x < -maxExactInt {
-		return structpb.NewStringValue(fmt.Sprint(x))
-	}
-	return structpb.NewNumberValue(float64(x))
-}
-
-// floatValue keeps NaN and infinities representable in JSON (as strings).
-func floatValue(x float64) *structpb.Value {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return structpb.NewStringValue(fmt.Sprint(x))
-	}
-	return structpb.NewNumberValue(x)
-}
-
-func toFloat(v any) float64 {
-	switch x := v.(type) {
-	case int8:
-		return float64(x)
-	case int16:
-		return float64(x)
-	case int32:
-		return float64(x)
-	case uint8:
-		return float64(x)
-	case uint16:
-		return float64(x)
-	case uint32:
-		return float64(x)
-	}
-	return 0
-}
-
-// formatTime writes times the way DuckDB prints them for the column's type.
-func formatTime(t time.Time, typ string) string {
-	switch {
-	case strings.EqualFold(typ, "DATE"):
-		return t.Format(time.DateOnly)
-	case strings.HasPrefix(strings.ToUpper(typ), "TIME") && !strings.HasPrefix(strings.ToUpper(typ), "TIMESTAMP"):
-		return t.Format("15:04:05.999999")
-	case strings.Contains(strings.ToUpper(typ), "WITH TIME ZONE") || strings.EqualFold(typ, "TIMESTAMPTZ"):
-		return t.UTC().Format("2006-01-02 15:04:05.999999Z07:00")
-	default:
-		return t.UTC().Format("2006-01-02 15:04:05.999999")
-	}
 }

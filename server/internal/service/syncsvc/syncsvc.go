@@ -164,6 +164,17 @@ func (s *Service) GetSyncStatus(ctx context.Context, _ *agnesv1.GetSyncStatusReq
 			break
 		}
 	}
+	if p := auth.FromContext(ctx); !p.IsAdmin && out.LastJob != nil {
+		// A user sees the tables they may read, and not who triggered the sync.
+		out.LastJob.TriggeredBy = ""
+		visible := out.LastJob.Tables[:0]
+		for _, t := range out.LastJob.Tables {
+			if access.Can(p.Identity, store.ResourceTable, t.GetTableId()) {
+				visible = append(visible, t)
+			}
+		}
+		out.LastJob.Tables = visible
+	}
 	return out, nil
 }
 

@@ -16,10 +16,14 @@ func (s *Store) Identity(ctx context.Context, userID string) (*store.Identity, e
 
 func (s *Store) loadIdentity(ctx context.Context, userID string) (*store.Identity, error) {
 	id := &store.Identity{UserID: userID, Grants: map[store.Resource]struct{}{}}
-	err := s.db.QueryRowContext(ctx, `SELECT email, name, active FROM users WHERE id = ?`, userID).
-		Scan(&id.Email, &id.Name, &id.Active)
+	var validAfter sql.NullTime
+	err := s.db.QueryRowContext(ctx, `SELECT email, name, active, sessions_valid_after FROM users WHERE id = ?`, userID).
+		Scan(&id.Email, &id.Name, &id.Active, &validAfter)
 	if err != nil {
 		return nil, err
+	}
+	if validAfter.Valid {
+		id.SessionsValidAfter = validAfter.Time.UTC()
 	}
 	id.Groups, err = s.userGroups(ctx, s.db, userID)
 	if err != nil {

@@ -1,6 +1,8 @@
 package duckdbstore
 
 import (
+	"time"
+
 	"github.com/agnesdata/agnes/server/internal/store"
 
 	"context"
@@ -217,8 +219,10 @@ func (s *Store) UpdateUser(ctx context.Context, id string, name *string, active 
 				if err := keepAnAdmin(ctx, tx, id, ""); err != nil {
 					return err
 				}
-				_, err := tx.ExecContext(ctx, `UPDATE users SET active = FALSE, deactivated_at = coalesce(deactivated_at, ?) WHERE id = ?`, s.now(), id)
-				return err
+				if _, err := tx.ExecContext(ctx, `UPDATE users SET active = FALSE, deactivated_at = coalesce(deactivated_at, ?) WHERE id = ?`, s.now(), id); err != nil {
+					return err
+				}
+				return endSessions(ctx, tx, id, s.now())
 			}
 			_, err := tx.ExecContext(ctx, `UPDATE users SET active = TRUE, deactivated_at = NULL WHERE id = ?`, id)
 			return err
@@ -241,9 +245,22 @@ func (s *Store) SetPassword(ctx context.Context, id, hash string) error {
 		if hash != "" {
 			h = hash
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, h, id)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, h, id); err != nil {
+			return err
+		}
+		return endSessions(ctx, tx, id, s.now())
 	}))
+}
+
+// endSessions ends a user's sessions and personal access tokens as of now: on a
+// password change and on deactivation, so a stolen credential dies with the old
+// password and a reactivated account starts with none.
+func endSessions(ctx context.Context, tx *sql.Tx, id string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE users SET sessions_valid_after = ? WHERE id = ?`, now, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE personal_access_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE user_id = ?`, now, id)
+	return err
 }
 
 // DeleteUser deletes a user with their memberships and tokens. Deleting the last

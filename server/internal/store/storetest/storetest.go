@@ -52,6 +52,7 @@ func Run(t *testing.T, b Backend) {
 		{"OneTimeTokensAreSingleUse", testOneTimeTokens},
 		{"OneTimeTokensHaveOneWinner", testOneTimeTokenRace},
 		{"SyncMemberships", testSyncMemberships},
+		{"CredentialsEndWithThePassword", testCredentialsEndWithThePassword},
 		{"SessionRevocationSurvivesRestart", testSessionRevocationSurvivesRestart},
 		{"AccessRequestApprovalGrants", testAccessRequests},
 		{"Registry", testRegistry},
@@ -987,4 +988,45 @@ func testSyncMemberships(t *testing.T, b Backend) {
 	require.True(t, id.IsAdmin, "the only admin stays one")
 
 	require.ErrorIs(t, s.SyncMemberships(ctx, "nobody", store.MemberGoogleSync, []string{"x"}, "sync"), store.ErrNotFound)
+}
+
+// A password change and a deactivation end the user's sessions and tokens;
+// reactivating revives none of them.
+func testCredentialsEndWithThePassword(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "u@example.com", false)
+	other := newUser(t, s, "o@example.com", false)
+	for _, p := range []*store.PAT{
+		{ID: "mine", UserID: u.ID, Name: "cli", TokenHash: "h1", Prefix: "p1", CreatedAt: time.Now().UTC()},
+		{ID: "theirs", UserID: other.ID, Name: "cli", TokenHash: "h2", Prefix: "p2", CreatedAt: time.Now().UTC()},
+	} {
+		require.NoError(t, s.CreatePAT(ctx, p))
+	}
+	id, err := s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.True(t, id.SessionsValidAfter.IsZero())
+
+	before := time.Now().UTC().Add(-time.Second)
+	require.NoError(t, s.SetPassword(ctx, u.ID, "new-hash"))
+	id, err = s.Identity(ctx, u.ID)
+	require.NoError(t, err)
+	require.True(t, id.SessionsValidAfter.After(before), "sessions before the change are over")
+	p, err := s.GetPAT(ctx, "mine")
+	require.NoError(t, err)
+	require.NotNil(t, p.RevokedAt, "the user's tokens are revoked")
+	p, err = s.GetPAT(ctx, "theirs")
+	require.NoError(t, err)
+	require.Nil(t, p.RevokedAt, "other users' tokens stay")
+
+	require.NoError(t, s.CreatePAT(ctx, &store.PAT{ID: "later", UserID: u.ID, Name: "cli", TokenHash: "h3", Prefix: "p3",
+		CreatedAt: time.Now().UTC()}))
+	f, tr := false, true
+	_, err = s.UpdateUser(ctx, u.ID, nil, &f)
+	require.NoError(t, err)
+	_, err = s.UpdateUser(ctx, u.ID, nil, &tr)
+	require.NoError(t, err)
+	p, err = s.GetPAT(ctx, "later")
+	require.NoError(t, err)
+	require.NotNil(t, p.RevokedAt, "deactivation revoked it and reactivation did not revive it")
 }

@@ -1,0 +1,262 @@
+package querysvc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/server/internal/engine"
+)
+
+var benchColumns = []engine.Column{{Name: "id", Type: "BIGINT"}, {Name: "customer_id", Type: "BIGINT"},
+	{Name: "amount", Type: "DOUBLE"}, {Name: "category", Type: "VARCHAR"}, {Name: "ts", Type: "TIMESTAMP"}}
+
+// benchRecord is n rows of the benchmark's table shape, from row start on.
+func benchRecord(start, n int) arrow.RecordBatch {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "customer_id", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+		{Name: "amount", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "category", Type: arrow.BinaryTypes.String},
+		{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Microsecond}},
+	}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := start; i < start+n; i++ {
+		b.Field(0).(*array.Int64Builder).Append(int64(i))
+		if i%7 == 0 {
+			b.Field(1).(*array.Int64Builder).AppendNull()
+		} else {
+			b.Field(1).(*array.Int64Builder).Append(int64(i % 1000))
+		}
+		b.Field(2).(*array.Float64Builder).Append(float64(i%97) * 1.25)
+		b.Field(3).(*array.StringBuilder).Append("c" + string(rune('0'+i%10)))
+		b.Field(4).(*array.TimestampBuilder).Append(arrow.Timestamp(base.Add(time.Duration(i%86400) * time.Second).UnixMicro()))
+	}
+	return b.NewRecordBatch()
+}
+
+// fill runs an answer as the engine would: columns, schema, the batches
+// (released after each call, as the engine does).
+func fill(t *testing.T, a *answer, batches, rows int) {
+	t.Helper()
+	if err := a.Columns(benchColumns); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Schema(nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range batches {
+		rec := benchRecord(i*rows, rows)
+		err := a.Batch(rec)
+		rec.Release()
+		if errors.Is(err, errAnswerFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.drain(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The protobuf answer is byte for byte what proto.Marshal writes for the
+// QueryResponse the JSON answer describes, and protojson reads the JSON one
+// as the same message.
+func TestAnswerForms(t *testing.T) {
+	j := &answer{form: formJSON, maxBytes: 1 << 40}
+	fill(t, j, 5, 1000)
+	p := &answer{form: formProto, maxBytes: 1 << 40}
+	fill(t, p, 5, 1000)
+
+	var body struct {
+		Columns     []string `json:"columns"`
+		Rows        []any    `json:"rows"`
+		RowCount    int64    `json:"row_count"`
+		Truncated   bool     `json:"truncated"`
+		ColumnTypes []string `json:"column_types"`
+	}
+	var rest bytes.Buffer
+	if _, err := j.WriteTo(&rest); err != nil {
+		t.Fatal(err)
+	}
+	if int64(rest.Len()) != j.size() {
+		t.Fatalf("wrote %d bytes, size says %d", rest.Len(), j.size())
+	}
+	if err := json.Unmarshal(rest.Bytes(), &body); err != nil {
+		t.Fatalf("JSON answer: %v", err)
+	}
+	if body.RowCount != 5000 || len(body.Rows) != 5000 || body.Truncated || len(body.ColumnTypes) != 5 {
+		t.Fatalf("JSON answer: %d rows (row_count %d), truncated %v, types %v", len(body.Rows), body.RowCount, body.Truncated, body.ColumnTypes)
+	}
+	rows, err := structpb.NewList(body.Rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &agnesv1.QueryResponse{Columns: body.Columns, RowCount: 5000, ColumnTypes: body.ColumnTypes}
+	for _, r := range rows.GetValues() {
+		want.Rows = append(want.Rows, r.GetListValue())
+	}
+	wire, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.encoded(), wire) {
+		t.Fatal("the protobuf answer differs from proto.Marshal's")
+	}
+	viaProtojson := &agnesv1.QueryResponse{}
+	if err := protojson.Unmarshal(j.encoded(), viaProtojson); err != nil {
+		t.Fatalf("protojson cannot read the JSON answer: %v", err)
+	}
+	if !proto.Equal(viaProtojson, want) {
+		t.Fatal("protojson reads the JSON answer differently")
+	}
+}
+
+// The byte limit counts the encoded rows held: the answer stops at the last
+// whole row within it, marked truncated.
+func TestAnswerByteLimit(t *testing.T) {
+	for _, f := range []form{formJSON, formProto} {
+		full := &answer{form: f, maxBytes: 1 << 40}
+		fill(t, full, 1, 1000)
+		limit := full.bytes / 3
+		a := &answer{form: f, maxBytes: limit}
+		fill(t, a, 10, 1000)
+		if !a.truncated || a.rows == 0 || a.rows >= 1000 {
+			t.Fatalf("%s: %d rows, truncated %v", f, a.rows, a.truncated)
+		}
+		if a.bytes > limit || a.bytes < limit-200 {
+			t.Fatalf("%s: holds %d bytes for a limit of %d", f, a.bytes, limit)
+		}
+		res := &agnesv1.QueryResponse{}
+		var err error
+		if f == formJSON {
+			err = protojson.Unmarshal(a.encoded(), res)
+		} else {
+			err = proto.Unmarshal(a.encoded(), res)
+		}
+		if err != nil || int64(len(res.GetRows())) != a.rows || res.GetRowCount() != a.rows || !res.GetTruncated() {
+			t.Fatalf("%s: %d rows decoded (row_count %d, truncated %v): %v", f, len(res.GetRows()), res.GetRowCount(), res.GetTruncated(), err)
+		}
+		if last := res.GetRows()[a.rows-1].GetValues()[0].GetNumberValue(); last != float64(a.rows-1) {
+			t.Fatalf("%s: last row has id %v", f, last)
+		}
+	}
+}
+
+// A stream's JSON-format batch reads as the QueryStreamResponse it stands
+// for, in each framing.
+func TestBatchFrames(t *testing.T) {
+	rec := benchRecord(0, 50)
+	defer rec.Release()
+	types := []string{"BIGINT", "BIGINT", "DOUBLE", "VARCHAR", "TIMESTAMP"}
+	p := &agnesv1.QueryStreamResponse{}
+	if err := proto.Unmarshal(encodeBatch(newRowEncoder(rec, types, formProto), frameProto, 10, 40), p); err != nil {
+		t.Fatal(err)
+	}
+	j := &agnesv1.QueryStreamResponse{}
+	if err := protojson.Unmarshal(encodeBatch(newRowEncoder(rec, types, formJSON), frameJSON, 10, 40), j); err != nil {
+		t.Fatal(err)
+	}
+	line := encodeBatch(newRowEncoder(rec, types, formJSON), frameNDJSON, 10, 40)
+	var nd struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(line, &nd); err != nil || !bytes.HasSuffix(line, []byte("}\n")) || bytes.Count(line, []byte("\n")) != 1 {
+		t.Fatalf("NDJSON line %q: %v", line, err)
+	}
+	n := &agnesv1.QueryStreamResponse{}
+	if err := protojson.Unmarshal(nd.Result, n); err != nil {
+		t.Fatal(err)
+	}
+	if p.GetBatch().GetRowCount() != 30 || len(p.GetBatch().GetRows()) != 30 || p.GetBatch().GetRows()[0].GetValues()[0].GetNumberValue() != 10 {
+		t.Fatalf("protobuf batch: %v", p.GetBatch().GetRowCount())
+	}
+	if !proto.Equal(p, j) || !proto.Equal(p, n) {
+		t.Fatal("the framings read differently")
+	}
+}
+
+func TestCodecSendsEncodingsOfItsFormOnly(t *testing.T) {
+	msg := &agnesv1.QuerySummary{Rows: 3}
+	for _, c := range codecs {
+		enc := &message{form: c.form, wire: []byte("encoded")}
+		got, err := c.Marshal(enc)
+		if err != nil || string(got) != "encoded" {
+			t.Errorf("%s: %q, %v", c.name, got, err)
+		}
+		other := &message{form: 1 - c.form, wire: []byte("other")}
+		if _, err := c.Marshal(other); err == nil {
+			t.Errorf("%s sent an encoding of the other form", c.name)
+		}
+		if _, err := (appendingCodec{c}).MarshalAppend(nil, other); err == nil {
+			t.Errorf("%s (appending) sent an encoding of the other form", c.name)
+		}
+		// Protobuf messages, wrapped or not, marshal as connect's codecs do.
+		want, _ := proto.Marshal(msg)
+		if c.form == formJSON {
+			want, _ = protojson.Marshal(msg)
+		}
+		for _, m := range []any{msg, &message{msg: msg}} {
+			got, err := c.Marshal(m)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s: %q, %v", c.name, got, err)
+			}
+			got, err = (appendingCodec{c}).MarshalAppend([]byte("x"), m)
+			if err != nil || !bytes.Equal(got, append([]byte("x"), want...)) {
+				t.Errorf("%s (appending): %q, %v", c.name, got, err)
+			}
+		}
+		back := &agnesv1.QuerySummary{}
+		if err := c.Unmarshal(want, back); err != nil || back.GetRows() != 3 {
+			t.Errorf("%s: unmarshal %v, %v", c.name, back, err)
+		}
+	}
+}
+
+func TestFormOf(t *testing.T) {
+	for ct, want := range map[string]form{
+		"application/proto": formProto, "application/json": formJSON, "application/json; charset=utf-8": formJSON,
+		"application/connect+proto": formProto, "application/connect+json": formJSON, "application/grpc": formProto,
+		"application/grpc+proto": formProto, "application/grpc+json": formJSON, "application/grpc-web+json": formJSON,
+		"Application/GRPC-Web+JSON; charset=utf-8": formJSON, "application/grpc-web": formProto, "": formProto,
+	} {
+		h := http.Header{}
+		h.Set("Content-Type", ct)
+		if got := formOf(h); got != want {
+			t.Errorf("%q: %s, want %s", ct, got, want)
+		}
+	}
+}
+
+// BenchmarkAnswer is the unary answer's encoding on the benchmark's table
+// shape, per form.
+func BenchmarkAnswer(b *testing.B) {
+	for _, f := range []form{formJSON, formProto} {
+		b.Run(strings.ToLower(f.String()), func(b *testing.B) {
+			rec := benchRecord(0, 2048)
+			defer rec.Release()
+			a := &answer{form: f, types: []string{"BIGINT", "BIGINT", "DOUBLE", "VARCHAR", "TIMESTAMP"}}
+			for b.Loop() {
+				rec.Retain()
+				a.encode(rec)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*int(rec.NumRows())), "ns/row")
+		})
+	}
+}

@@ -1,0 +1,147 @@
+package querysvc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The two writers of a value (values.go): as JSON, and as the protobuf
+// encoding of a google.protobuf.Value.
+
+// appendJSON writes v as JSON.
+func appendJSON(buf []byte, v value) []byte {
+	switch v.kind {
+	case kindNull:
+		return append(buf, "null"...)
+	case kindBool:
+		return strconv.AppendBool(buf, v.n != 0)
+	case kindInt:
+		return strconv.AppendInt(buf, v.n, 10)
+	case kindFloat:
+		return appendFloat(buf, v.f)
+	}
+	return appendString(buf, v.text)
+}
+
+// appendFloat writes a finite float in JSON's number grammar, as
+// encoding/json does.
+func appendFloat(buf []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(buf, f, format, -1, 64)
+}
+
+// appendString writes a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced (as encoding/json does).
+func appendString[S string | []byte](buf []byte, s S) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			buf = append(buf, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune([]byte(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}
+
+// google.protobuf.Value's fields (struct.proto): the oneof kind.
+const (
+	fieldNullValue   = 1 // NullValue enum; NULL_VALUE = 0
+	fieldNumberValue = 2 // double
+	fieldStringValue = 3 // string
+	fieldBoolValue   = 4 // bool
+)
+
+// protoValue makes v fit for protobuf: a string field must be valid UTF-8,
+// so invalid bytes are replaced, as JSON does.
+func protoValue(v value) value {
+	if v.kind == kindText && !utf8.Valid(v.text) {
+		v.text = bytes.ToValidUTF8(v.text, []byte("\uFFFD"))
+	}
+	return v
+}
+
+// protoValueSize is the size of v's google.protobuf.Value encoding.
+func protoValueSize(v value) int {
+	switch v.kind {
+	case kindNull, kindBool:
+		return 2
+	case kindInt, kindFloat:
+		return 1 + 8
+	}
+	return 1 + protowire.SizeVarint(uint64(len(v.text))) + len(v.text)
+}
+
+// Tags of google.protobuf.Value's fields, as written.
+var (
+	tagNull   = byte(protowire.EncodeTag(fieldNullValue, protowire.VarintType))
+	tagNumber = byte(protowire.EncodeTag(fieldNumberValue, protowire.Fixed64Type))
+	tagString = byte(protowire.EncodeTag(fieldStringValue, protowire.BytesType))
+	tagBool   = byte(protowire.EncodeTag(fieldBoolValue, protowire.VarintType))
+)
+
+// appendProtoValue writes v (through protoValue) as a
+// google.protobuf.Value: its fields, without a length.
+func appendProtoValue(buf []byte, v value) []byte {
+	switch v.kind {
+	case kindNull:
+		return append(buf, tagNull, 0)
+	case kindBool:
+		return append(buf, tagBool, byte(v.n))
+	case kindInt:
+		return appendDouble(buf, float64(v.n))
+	case kindFloat:
+		return appendDouble(buf, v.f)
+	}
+	return append(appendVarint(append(buf, tagString), len(v.text)), v.text...)
+}
+
+func appendDouble(buf []byte, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(append(buf, tagNumber), math.Float64bits(f))
+}
+
+// appendVarint is protowire.AppendVarint, with the one-byte case inline.
+func appendVarint(buf []byte, n int) []byte {
+	if n < 0x80 {
+		return append(buf, byte(n))
+	}
+	return protowire.AppendVarint(buf, uint64(n))
+}
