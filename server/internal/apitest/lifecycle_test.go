@@ -53,7 +53,9 @@ func TestPasswordResetEndsSessionsAndTokens(t *testing.T) {
 	// Signing in with the new password works at once.
 	res = s.REST(t, http.MethodPost, "/auth/token", "", `{"email": "user@example.com", "password": "a-new-password"}`)
 	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
-	var tok struct{ AccessToken string `json:"access_token"` }
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
 	res.JSON(t, &tok)
 	status, _ = meStatus(t, s, tok.AccessToken)
 	require.Equal(t, http.StatusOK, status)
@@ -94,9 +96,9 @@ func TestLogoutWithATokenRevokesIt(t *testing.T) {
 func TestTokenLifetimeIsBounded(t *testing.T) {
 	s := ts.New(t, ts.WithConfig(func(c *configT) { c.Tokens.MaxDays = 30 }))
 	for body, want := range map[string]string{
-		`{"name": "x", "no_expiry": true}`:        "tokens must expire",
-		`{"name": "x", "expires_in_days": 31}`:    "between 1 and 30",
-		`{"name": "x", "ttl_seconds": 2600000}`:   "tokens.max_days is 30",
+		`{"name": "x", "no_expiry": true}`:      "tokens must expire",
+		`{"name": "x", "expires_in_days": 31}`:  "between 1 and 30",
+		`{"name": "x", "ttl_seconds": 2600000}`: "tokens.max_days is 30",
 	} {
 		res := s.REST(t, http.MethodPost, "/auth/tokens", s.UserToken, body)
 		require.Equal(t, http.StatusBadRequest, res.Status, body)
@@ -105,7 +107,9 @@ func TestTokenLifetimeIsBounded(t *testing.T) {
 	}
 	res := s.REST(t, http.MethodPost, "/auth/tokens", s.UserToken, `{"name": "x"}`)
 	require.Equal(t, http.StatusCreated, res.Status, "the default lifetime fits the bound")
-	var tok struct{ ExpiresAt time.Time `json:"expires_at"` }
+	var tok struct {
+		ExpiresAt time.Time `json:"expires_at"`
+	}
 	res.JSON(t, &tok)
 	require.WithinDuration(t, time.Now().AddDate(0, 0, 30), tok.ExpiresAt, time.Hour)
 
