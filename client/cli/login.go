@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"cmp"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -19,13 +20,16 @@ import (
 
 func (a *app) loginCmd() *cobra.Command {
 	var email, token string
-	var passwordStdin bool
+	var passwordStdin, browser, emailLink bool
 	cmd := &cobra.Command{
 		Use:   "login",
 		Short: "Sign in and store the server URL and a personal access token",
 		Long: `Sign in with email and password; the CLI then creates a personal access token
-(90 days) and stores it with the server URL in your config dir. With --token, an
-existing token (e.g. created in the web UI) is verified and stored instead.`,
+(90 days) and stores it with the server URL in your config dir.
+With --browser, sign in in your browser (Google or the server's sign-in page): the
+CLI receives the result on a loopback redirect, as ` + "`gh auth login`" + ` does.
+With --email-link, the server mails you a sign-in link; paste it back.
+With --token, an existing token (e.g. created in the web UI) is verified and stored.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			server, _, err := a.resolve()
 			if err != nil {
@@ -33,22 +37,22 @@ existing token (e.g. created in the web UI) is verified and stored instead.`,
 			}
 			ctx := cmd.Context()
 			if token == "" {
-				if email == "" {
-					if email, err = a.prompt("Email: "); err != nil {
-						return err
-					}
+				var session string
+				switch {
+				case browser && emailLink:
+					return errors.New("--browser and --email-link exclude each other")
+				case browser:
+					session, err = a.browserLogin(ctx, server)
+				case emailLink:
+					session, err = a.emailLinkLogin(ctx, server, email)
+				default:
+					session, err = a.passwordLogin(ctx, server, email, passwordStdin)
 				}
-				password, err := a.password(passwordStdin)
-				if err != nil {
-					return err
-				}
-				anon := sdk.New(server, "")
-				sess, err := anon.Auth.CreateSessionToken(ctx, &agnesv1.CreateSessionTokenRequest{Email: email, Password: password})
 				if err != nil {
 					return err
 				}
 				host, _ := os.Hostname()
-				pat, err := sdk.New(server, sess.GetAccessToken()).Auth.CreateToken(ctx,
+				pat, err := sdk.New(server, session).Auth.CreateToken(ctx,
 					&agnesv1.CreateTokenRequest{Name: "agnes CLI on " + host})
 				if err != nil {
 					return err
@@ -73,12 +77,42 @@ existing token (e.g. created in the web UI) is verified and stored instead.`,
 	cmd.Flags().StringVar(&email, "email", "", "email (prompted when missing)")
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from stdin")
 	cmd.Flags().StringVar(&token, "token", "", "store this existing token instead of signing in")
+	cmd.Flags().BoolVar(&browser, "browser", false, "sign in in the browser (Google or the sign-in page)")
+	cmd.Flags().BoolVar(&emailLink, "email-link", false, "sign in with a link the server mails you")
 	return cmd
+}
+
+// passwordLogin exchanges email and password for a session token.
+func (a *app) passwordLogin(ctx context.Context, server, email string, fromStdin bool) (string, error) {
+	var err error
+	if email == "" {
+		if email, err = a.prompt("Email: "); err != nil {
+			return "", err
+		}
+	}
+	password, err := a.password(fromStdin)
+	if err != nil {
+		return "", err
+	}
+	sess, err := sdk.New(server, "").Auth.CreateSessionToken(ctx, &agnesv1.CreateSessionTokenRequest{Email: email, Password: password})
+	if err != nil {
+		return "", err
+	}
+	return sess.GetAccessToken(), nil
+}
+
+// stdin reads lines of standard input through one buffer, so that consecutive
+// prompts do not lose what an earlier read buffered.
+func (a *app) stdin() *bufio.Reader {
+	if a.lines == nil {
+		a.lines = bufio.NewReader(a.in)
+	}
+	return a.lines
 }
 
 func (a *app) prompt(label string) (string, error) {
 	fmt.Fprint(a.err, label)
-	line, err := bufio.NewReader(a.in).ReadString('\n')
+	line, err := a.stdin().ReadString('\n')
 	if err != nil && line == "" {
 		return "", errors.New("no input")
 	}
@@ -92,7 +126,7 @@ func (a *app) password(fromStdin bool) (string, error) {
 		fmt.Fprintln(a.err)
 		return string(b), err
 	}
-	line, err := bufio.NewReader(a.in).ReadString('\n')
+	line, err := a.stdin().ReadString('\n')
 	if err != nil && line == "" {
 		return "", errors.New("no password on stdin")
 	}

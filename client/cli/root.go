@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -26,6 +27,7 @@ type app struct {
 	jsonOut  bool
 	out, err io.Writer
 	in       io.Reader
+	lines    *bufio.Reader // stdin, buffered once
 }
 
 // errSilent marks an error already printed.

@@ -654,6 +654,720 @@ func (x *VerifyMagicLinkResponse) GetRole() string {
 	return ""
 }
 
+// RequestPasswordResetRequest names the account.
+type RequestPasswordResetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Email.
+	Email         string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPasswordResetRequest) Reset() {
+	*x = RequestPasswordResetRequest{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPasswordResetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPasswordResetRequest) ProtoMessage() {}
+
+func (x *RequestPasswordResetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPasswordResetRequest.ProtoReflect.Descriptor instead.
+func (*RequestPasswordResetRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RequestPasswordResetRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+// RequestPasswordResetResponse never tells whether the email exists.
+type RequestPasswordResetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Human message.
+	Message       string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestPasswordResetResponse) Reset() {
+	*x = RequestPasswordResetResponse{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestPasswordResetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestPasswordResetResponse) ProtoMessage() {}
+
+func (x *RequestPasswordResetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestPasswordResetResponse.ProtoReflect.Descriptor instead.
+func (*RequestPasswordResetResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RequestPasswordResetResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ConfirmPasswordResetRequest carries the reset link's parameters and the new password.
+type ConfirmPasswordResetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Email the link was sent to.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// One-time token from the link.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// New password (at least 8 characters).
+	Password      string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmPasswordResetRequest) Reset() {
+	*x = ConfirmPasswordResetRequest{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmPasswordResetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmPasswordResetRequest) ProtoMessage() {}
+
+func (x *ConfirmPasswordResetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmPasswordResetRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmPasswordResetRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ConfirmPasswordResetRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *ConfirmPasswordResetRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *ConfirmPasswordResetRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// ConfirmPasswordResetResponse carries a session token.
+type ConfirmPasswordResetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Session JWT.
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// Always "bearer".
+	TokenType string `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	// Email.
+	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	// "admin" or "user".
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// Human message.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmPasswordResetResponse) Reset() {
+	*x = ConfirmPasswordResetResponse{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmPasswordResetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmPasswordResetResponse) ProtoMessage() {}
+
+func (x *ConfirmPasswordResetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmPasswordResetResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmPasswordResetResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ConfirmPasswordResetResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *ConfirmPasswordResetResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *ConfirmPasswordResetResponse) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *ConfirmPasswordResetResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ConfirmPasswordResetResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// SetupPasswordRequest carries the invite link's parameters and the first password.
+type SetupPasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Email the invite was sent to.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// One-time token from the link.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// Password (at least 8 characters).
+	Password      string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetupPasswordRequest) Reset() {
+	*x = SetupPasswordRequest{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetupPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetupPasswordRequest) ProtoMessage() {}
+
+func (x *SetupPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetupPasswordRequest.ProtoReflect.Descriptor instead.
+func (*SetupPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetupPasswordRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *SetupPasswordRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *SetupPasswordRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// SetupPasswordResponse carries a session token.
+type SetupPasswordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Session JWT.
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// Always "bearer".
+	TokenType string `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	// Email.
+	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	// "admin" or "user".
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// Human message.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetupPasswordResponse) Reset() {
+	*x = SetupPasswordResponse{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetupPasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetupPasswordResponse) ProtoMessage() {}
+
+func (x *SetupPasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetupPasswordResponse.ProtoReflect.Descriptor instead.
+func (*SetupPasswordResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetupPasswordResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *SetupPasswordResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *SetupPasswordResponse) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *SetupPasswordResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *SetupPasswordResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// InviteUserRequest names the user to invite.
+type InviteUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User id.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InviteUserRequest) Reset() {
+	*x = InviteUserRequest{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteUserRequest) ProtoMessage() {}
+
+func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteUserRequest.ProtoReflect.Descriptor instead.
+func (*InviteUserRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *InviteUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// InviteUserResponse carries the setup link.
+type InviteUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The link that sets the password (valid 7 days, once).
+	InviteUrl string `protobuf:"bytes,1,opt,name=invite_url,json=inviteUrl,proto3" json:"invite_url,omitempty"`
+	// Whether the link was mailed.
+	EmailSent     bool `protobuf:"varint,2,opt,name=email_sent,json=emailSent,proto3" json:"email_sent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InviteUserResponse) Reset() {
+	*x = InviteUserResponse{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteUserResponse) ProtoMessage() {}
+
+func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteUserResponse.ProtoReflect.Descriptor instead.
+func (*InviteUserResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *InviteUserResponse) GetInviteUrl() string {
+	if x != nil {
+		return x.InviteUrl
+	}
+	return ""
+}
+
+func (x *InviteUserResponse) GetEmailSent() bool {
+	if x != nil {
+		return x.EmailSent
+	}
+	return false
+}
+
+// ResetUserPasswordRequest names the user.
+type ResetUserPasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User id.
+	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserPasswordRequest) Reset() {
+	*x = ResetUserPasswordRequest{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserPasswordRequest) ProtoMessage() {}
+
+func (x *ResetUserPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserPasswordRequest.ProtoReflect.Descriptor instead.
+func (*ResetUserPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResetUserPasswordRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+// ResetUserPasswordResponse carries the reset link.
+type ResetUserPasswordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The link that resets the password (valid 24 hours, once).
+	ResetUrl string `protobuf:"bytes,1,opt,name=reset_url,json=resetUrl,proto3" json:"reset_url,omitempty"`
+	// Whether the link was mailed.
+	EmailSent     bool `protobuf:"varint,2,opt,name=email_sent,json=emailSent,proto3" json:"email_sent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserPasswordResponse) Reset() {
+	*x = ResetUserPasswordResponse{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserPasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserPasswordResponse) ProtoMessage() {}
+
+func (x *ResetUserPasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserPasswordResponse.ProtoReflect.Descriptor instead.
+func (*ResetUserPasswordResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ResetUserPasswordResponse) GetResetUrl() string {
+	if x != nil {
+		return x.ResetUrl
+	}
+	return ""
+}
+
+func (x *ResetUserPasswordResponse) GetEmailSent() bool {
+	if x != nil {
+		return x.EmailSent
+	}
+	return false
+}
+
+// ExchangeCLICodeRequest carries what the CLI's loopback redirect received.
+type ExchangeCLICodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One-time code from the redirect.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The PKCE verifier whose S256 challenge started the sign-in.
+	CodeVerifier  string `protobuf:"bytes,2,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeCLICodeRequest) Reset() {
+	*x = ExchangeCLICodeRequest{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeCLICodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeCLICodeRequest) ProtoMessage() {}
+
+func (x *ExchangeCLICodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeCLICodeRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeCLICodeRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ExchangeCLICodeRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ExchangeCLICodeRequest) GetCodeVerifier() string {
+	if x != nil {
+		return x.CodeVerifier
+	}
+	return ""
+}
+
+// ExchangeCLICodeResponse carries a session token.
+type ExchangeCLICodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Session JWT.
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// Always "bearer".
+	TokenType string `protobuf:"bytes,2,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	// Email.
+	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	// "admin" or "user".
+	Role          string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeCLICodeResponse) Reset() {
+	*x = ExchangeCLICodeResponse{}
+	mi := &file_agnes_v1_auth_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeCLICodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeCLICodeResponse) ProtoMessage() {}
+
+func (x *ExchangeCLICodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_auth_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeCLICodeResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeCLICodeResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ExchangeCLICodeResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *ExchangeCLICodeResponse) GetTokenType() string {
+	if x != nil {
+		return x.TokenType
+	}
+	return ""
+}
+
+func (x *ExchangeCLICodeResponse) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *ExchangeCLICodeResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
 // GetMeRequest is empty.
 type GetMeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -663,7 +1377,7 @@ type GetMeRequest struct {
 
 func (x *GetMeRequest) Reset() {
 	*x = GetMeRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[10]
+	mi := &file_agnes_v1_auth_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +1389,7 @@ func (x *GetMeRequest) String() string {
 func (*GetMeRequest) ProtoMessage() {}
 
 func (x *GetMeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[10]
+	mi := &file_agnes_v1_auth_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +1402,7 @@ func (x *GetMeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMeRequest.ProtoReflect.Descriptor instead.
 func (*GetMeRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{10}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{22}
 }
 
 // GetMeResponse describes the caller.
@@ -705,14 +1419,16 @@ type GetMeResponse struct {
 	// Groups the caller belongs to.
 	Groups []*GroupRef `protobuf:"bytes,5,rep,name=groups,proto3" json:"groups,omitempty"`
 	// "session" or "pat": how the caller authenticated.
-	TokenType     string `protobuf:"bytes,6,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	TokenType string `protobuf:"bytes,6,opt,name=token_type,json=tokenType,proto3" json:"token_type,omitempty"`
+	// "general" or "read-only" (personal access tokens only).
+	Scope         string `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetMeResponse) Reset() {
 	*x = GetMeResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[11]
+	mi := &file_agnes_v1_auth_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +1440,7 @@ func (x *GetMeResponse) String() string {
 func (*GetMeResponse) ProtoMessage() {}
 
 func (x *GetMeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[11]
+	mi := &file_agnes_v1_auth_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +1453,7 @@ func (x *GetMeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMeResponse.ProtoReflect.Descriptor instead.
 func (*GetMeResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{11}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetMeResponse) GetId() string {
@@ -782,6 +1498,13 @@ func (x *GetMeResponse) GetTokenType() string {
 	return ""
 }
 
+func (x *GetMeResponse) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 // LogoutRequest is empty.
 type LogoutRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -791,7 +1514,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[12]
+	mi := &file_agnes_v1_auth_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1526,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[12]
+	mi := &file_agnes_v1_auth_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1539,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{12}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{24}
 }
 
 // LogoutResponse confirms the logout.
@@ -830,7 +1553,7 @@ type LogoutResponse struct {
 
 func (x *LogoutResponse) Reset() {
 	*x = LogoutResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[13]
+	mi := &file_agnes_v1_auth_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1565,7 @@ func (x *LogoutResponse) String() string {
 func (*LogoutResponse) ProtoMessage() {}
 
 func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[13]
+	mi := &file_agnes_v1_auth_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1578,7 @@ func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
 func (*LogoutResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{13}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LogoutResponse) GetStatus() string {
@@ -876,14 +1599,17 @@ type CreateTokenRequest struct {
 	// Lifetime in seconds; wins over expires_in_days.
 	TtlSeconds *int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
 	// A token that never expires (expires_in_days and ttl_seconds must be unset).
-	NoExpiry      bool `protobuf:"varint,4,opt,name=no_expiry,json=noExpiry,proto3" json:"no_expiry,omitempty"`
+	NoExpiry bool `protobuf:"varint,4,opt,name=no_expiry,json=noExpiry,proto3" json:"no_expiry,omitempty"`
+	// "general" (default: everything the owner may do) or "read-only" (only RPCs that
+	// change no state).
+	Scope         string `protobuf:"bytes,5,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[14]
+	mi := &file_agnes_v1_auth_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1621,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[14]
+	mi := &file_agnes_v1_auth_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1634,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{14}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -939,6 +1665,13 @@ func (x *CreateTokenRequest) GetNoExpiry() bool {
 	return false
 }
 
+func (x *CreateTokenRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 // TokenInfo describes a personal access token (never the token itself).
 type TokenInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -961,14 +1694,16 @@ type TokenInfo struct {
 	// Owner email (admin listings only).
 	UserEmail string `protobuf:"bytes,9,opt,name=user_email,json=userEmail,proto3" json:"user_email,omitempty"`
 	// Client IP of the last use (admin listings only).
-	LastUsedIp    string `protobuf:"bytes,10,opt,name=last_used_ip,json=lastUsedIp,proto3" json:"last_used_ip,omitempty"`
+	LastUsedIp string `protobuf:"bytes,10,opt,name=last_used_ip,json=lastUsedIp,proto3" json:"last_used_ip,omitempty"`
+	// "general" or "read-only".
+	Scope         string `protobuf:"bytes,11,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TokenInfo) Reset() {
 	*x = TokenInfo{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[15]
+	mi := &file_agnes_v1_auth_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1715,7 @@ func (x *TokenInfo) String() string {
 func (*TokenInfo) ProtoMessage() {}
 
 func (x *TokenInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[15]
+	mi := &file_agnes_v1_auth_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1728,7 @@ func (x *TokenInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenInfo.ProtoReflect.Descriptor instead.
 func (*TokenInfo) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{15}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TokenInfo) GetId() string {
@@ -1066,6 +1801,13 @@ func (x *TokenInfo) GetLastUsedIp() string {
 	return ""
 }
 
+func (x *TokenInfo) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 // CreateTokenResponse carries the new token, shown this once.
 type CreateTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1080,14 +1822,16 @@ type CreateTokenResponse struct {
 	// Expiry, unset when the token never expires.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Creation time.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// "general" or "read-only".
+	Scope         string `protobuf:"bytes,7,opt,name=scope,proto3" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[16]
+	mi := &file_agnes_v1_auth_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1843,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[16]
+	mi := &file_agnes_v1_auth_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1856,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{16}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateTokenResponse) GetId() string {
@@ -1157,6 +1901,13 @@ func (x *CreateTokenResponse) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CreateTokenResponse) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 // ListTokensRequest is empty.
 type ListTokensRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1166,7 +1917,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[17]
+	mi := &file_agnes_v1_auth_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +1929,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[17]
+	mi := &file_agnes_v1_auth_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +1942,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{17}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{29}
 }
 
 // ListTokensResponse lists the caller's tokens.
@@ -1205,7 +1956,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[18]
+	mi := &file_agnes_v1_auth_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1968,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[18]
+	mi := &file_agnes_v1_auth_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1981,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{18}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListTokensResponse) GetTokens() []*TokenInfo {
@@ -1251,7 +2002,7 @@ type GetTokenRequest struct {
 
 func (x *GetTokenRequest) Reset() {
 	*x = GetTokenRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[19]
+	mi := &file_agnes_v1_auth_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +2014,7 @@ func (x *GetTokenRequest) String() string {
 func (*GetTokenRequest) ProtoMessage() {}
 
 func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[19]
+	mi := &file_agnes_v1_auth_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +2027,7 @@ func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetTokenRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{19}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetTokenRequest) GetTokenId() string {
@@ -1297,7 +2048,7 @@ type GetTokenResponse struct {
 
 func (x *GetTokenResponse) Reset() {
 	*x = GetTokenResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[20]
+	mi := &file_agnes_v1_auth_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +2060,7 @@ func (x *GetTokenResponse) String() string {
 func (*GetTokenResponse) ProtoMessage() {}
 
 func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[20]
+	mi := &file_agnes_v1_auth_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +2073,7 @@ func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetTokenResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{20}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetTokenResponse) GetToken() *TokenInfo {
@@ -1343,7 +2094,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[21]
+	mi := &file_agnes_v1_auth_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +2106,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[21]
+	mi := &file_agnes_v1_auth_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +2119,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{21}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevokeTokenRequest) GetTokenId() string {
@@ -1387,7 +2138,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[22]
+	mi := &file_agnes_v1_auth_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +2150,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[22]
+	mi := &file_agnes_v1_auth_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +2163,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{22}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{34}
 }
 
 // ListAllTokensRequest pages through every token.
@@ -1428,7 +2179,7 @@ type ListAllTokensRequest struct {
 
 func (x *ListAllTokensRequest) Reset() {
 	*x = ListAllTokensRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[23]
+	mi := &file_agnes_v1_auth_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +2191,7 @@ func (x *ListAllTokensRequest) String() string {
 func (*ListAllTokensRequest) ProtoMessage() {}
 
 func (x *ListAllTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[23]
+	mi := &file_agnes_v1_auth_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +2204,7 @@ func (x *ListAllTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListAllTokensRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{23}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListAllTokensRequest) GetLimit() int32 {
@@ -1481,7 +2232,7 @@ type ListAllTokensResponse struct {
 
 func (x *ListAllTokensResponse) Reset() {
 	*x = ListAllTokensResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[24]
+	mi := &file_agnes_v1_auth_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +2244,7 @@ func (x *ListAllTokensResponse) String() string {
 func (*ListAllTokensResponse) ProtoMessage() {}
 
 func (x *ListAllTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[24]
+	mi := &file_agnes_v1_auth_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +2257,7 @@ func (x *ListAllTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListAllTokensResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{24}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListAllTokensResponse) GetTokens() []*TokenInfo {
@@ -1527,7 +2278,7 @@ type AdminRevokeTokenRequest struct {
 
 func (x *AdminRevokeTokenRequest) Reset() {
 	*x = AdminRevokeTokenRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[25]
+	mi := &file_agnes_v1_auth_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +2290,7 @@ func (x *AdminRevokeTokenRequest) String() string {
 func (*AdminRevokeTokenRequest) ProtoMessage() {}
 
 func (x *AdminRevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[25]
+	mi := &file_agnes_v1_auth_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +2303,7 @@ func (x *AdminRevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminRevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*AdminRevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{25}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AdminRevokeTokenRequest) GetTokenId() string {
@@ -1571,7 +2322,7 @@ type AdminRevokeTokenResponse struct {
 
 func (x *AdminRevokeTokenResponse) Reset() {
 	*x = AdminRevokeTokenResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[26]
+	mi := &file_agnes_v1_auth_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +2334,7 @@ func (x *AdminRevokeTokenResponse) String() string {
 func (*AdminRevokeTokenResponse) ProtoMessage() {}
 
 func (x *AdminRevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[26]
+	mi := &file_agnes_v1_auth_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +2347,7 @@ func (x *AdminRevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminRevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*AdminRevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{26}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{38}
 }
 
 // GetMyEffectiveAccessRequest is empty.
@@ -1608,7 +2359,7 @@ type GetMyEffectiveAccessRequest struct {
 
 func (x *GetMyEffectiveAccessRequest) Reset() {
 	*x = GetMyEffectiveAccessRequest{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[27]
+	mi := &file_agnes_v1_auth_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +2371,7 @@ func (x *GetMyEffectiveAccessRequest) String() string {
 func (*GetMyEffectiveAccessRequest) ProtoMessage() {}
 
 func (x *GetMyEffectiveAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[27]
+	mi := &file_agnes_v1_auth_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +2384,7 @@ func (x *GetMyEffectiveAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMyEffectiveAccessRequest.ProtoReflect.Descriptor instead.
 func (*GetMyEffectiveAccessRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{27}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{39}
 }
 
 // GetMyEffectiveAccessResponse lists the caller's grants.
@@ -1649,7 +2400,7 @@ type GetMyEffectiveAccessResponse struct {
 
 func (x *GetMyEffectiveAccessResponse) Reset() {
 	*x = GetMyEffectiveAccessResponse{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[28]
+	mi := &file_agnes_v1_auth_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +2412,7 @@ func (x *GetMyEffectiveAccessResponse) String() string {
 func (*GetMyEffectiveAccessResponse) ProtoMessage() {}
 
 func (x *GetMyEffectiveAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[28]
+	mi := &file_agnes_v1_auth_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +2425,7 @@ func (x *GetMyEffectiveAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMyEffectiveAccessResponse.ProtoReflect.Descriptor instead.
 func (*GetMyEffectiveAccessResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{28}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetMyEffectiveAccessResponse) GetIsAdmin() bool {
@@ -1706,7 +2457,7 @@ type EffectiveGrant struct {
 
 func (x *EffectiveGrant) Reset() {
 	*x = EffectiveGrant{}
-	mi := &file_agnes_v1_auth_proto_msgTypes[29]
+	mi := &file_agnes_v1_auth_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +2469,7 @@ func (x *EffectiveGrant) String() string {
 func (*EffectiveGrant) ProtoMessage() {}
 
 func (x *EffectiveGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_auth_proto_msgTypes[29]
+	mi := &file_agnes_v1_auth_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +2482,7 @@ func (x *EffectiveGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EffectiveGrant.ProtoReflect.Descriptor instead.
 func (*EffectiveGrant) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{29}
+	return file_agnes_v1_auth_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *EffectiveGrant) GetResourceType() string {
@@ -1802,8 +2553,56 @@ const file_agnes_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\tR\x05email\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\"3\n" +
+	"\x1bRequestPasswordResetRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\"8\n" +
+	"\x1cRequestPasswordResetResponse\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"e\n" +
+	"\x1bConfirmPasswordResetRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"\xa4\x01\n" +
+	"\x1cConfirmPasswordResetResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"^\n" +
+	"\x14SetupPasswordRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"\x9d\x01\n" +
+	"\x15SetupPasswordResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\",\n" +
+	"\x11InviteUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"R\n" +
+	"\x12InviteUserResponse\x12\x1d\n" +
+	"\n" +
+	"invite_url\x18\x01 \x01(\tR\tinviteUrl\x12\x1d\n" +
+	"\n" +
+	"email_sent\x18\x02 \x01(\bR\temailSent\"3\n" +
+	"\x18ResetUserPasswordRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"W\n" +
+	"\x19ResetUserPasswordResponse\x12\x1b\n" +
+	"\treset_url\x18\x01 \x01(\tR\bresetUrl\x12\x1d\n" +
+	"\n" +
+	"email_sent\x18\x02 \x01(\bR\temailSent\"Q\n" +
+	"\x16ExchangeCLICodeRequest\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12#\n" +
+	"\rcode_verifier\x18\x02 \x01(\tR\fcodeVerifier\"\x85\x01\n" +
+	"\x17ExchangeCLICodeResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12\x1d\n" +
+	"\n" +
+	"token_type\x18\x02 \x01(\tR\ttokenType\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12\x12\n" +
 	"\x04role\x18\x04 \x01(\tR\x04role\"\x0e\n" +
-	"\fGetMeRequest\"\xaf\x01\n" +
+	"\fGetMeRequest\"\xc5\x01\n" +
 	"\rGetMeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n" +
@@ -1811,18 +2610,20 @@ const file_agnes_v1_auth_proto_rawDesc = "" +
 	"\bis_admin\x18\x04 \x01(\bR\aisAdmin\x12*\n" +
 	"\x06groups\x18\x05 \x03(\v2\x12.agnes.v1.GroupRefR\x06groups\x12\x1d\n" +
 	"\n" +
-	"token_type\x18\x06 \x01(\tR\ttokenType\"\x0f\n" +
+	"token_type\x18\x06 \x01(\tR\ttokenType\x12\x14\n" +
+	"\x05scope\x18\a \x01(\tR\x05scope\"\x0f\n" +
 	"\rLogoutRequest\"(\n" +
 	"\x0eLogoutResponse\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\tR\x06status\"\xbc\x01\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\"\xd2\x01\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x0fexpires_in_days\x18\x02 \x01(\x05H\x00R\rexpiresInDays\x88\x01\x01\x12$\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03H\x01R\n" +
 	"ttlSeconds\x88\x01\x01\x12\x1b\n" +
-	"\tno_expiry\x18\x04 \x01(\bR\bnoExpiryB\x12\n" +
+	"\tno_expiry\x18\x04 \x01(\bR\bnoExpiry\x12\x14\n" +
+	"\x05scope\x18\x05 \x01(\tR\x05scopeB\x12\n" +
 	"\x10_expires_in_daysB\x0e\n" +
-	"\f_ttl_seconds\"\x90\x03\n" +
+	"\f_ttl_seconds\"\xa6\x03\n" +
 	"\tTokenInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1840,7 +2641,8 @@ const file_agnes_v1_auth_proto_rawDesc = "" +
 	"user_email\x18\t \x01(\tR\tuserEmail\x12 \n" +
 	"\flast_used_ip\x18\n" +
 	" \x01(\tR\n" +
-	"lastUsedIp\"\xdd\x01\n" +
+	"lastUsedIp\x12\x14\n" +
+	"\x05scope\x18\v \x01(\tR\x05scope\"\xf3\x01\n" +
 	"\x13CreateTokenResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1849,7 +2651,8 @@ const file_agnes_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x13\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x14\n" +
+	"\x05scope\x18\a \x01(\tR\x05scope\"\x13\n" +
 	"\x11ListTokensRequest\"A\n" +
 	"\x12ListTokensResponse\x12+\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x13.agnes.v1.TokenInfoR\x06tokens\",\n" +
@@ -1877,7 +2680,7 @@ const file_agnes_v1_auth_proto_rawDesc = "" +
 	"\vresource_id\x18\x02 \x01(\tR\n" +
 	"resourceId\x121\n" +
 	"\n" +
-	"via_groups\x18\x03 \x03(\v2\x12.agnes.v1.GroupRefR\tviaGroups2\xfe\f\n" +
+	"via_groups\x18\x03 \x03(\v2\x12.agnes.v1.GroupRefR\tviaGroups2\xab\x13\n" +
 	"\vAuthService\x12h\n" +
 	"\tBootstrap\x12\x1a.agnes.v1.BootstrapRequest\x1a\x1b.agnes.v1.BootstrapResponse\"\"\xca\xf3\x18\x04\b\x01(\x03\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/auth/bootstrap\x12\x7f\n" +
 	"\x12CreateSessionToken\x12#.agnes.v1.CreateSessionTokenRequest\x1a$.agnes.v1.CreateSessionTokenResponse\"\x1e\xca\xf3\x18\x04\b\x01(\n" +
@@ -1886,7 +2689,17 @@ const file_agnes_v1_auth_proto_rawDesc = "" +
 	"\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/auth/password/login\x12z\n" +
 	"\rSendMagicLink\x12\x1e.agnes.v1.SendMagicLinkRequest\x1a\x1f.agnes.v1.SendMagicLinkResponse\"(\xca\xf3\x18\x04\b\x01(\x05\x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/auth/email/send-link\x12}\n" +
 	"\x0fVerifyMagicLink\x12 .agnes.v1.VerifyMagicLinkRequest\x1a!.agnes.v1.VerifyMagicLinkResponse\"%\xca\xf3\x18\x04\b\x01(\n" +
-	"\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/auth/email/verify\x12P\n" +
+	"\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/auth/email/verify\x12\x8e\x01\n" +
+	"\x14RequestPasswordReset\x12%.agnes.v1.RequestPasswordResetRequest\x1a&.agnes.v1.RequestPasswordResetResponse\"'\xca\xf3\x18\x04\b\x01(\x05\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/auth/password/reset\x12\x96\x01\n" +
+	"\x14ConfirmPasswordReset\x12%.agnes.v1.ConfirmPasswordResetRequest\x1a&.agnes.v1.ConfirmPasswordResetResponse\"/\xca\xf3\x18\x04\b\x01(\n" +
+	"\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/auth/password/reset/confirm\x12y\n" +
+	"\rSetupPassword\x12\x1e.agnes.v1.SetupPasswordRequest\x1a\x1f.agnes.v1.SetupPasswordResponse\"'\xca\xf3\x18\x04\b\x01(\n" +
+	"\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/auth/password/setup\x12u\n" +
+	"\n" +
+	"InviteUser\x12\x1b.agnes.v1.InviteUserRequest\x1a\x1c.agnes.v1.InviteUserResponse\",\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/users/{user_id}/invite\x12\x92\x01\n" +
+	"\x11ResetUserPassword\x12\".agnes.v1.ResetUserPasswordRequest\x1a#.agnes.v1.ResetUserPasswordResponse\"4\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02(:\x01*\"#/api/users/{user_id}/reset-password\x12z\n" +
+	"\x0fExchangeCLICode\x12 .agnes.v1.ExchangeCLICodeRequest\x1a!.agnes.v1.ExchangeCLICodeResponse\"\"\xca\xf3\x18\x04\b\x01(\n" +
+	"\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/auth/cli/token\x12P\n" +
 	"\x05GetMe\x12\x16.agnes.v1.GetMeRequest\x1a\x17.agnes.v1.GetMeResponse\"\x16\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/auth/me\x12Z\n" +
 	"\x06Logout\x12\x17.agnes.v1.LogoutRequest\x1a\x18.agnes.v1.LogoutResponse\"\x1d\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/auth/logout\x12p\n" +
@@ -1911,7 +2724,7 @@ func file_agnes_v1_auth_proto_rawDescGZIP() []byte {
 	return file_agnes_v1_auth_proto_rawDescData
 }
 
-var file_agnes_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_agnes_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_agnes_v1_auth_proto_goTypes = []any{
 	(*BootstrapRequest)(nil),             // 0: agnes.v1.BootstrapRequest
 	(*BootstrapResponse)(nil),            // 1: agnes.v1.BootstrapResponse
@@ -1923,72 +2736,96 @@ var file_agnes_v1_auth_proto_goTypes = []any{
 	(*SendMagicLinkResponse)(nil),        // 7: agnes.v1.SendMagicLinkResponse
 	(*VerifyMagicLinkRequest)(nil),       // 8: agnes.v1.VerifyMagicLinkRequest
 	(*VerifyMagicLinkResponse)(nil),      // 9: agnes.v1.VerifyMagicLinkResponse
-	(*GetMeRequest)(nil),                 // 10: agnes.v1.GetMeRequest
-	(*GetMeResponse)(nil),                // 11: agnes.v1.GetMeResponse
-	(*LogoutRequest)(nil),                // 12: agnes.v1.LogoutRequest
-	(*LogoutResponse)(nil),               // 13: agnes.v1.LogoutResponse
-	(*CreateTokenRequest)(nil),           // 14: agnes.v1.CreateTokenRequest
-	(*TokenInfo)(nil),                    // 15: agnes.v1.TokenInfo
-	(*CreateTokenResponse)(nil),          // 16: agnes.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),            // 17: agnes.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),           // 18: agnes.v1.ListTokensResponse
-	(*GetTokenRequest)(nil),              // 19: agnes.v1.GetTokenRequest
-	(*GetTokenResponse)(nil),             // 20: agnes.v1.GetTokenResponse
-	(*RevokeTokenRequest)(nil),           // 21: agnes.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),          // 22: agnes.v1.RevokeTokenResponse
-	(*ListAllTokensRequest)(nil),         // 23: agnes.v1.ListAllTokensRequest
-	(*ListAllTokensResponse)(nil),        // 24: agnes.v1.ListAllTokensResponse
-	(*AdminRevokeTokenRequest)(nil),      // 25: agnes.v1.AdminRevokeTokenRequest
-	(*AdminRevokeTokenResponse)(nil),     // 26: agnes.v1.AdminRevokeTokenResponse
-	(*GetMyEffectiveAccessRequest)(nil),  // 27: agnes.v1.GetMyEffectiveAccessRequest
-	(*GetMyEffectiveAccessResponse)(nil), // 28: agnes.v1.GetMyEffectiveAccessResponse
-	(*EffectiveGrant)(nil),               // 29: agnes.v1.EffectiveGrant
-	(*GroupRef)(nil),                     // 30: agnes.v1.GroupRef
-	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
+	(*RequestPasswordResetRequest)(nil),  // 10: agnes.v1.RequestPasswordResetRequest
+	(*RequestPasswordResetResponse)(nil), // 11: agnes.v1.RequestPasswordResetResponse
+	(*ConfirmPasswordResetRequest)(nil),  // 12: agnes.v1.ConfirmPasswordResetRequest
+	(*ConfirmPasswordResetResponse)(nil), // 13: agnes.v1.ConfirmPasswordResetResponse
+	(*SetupPasswordRequest)(nil),         // 14: agnes.v1.SetupPasswordRequest
+	(*SetupPasswordResponse)(nil),        // 15: agnes.v1.SetupPasswordResponse
+	(*InviteUserRequest)(nil),            // 16: agnes.v1.InviteUserRequest
+	(*InviteUserResponse)(nil),           // 17: agnes.v1.InviteUserResponse
+	(*ResetUserPasswordRequest)(nil),     // 18: agnes.v1.ResetUserPasswordRequest
+	(*ResetUserPasswordResponse)(nil),    // 19: agnes.v1.ResetUserPasswordResponse
+	(*ExchangeCLICodeRequest)(nil),       // 20: agnes.v1.ExchangeCLICodeRequest
+	(*ExchangeCLICodeResponse)(nil),      // 21: agnes.v1.ExchangeCLICodeResponse
+	(*GetMeRequest)(nil),                 // 22: agnes.v1.GetMeRequest
+	(*GetMeResponse)(nil),                // 23: agnes.v1.GetMeResponse
+	(*LogoutRequest)(nil),                // 24: agnes.v1.LogoutRequest
+	(*LogoutResponse)(nil),               // 25: agnes.v1.LogoutResponse
+	(*CreateTokenRequest)(nil),           // 26: agnes.v1.CreateTokenRequest
+	(*TokenInfo)(nil),                    // 27: agnes.v1.TokenInfo
+	(*CreateTokenResponse)(nil),          // 28: agnes.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),            // 29: agnes.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),           // 30: agnes.v1.ListTokensResponse
+	(*GetTokenRequest)(nil),              // 31: agnes.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),             // 32: agnes.v1.GetTokenResponse
+	(*RevokeTokenRequest)(nil),           // 33: agnes.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),          // 34: agnes.v1.RevokeTokenResponse
+	(*ListAllTokensRequest)(nil),         // 35: agnes.v1.ListAllTokensRequest
+	(*ListAllTokensResponse)(nil),        // 36: agnes.v1.ListAllTokensResponse
+	(*AdminRevokeTokenRequest)(nil),      // 37: agnes.v1.AdminRevokeTokenRequest
+	(*AdminRevokeTokenResponse)(nil),     // 38: agnes.v1.AdminRevokeTokenResponse
+	(*GetMyEffectiveAccessRequest)(nil),  // 39: agnes.v1.GetMyEffectiveAccessRequest
+	(*GetMyEffectiveAccessResponse)(nil), // 40: agnes.v1.GetMyEffectiveAccessResponse
+	(*EffectiveGrant)(nil),               // 41: agnes.v1.EffectiveGrant
+	(*GroupRef)(nil),                     // 42: agnes.v1.GroupRef
+	(*timestamppb.Timestamp)(nil),        // 43: google.protobuf.Timestamp
 }
 var file_agnes_v1_auth_proto_depIdxs = []int32{
-	30, // 0: agnes.v1.GetMeResponse.groups:type_name -> agnes.v1.GroupRef
-	31, // 1: agnes.v1.TokenInfo.created_at:type_name -> google.protobuf.Timestamp
-	31, // 2: agnes.v1.TokenInfo.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 3: agnes.v1.TokenInfo.last_used_at:type_name -> google.protobuf.Timestamp
-	31, // 4: agnes.v1.TokenInfo.revoked_at:type_name -> google.protobuf.Timestamp
-	31, // 5: agnes.v1.CreateTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 6: agnes.v1.CreateTokenResponse.created_at:type_name -> google.protobuf.Timestamp
-	15, // 7: agnes.v1.ListTokensResponse.tokens:type_name -> agnes.v1.TokenInfo
-	15, // 8: agnes.v1.GetTokenResponse.token:type_name -> agnes.v1.TokenInfo
-	15, // 9: agnes.v1.ListAllTokensResponse.tokens:type_name -> agnes.v1.TokenInfo
-	29, // 10: agnes.v1.GetMyEffectiveAccessResponse.items:type_name -> agnes.v1.EffectiveGrant
-	30, // 11: agnes.v1.EffectiveGrant.via_groups:type_name -> agnes.v1.GroupRef
+	42, // 0: agnes.v1.GetMeResponse.groups:type_name -> agnes.v1.GroupRef
+	43, // 1: agnes.v1.TokenInfo.created_at:type_name -> google.protobuf.Timestamp
+	43, // 2: agnes.v1.TokenInfo.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 3: agnes.v1.TokenInfo.last_used_at:type_name -> google.protobuf.Timestamp
+	43, // 4: agnes.v1.TokenInfo.revoked_at:type_name -> google.protobuf.Timestamp
+	43, // 5: agnes.v1.CreateTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	43, // 6: agnes.v1.CreateTokenResponse.created_at:type_name -> google.protobuf.Timestamp
+	27, // 7: agnes.v1.ListTokensResponse.tokens:type_name -> agnes.v1.TokenInfo
+	27, // 8: agnes.v1.GetTokenResponse.token:type_name -> agnes.v1.TokenInfo
+	27, // 9: agnes.v1.ListAllTokensResponse.tokens:type_name -> agnes.v1.TokenInfo
+	41, // 10: agnes.v1.GetMyEffectiveAccessResponse.items:type_name -> agnes.v1.EffectiveGrant
+	42, // 11: agnes.v1.EffectiveGrant.via_groups:type_name -> agnes.v1.GroupRef
 	0,  // 12: agnes.v1.AuthService.Bootstrap:input_type -> agnes.v1.BootstrapRequest
 	2,  // 13: agnes.v1.AuthService.CreateSessionToken:input_type -> agnes.v1.CreateSessionTokenRequest
 	4,  // 14: agnes.v1.AuthService.PasswordLogin:input_type -> agnes.v1.PasswordLoginRequest
 	6,  // 15: agnes.v1.AuthService.SendMagicLink:input_type -> agnes.v1.SendMagicLinkRequest
 	8,  // 16: agnes.v1.AuthService.VerifyMagicLink:input_type -> agnes.v1.VerifyMagicLinkRequest
-	10, // 17: agnes.v1.AuthService.GetMe:input_type -> agnes.v1.GetMeRequest
-	12, // 18: agnes.v1.AuthService.Logout:input_type -> agnes.v1.LogoutRequest
-	14, // 19: agnes.v1.AuthService.CreateToken:input_type -> agnes.v1.CreateTokenRequest
-	17, // 20: agnes.v1.AuthService.ListTokens:input_type -> agnes.v1.ListTokensRequest
-	19, // 21: agnes.v1.AuthService.GetToken:input_type -> agnes.v1.GetTokenRequest
-	21, // 22: agnes.v1.AuthService.RevokeToken:input_type -> agnes.v1.RevokeTokenRequest
-	23, // 23: agnes.v1.AuthService.ListAllTokens:input_type -> agnes.v1.ListAllTokensRequest
-	25, // 24: agnes.v1.AuthService.AdminRevokeToken:input_type -> agnes.v1.AdminRevokeTokenRequest
-	27, // 25: agnes.v1.AuthService.GetMyEffectiveAccess:input_type -> agnes.v1.GetMyEffectiveAccessRequest
-	1,  // 26: agnes.v1.AuthService.Bootstrap:output_type -> agnes.v1.BootstrapResponse
-	3,  // 27: agnes.v1.AuthService.CreateSessionToken:output_type -> agnes.v1.CreateSessionTokenResponse
-	5,  // 28: agnes.v1.AuthService.PasswordLogin:output_type -> agnes.v1.PasswordLoginResponse
-	7,  // 29: agnes.v1.AuthService.SendMagicLink:output_type -> agnes.v1.SendMagicLinkResponse
-	9,  // 30: agnes.v1.AuthService.VerifyMagicLink:output_type -> agnes.v1.VerifyMagicLinkResponse
-	11, // 31: agnes.v1.AuthService.GetMe:output_type -> agnes.v1.GetMeResponse
-	13, // 32: agnes.v1.AuthService.Logout:output_type -> agnes.v1.LogoutResponse
-	16, // 33: agnes.v1.AuthService.CreateToken:output_type -> agnes.v1.CreateTokenResponse
-	18, // 34: agnes.v1.AuthService.ListTokens:output_type -> agnes.v1.ListTokensResponse
-	20, // 35: agnes.v1.AuthService.GetToken:output_type -> agnes.v1.GetTokenResponse
-	22, // 36: agnes.v1.AuthService.RevokeToken:output_type -> agnes.v1.RevokeTokenResponse
-	24, // 37: agnes.v1.AuthService.ListAllTokens:output_type -> agnes.v1.ListAllTokensResponse
-	26, // 38: agnes.v1.AuthService.AdminRevokeToken:output_type -> agnes.v1.AdminRevokeTokenResponse
-	28, // 39: agnes.v1.AuthService.GetMyEffectiveAccess:output_type -> agnes.v1.GetMyEffectiveAccessResponse
-	26, // [26:40] is the sub-list for method output_type
-	12, // [12:26] is the sub-list for method input_type
+	10, // 17: agnes.v1.AuthService.RequestPasswordReset:input_type -> agnes.v1.RequestPasswordResetRequest
+	12, // 18: agnes.v1.AuthService.ConfirmPasswordReset:input_type -> agnes.v1.ConfirmPasswordResetRequest
+	14, // 19: agnes.v1.AuthService.SetupPassword:input_type -> agnes.v1.SetupPasswordRequest
+	16, // 20: agnes.v1.AuthService.InviteUser:input_type -> agnes.v1.InviteUserRequest
+	18, // 21: agnes.v1.AuthService.ResetUserPassword:input_type -> agnes.v1.ResetUserPasswordRequest
+	20, // 22: agnes.v1.AuthService.ExchangeCLICode:input_type -> agnes.v1.ExchangeCLICodeRequest
+	22, // 23: agnes.v1.AuthService.GetMe:input_type -> agnes.v1.GetMeRequest
+	24, // 24: agnes.v1.AuthService.Logout:input_type -> agnes.v1.LogoutRequest
+	26, // 25: agnes.v1.AuthService.CreateToken:input_type -> agnes.v1.CreateTokenRequest
+	29, // 26: agnes.v1.AuthService.ListTokens:input_type -> agnes.v1.ListTokensRequest
+	31, // 27: agnes.v1.AuthService.GetToken:input_type -> agnes.v1.GetTokenRequest
+	33, // 28: agnes.v1.AuthService.RevokeToken:input_type -> agnes.v1.RevokeTokenRequest
+	35, // 29: agnes.v1.AuthService.ListAllTokens:input_type -> agnes.v1.ListAllTokensRequest
+	37, // 30: agnes.v1.AuthService.AdminRevokeToken:input_type -> agnes.v1.AdminRevokeTokenRequest
+	39, // 31: agnes.v1.AuthService.GetMyEffectiveAccess:input_type -> agnes.v1.GetMyEffectiveAccessRequest
+	1,  // 32: agnes.v1.AuthService.Bootstrap:output_type -> agnes.v1.BootstrapResponse
+	3,  // 33: agnes.v1.AuthService.CreateSessionToken:output_type -> agnes.v1.CreateSessionTokenResponse
+	5,  // 34: agnes.v1.AuthService.PasswordLogin:output_type -> agnes.v1.PasswordLoginResponse
+	7,  // 35: agnes.v1.AuthService.SendMagicLink:output_type -> agnes.v1.SendMagicLinkResponse
+	9,  // 36: agnes.v1.AuthService.VerifyMagicLink:output_type -> agnes.v1.VerifyMagicLinkResponse
+	11, // 37: agnes.v1.AuthService.RequestPasswordReset:output_type -> agnes.v1.RequestPasswordResetResponse
+	13, // 38: agnes.v1.AuthService.ConfirmPasswordReset:output_type -> agnes.v1.ConfirmPasswordResetResponse
+	15, // 39: agnes.v1.AuthService.SetupPassword:output_type -> agnes.v1.SetupPasswordResponse
+	17, // 40: agnes.v1.AuthService.InviteUser:output_type -> agnes.v1.InviteUserResponse
+	19, // 41: agnes.v1.AuthService.ResetUserPassword:output_type -> agnes.v1.ResetUserPasswordResponse
+	21, // 42: agnes.v1.AuthService.ExchangeCLICode:output_type -> agnes.v1.ExchangeCLICodeResponse
+	23, // 43: agnes.v1.AuthService.GetMe:output_type -> agnes.v1.GetMeResponse
+	25, // 44: agnes.v1.AuthService.Logout:output_type -> agnes.v1.LogoutResponse
+	28, // 45: agnes.v1.AuthService.CreateToken:output_type -> agnes.v1.CreateTokenResponse
+	30, // 46: agnes.v1.AuthService.ListTokens:output_type -> agnes.v1.ListTokensResponse
+	32, // 47: agnes.v1.AuthService.GetToken:output_type -> agnes.v1.GetTokenResponse
+	34, // 48: agnes.v1.AuthService.RevokeToken:output_type -> agnes.v1.RevokeTokenResponse
+	36, // 49: agnes.v1.AuthService.ListAllTokens:output_type -> agnes.v1.ListAllTokensResponse
+	38, // 50: agnes.v1.AuthService.AdminRevokeToken:output_type -> agnes.v1.AdminRevokeTokenResponse
+	40, // 51: agnes.v1.AuthService.GetMyEffectiveAccess:output_type -> agnes.v1.GetMyEffectiveAccessResponse
+	32, // [32:52] is the sub-list for method output_type
+	12, // [12:32] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -2001,14 +2838,14 @@ func file_agnes_v1_auth_proto_init() {
 	}
 	file_agnes_v1_common_proto_init()
 	file_agnes_v1_options_proto_init()
-	file_agnes_v1_auth_proto_msgTypes[14].OneofWrappers = []any{}
+	file_agnes_v1_auth_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agnes_v1_auth_proto_rawDesc), len(file_agnes_v1_auth_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,12 @@ const (
 	AuthService_PasswordLogin_FullMethodName        = "/agnes.v1.AuthService/PasswordLogin"
 	AuthService_SendMagicLink_FullMethodName        = "/agnes.v1.AuthService/SendMagicLink"
 	AuthService_VerifyMagicLink_FullMethodName      = "/agnes.v1.AuthService/VerifyMagicLink"
+	AuthService_RequestPasswordReset_FullMethodName = "/agnes.v1.AuthService/RequestPasswordReset"
+	AuthService_ConfirmPasswordReset_FullMethodName = "/agnes.v1.AuthService/ConfirmPasswordReset"
+	AuthService_SetupPassword_FullMethodName        = "/agnes.v1.AuthService/SetupPassword"
+	AuthService_InviteUser_FullMethodName           = "/agnes.v1.AuthService/InviteUser"
+	AuthService_ResetUserPassword_FullMethodName    = "/agnes.v1.AuthService/ResetUserPassword"
+	AuthService_ExchangeCLICode_FullMethodName      = "/agnes.v1.AuthService/ExchangeCLICode"
 	AuthService_GetMe_FullMethodName                = "/agnes.v1.AuthService/GetMe"
 	AuthService_Logout_FullMethodName               = "/agnes.v1.AuthService/Logout"
 	AuthService_CreateToken_FullMethodName          = "/agnes.v1.AuthService/CreateToken"
@@ -39,9 +45,11 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AuthService signs people and agents in: password, magic link, personal access tokens.
-// Google OIDC is a browser redirect flow and is served by plain HTTP handlers
-// (/auth/google/login, /auth/google/callback) that issue the same session tokens.
+// AuthService signs people and agents in: password, magic link, invites, password
+// reset, personal access tokens. Google (any OIDC provider) is a browser redirect flow
+// served by plain HTTP routes (/auth/google/login, /auth/google/callback), as are the
+// sign-in page (/login), the magic link's GET form and the CLI's browser sign-in; they
+// issue the same session tokens.
 type AuthServiceClient interface {
 	// Bootstrap creates the first admin (or sets the password of an existing user and
 	// makes them admin). Allowed only while no user has a password.
@@ -57,12 +65,44 @@ type AuthServiceClient interface {
 	// Errors: Unauthenticated ("Invalid email or password", "Account deactivated");
 	// ResourceExhausted when rate limited.
 	PasswordLogin(ctx context.Context, in *PasswordLoginRequest, opts ...grpc.CallOption) (*PasswordLoginResponse, error)
-	// SendMagicLink mails a one-time sign-in link. The answer is the same whether or not
-	// the email is registered. Errors: FailedPrecondition when no mailer is configured.
+	// SendMagicLink mails a one-time sign-in link (1 h) to an active user. The answer is
+	// the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
 	SendMagicLink(ctx context.Context, in *SendMagicLinkRequest, opts ...grpc.CallOption) (*SendMagicLinkResponse, error)
-	// VerifyMagicLink exchanges a magic-link token for a session token.
-	// Errors: Unauthenticated for an unknown, used or expired link.
+	// VerifyMagicLink exchanges a magic-link token for a session token; the link works once.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; ResourceExhausted when rate limited.
 	VerifyMagicLink(ctx context.Context, in *VerifyMagicLinkRequest, opts ...grpc.CallOption) (*VerifyMagicLinkResponse, error)
+	// RequestPasswordReset mails a password-reset link (24 h) to an active user. The
+	// answer is the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
+	RequestPasswordReset(ctx context.Context, in *RequestPasswordResetRequest, opts ...grpc.CallOption) (*RequestPasswordResetResponse, error)
+	// ConfirmPasswordReset sets a new password with a reset link's token (single use)
+	// and signs the user in.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; InvalidArgument for a password shorter than 8;
+	// ResourceExhausted when rate limited.
+	ConfirmPasswordReset(ctx context.Context, in *ConfirmPasswordResetRequest, opts ...grpc.CallOption) (*ConfirmPasswordResetResponse, error)
+	// SetupPassword sets the first password with an invite link's token (single use, 7 d)
+	// and signs the user in.
+	// Errors: as ConfirmPasswordReset.
+	SetupPassword(ctx context.Context, in *SetupPasswordRequest, opts ...grpc.CallOption) (*SetupPasswordResponse, error)
+	// InviteUser mails a user a link to set their password (7 d), replacing an earlier
+	// invite (admin). The link is also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	InviteUser(ctx context.Context, in *InviteUserRequest, opts ...grpc.CallOption) (*InviteUserResponse, error)
+	// ResetUserPassword mails a user a password-reset link (24 h) (admin). The link is
+	// also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	ResetUserPassword(ctx context.Context, in *ResetUserPasswordRequest, opts ...grpc.CallOption) (*ResetUserPasswordResponse, error)
+	// ExchangeCLICode gives the CLI a session token for the one-time code its loopback
+	// redirect received (`agnes login --browser`), proving with the PKCE verifier that it
+	// started the sign-in.
+	// Errors: Unauthenticated for an unknown, used or expired code or a wrong verifier;
+	// ResourceExhausted when rate limited.
+	ExchangeCLICode(ctx context.Context, in *ExchangeCLICodeRequest, opts ...grpc.CallOption) (*ExchangeCLICodeResponse, error)
 	// GetMe describes the caller. Errors: Unauthenticated.
 	GetMe(ctx context.Context, in *GetMeRequest, opts ...grpc.CallOption) (*GetMeResponse, error)
 	// Logout revokes the caller's session token server-side and clears the cookie.
@@ -140,6 +180,66 @@ func (c *authServiceClient) VerifyMagicLink(ctx context.Context, in *VerifyMagic
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyMagicLinkResponse)
 	err := c.cc.Invoke(ctx, AuthService_VerifyMagicLink_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) RequestPasswordReset(ctx context.Context, in *RequestPasswordResetRequest, opts ...grpc.CallOption) (*RequestPasswordResetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestPasswordResetResponse)
+	err := c.cc.Invoke(ctx, AuthService_RequestPasswordReset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ConfirmPasswordReset(ctx context.Context, in *ConfirmPasswordResetRequest, opts ...grpc.CallOption) (*ConfirmPasswordResetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmPasswordResetResponse)
+	err := c.cc.Invoke(ctx, AuthService_ConfirmPasswordReset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) SetupPassword(ctx context.Context, in *SetupPasswordRequest, opts ...grpc.CallOption) (*SetupPasswordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetupPasswordResponse)
+	err := c.cc.Invoke(ctx, AuthService_SetupPassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) InviteUser(ctx context.Context, in *InviteUserRequest, opts ...grpc.CallOption) (*InviteUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InviteUserResponse)
+	err := c.cc.Invoke(ctx, AuthService_InviteUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ResetUserPassword(ctx context.Context, in *ResetUserPasswordRequest, opts ...grpc.CallOption) (*ResetUserPasswordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetUserPasswordResponse)
+	err := c.cc.Invoke(ctx, AuthService_ResetUserPassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ExchangeCLICode(ctx context.Context, in *ExchangeCLICodeRequest, opts ...grpc.CallOption) (*ExchangeCLICodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExchangeCLICodeResponse)
+	err := c.cc.Invoke(ctx, AuthService_ExchangeCLICode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -240,9 +340,11 @@ func (c *authServiceClient) GetMyEffectiveAccess(ctx context.Context, in *GetMyE
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
 //
-// AuthService signs people and agents in: password, magic link, personal access tokens.
-// Google OIDC is a browser redirect flow and is served by plain HTTP handlers
-// (/auth/google/login, /auth/google/callback) that issue the same session tokens.
+// AuthService signs people and agents in: password, magic link, invites, password
+// reset, personal access tokens. Google (any OIDC provider) is a browser redirect flow
+// served by plain HTTP routes (/auth/google/login, /auth/google/callback), as are the
+// sign-in page (/login), the magic link's GET form and the CLI's browser sign-in; they
+// issue the same session tokens.
 type AuthServiceServer interface {
 	// Bootstrap creates the first admin (or sets the password of an existing user and
 	// makes them admin). Allowed only while no user has a password.
@@ -258,12 +360,44 @@ type AuthServiceServer interface {
 	// Errors: Unauthenticated ("Invalid email or password", "Account deactivated");
 	// ResourceExhausted when rate limited.
 	PasswordLogin(context.Context, *PasswordLoginRequest) (*PasswordLoginResponse, error)
-	// SendMagicLink mails a one-time sign-in link. The answer is the same whether or not
-	// the email is registered. Errors: FailedPrecondition when no mailer is configured.
+	// SendMagicLink mails a one-time sign-in link (1 h) to an active user. The answer is
+	// the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
 	SendMagicLink(context.Context, *SendMagicLinkRequest) (*SendMagicLinkResponse, error)
-	// VerifyMagicLink exchanges a magic-link token for a session token.
-	// Errors: Unauthenticated for an unknown, used or expired link.
+	// VerifyMagicLink exchanges a magic-link token for a session token; the link works once.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; ResourceExhausted when rate limited.
 	VerifyMagicLink(context.Context, *VerifyMagicLinkRequest) (*VerifyMagicLinkResponse, error)
+	// RequestPasswordReset mails a password-reset link (24 h) to an active user. The
+	// answer is the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
+	RequestPasswordReset(context.Context, *RequestPasswordResetRequest) (*RequestPasswordResetResponse, error)
+	// ConfirmPasswordReset sets a new password with a reset link's token (single use)
+	// and signs the user in.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; InvalidArgument for a password shorter than 8;
+	// ResourceExhausted when rate limited.
+	ConfirmPasswordReset(context.Context, *ConfirmPasswordResetRequest) (*ConfirmPasswordResetResponse, error)
+	// SetupPassword sets the first password with an invite link's token (single use, 7 d)
+	// and signs the user in.
+	// Errors: as ConfirmPasswordReset.
+	SetupPassword(context.Context, *SetupPasswordRequest) (*SetupPasswordResponse, error)
+	// InviteUser mails a user a link to set their password (7 d), replacing an earlier
+	// invite (admin). The link is also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	InviteUser(context.Context, *InviteUserRequest) (*InviteUserResponse, error)
+	// ResetUserPassword mails a user a password-reset link (24 h) (admin). The link is
+	// also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	ResetUserPassword(context.Context, *ResetUserPasswordRequest) (*ResetUserPasswordResponse, error)
+	// ExchangeCLICode gives the CLI a session token for the one-time code its loopback
+	// redirect received (`agnes login --browser`), proving with the PKCE verifier that it
+	// started the sign-in.
+	// Errors: Unauthenticated for an unknown, used or expired code or a wrong verifier;
+	// ResourceExhausted when rate limited.
+	ExchangeCLICode(context.Context, *ExchangeCLICodeRequest) (*ExchangeCLICodeResponse, error)
 	// GetMe describes the caller. Errors: Unauthenticated.
 	GetMe(context.Context, *GetMeRequest) (*GetMeResponse, error)
 	// Logout revokes the caller's session token server-side and clears the cookie.
@@ -311,6 +445,24 @@ func (UnimplementedAuthServiceServer) SendMagicLink(context.Context, *SendMagicL
 }
 func (UnimplementedAuthServiceServer) VerifyMagicLink(context.Context, *VerifyMagicLinkRequest) (*VerifyMagicLinkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyMagicLink not implemented")
+}
+func (UnimplementedAuthServiceServer) RequestPasswordReset(context.Context, *RequestPasswordResetRequest) (*RequestPasswordResetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestPasswordReset not implemented")
+}
+func (UnimplementedAuthServiceServer) ConfirmPasswordReset(context.Context, *ConfirmPasswordResetRequest) (*ConfirmPasswordResetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmPasswordReset not implemented")
+}
+func (UnimplementedAuthServiceServer) SetupPassword(context.Context, *SetupPasswordRequest) (*SetupPasswordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetupPassword not implemented")
+}
+func (UnimplementedAuthServiceServer) InviteUser(context.Context, *InviteUserRequest) (*InviteUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InviteUser not implemented")
+}
+func (UnimplementedAuthServiceServer) ResetUserPassword(context.Context, *ResetUserPasswordRequest) (*ResetUserPasswordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetUserPassword not implemented")
+}
+func (UnimplementedAuthServiceServer) ExchangeCLICode(context.Context, *ExchangeCLICodeRequest) (*ExchangeCLICodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExchangeCLICode not implemented")
 }
 func (UnimplementedAuthServiceServer) GetMe(context.Context, *GetMeRequest) (*GetMeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMe not implemented")
@@ -446,6 +598,114 @@ func _AuthService_VerifyMagicLink_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuthServiceServer).VerifyMagicLink(ctx, req.(*VerifyMagicLinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_RequestPasswordReset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestPasswordResetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).RequestPasswordReset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_RequestPasswordReset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).RequestPasswordReset(ctx, req.(*RequestPasswordResetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ConfirmPasswordReset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmPasswordResetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ConfirmPasswordReset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ConfirmPasswordReset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ConfirmPasswordReset(ctx, req.(*ConfirmPasswordResetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_SetupPassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetupPasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).SetupPassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_SetupPassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).SetupPassword(ctx, req.(*SetupPasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_InviteUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InviteUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).InviteUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_InviteUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).InviteUser(ctx, req.(*InviteUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ResetUserPassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetUserPasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ResetUserPassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ResetUserPassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ResetUserPassword(ctx, req.(*ResetUserPasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ExchangeCLICode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExchangeCLICodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ExchangeCLICode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ExchangeCLICode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ExchangeCLICode(ctx, req.(*ExchangeCLICodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -638,6 +898,30 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyMagicLink",
 			Handler:    _AuthService_VerifyMagicLink_Handler,
+		},
+		{
+			MethodName: "RequestPasswordReset",
+			Handler:    _AuthService_RequestPasswordReset_Handler,
+		},
+		{
+			MethodName: "ConfirmPasswordReset",
+			Handler:    _AuthService_ConfirmPasswordReset_Handler,
+		},
+		{
+			MethodName: "SetupPassword",
+			Handler:    _AuthService_SetupPassword_Handler,
+		},
+		{
+			MethodName: "InviteUser",
+			Handler:    _AuthService_InviteUser_Handler,
+		},
+		{
+			MethodName: "ResetUserPassword",
+			Handler:    _AuthService_ResetUserPassword_Handler,
+		},
+		{
+			MethodName: "ExchangeCLICode",
+			Handler:    _AuthService_ExchangeCLICode_Handler,
 		},
 		{
 			MethodName: "GetMe",

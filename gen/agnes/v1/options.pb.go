@@ -99,6 +99,10 @@ type Policy struct {
 	SessionOnly bool `protobuf:"varint,4,opt,name=session_only,json=sessionOnly,proto3" json:"session_only,omitempty"`
 	// Calls allowed per client IP per minute (0 = unlimited); set on sign-in RPCs.
 	RatePerMinute int32 `protobuf:"varint,5,opt,name=rate_per_minute,json=ratePerMinute,proto3" json:"rate_per_minute,omitempty"`
+	// The RPC changes no state, so read-only personal access tokens may call it.
+	// An RPC whose REST binding is GET is read-only without saying so (GET is
+	// HTTP's safe method); this flag is for reads that need a body (queries).
+	ReadOnly      bool `protobuf:"varint,6,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +172,13 @@ func (x *Policy) GetRatePerMinute() int32 {
 	return 0
 }
 
+func (x *Policy) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
 var file_agnes_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -204,13 +215,14 @@ var File_agnes_v1_options_proto protoreflect.FileDescriptor
 
 const file_agnes_v1_options_proto_rawDesc = "" +
 	"\n" +
-	"\x16agnes/v1/options.proto\x12\bagnes.v1\x1a google/protobuf/descriptor.proto\"\xc9\x01\n" +
+	"\x16agnes/v1/options.proto\x12\bagnes.v1\x1a google/protobuf/descriptor.proto\"\xe6\x01\n" +
 	"\x06Policy\x12(\n" +
 	"\x06access\x18\x01 \x01(\x0e2\x10.agnes.v1.AccessR\x06access\x12#\n" +
 	"\rresource_type\x18\x02 \x01(\tR\fresourceType\x12%\n" +
 	"\x0eresource_field\x18\x03 \x01(\tR\rresourceField\x12!\n" +
 	"\fsession_only\x18\x04 \x01(\bR\vsessionOnly\x12&\n" +
-	"\x0frate_per_minute\x18\x05 \x01(\x05R\rratePerMinute*t\n" +
+	"\x0frate_per_minute\x18\x05 \x01(\x05R\rratePerMinute\x12\x1b\n" +
+	"\tread_only\x18\x06 \x01(\bR\breadOnly*t\n" +
 	"\x06Access\x12\x16\n" +
 	"\x12ACCESS_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rACCESS_PUBLIC\x10\x01\x12\x18\n" +

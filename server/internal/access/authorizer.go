@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -60,6 +61,10 @@ func (a *Authorizer) CheckPolicy(ctx context.Context, name string, pol *agnesv1.
 	if err := Precheck(ctx, pol); err != nil {
 		return err
 	}
+	if p := auth.FromContext(ctx); p != nil && pol.GetAccess() != agnesv1.Access_ACCESS_PUBLIC && !p.MayCall(name) {
+		return connect.NewError(connect.CodePermissionDenied,
+			fmt.Errorf("the %s token may not call %s", p.TokenID, strings.TrimPrefix(name, "/")))
+	}
 	if pol.GetAccess() != agnesv1.Access_ACCESS_RESOURCE || pol.GetResourceField() == "" {
 		return nil
 	}
@@ -88,6 +93,10 @@ func Precheck(ctx context.Context, pol *agnesv1.Policy) error {
 	if pol.GetSessionOnly() && p.TokenType != auth.TypeSession {
 		return connect.NewError(connect.CodePermissionDenied,
 			errors.New("this action requires an interactive session, not a personal access token"))
+	}
+	if p.ReadOnly() && !pol.GetReadOnly() {
+		return connect.NewError(connect.CodePermissionDenied,
+			errors.New("this personal access token is read-only: it may only call methods that change nothing"))
 	}
 	if pol.GetAccess() == agnesv1.Access_ACCESS_ADMIN && !p.IsAdmin {
 		return connect.NewError(connect.CodePermissionDenied, errors.New("admin access required"))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -31,13 +32,26 @@ func LoadPolicies(services ...protoreflect.ServiceDescriptor) Policies {
 		methods := sd.Methods()
 		for i := range methods.Len() {
 			m := methods.Get(i)
-			if p, ok := proto.GetExtension(m.Options(), agnesv1.E_Policy).(*agnesv1.Policy); ok && p != nil &&
-				p.GetAccess() != agnesv1.Access_ACCESS_UNSPECIFIED {
+			if p := policyOf(m); p != nil && p.GetAccess() != agnesv1.Access_ACCESS_UNSPECIFIED {
 				out[Procedure(m)] = p
 			}
 		}
 	}
 	return out
+}
+
+// policyOf is a method's declared policy, read_only also when its REST binding is
+// GET: HTTP's safe method promises the same, so read-only tokens may call it.
+func policyOf(m protoreflect.MethodDescriptor) *agnesv1.Policy {
+	p, _ := proto.GetExtension(m.Options(), agnesv1.E_Policy).(*agnesv1.Policy)
+	if p == nil || p.GetReadOnly() {
+		return p
+	}
+	if rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule); rule.GetGet() != "" {
+		p = proto.CloneOf(p)
+		p.ReadOnly = true
+	}
+	return p
 }
 
 // Validate reports methods without a usable policy, and resource policies whose
@@ -82,6 +96,5 @@ func PolicyOf(procedure string) *agnesv1.Policy {
 	if !ok {
 		return nil
 	}
-	p, _ := proto.GetExtension(m.Options(), agnesv1.E_Policy).(*agnesv1.Policy)
-	return p
+	return policyOf(m)
 }

@@ -15,10 +15,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -48,6 +50,8 @@ import (
 	"github.com/agnesdata/agnes/server/internal/engine"
 	"github.com/agnesdata/agnes/server/internal/gateway"
 	"github.com/agnesdata/agnes/server/internal/jobs"
+	"github.com/agnesdata/agnes/server/internal/mail"
+	"github.com/agnesdata/agnes/server/internal/oidc"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/route"
@@ -89,6 +93,7 @@ type App struct {
 	Jobs      *jobs.Runner
 	handler   http.Handler
 	routes    []route.Route
+	listenURL atomic.Value // "http://<addr>" once serving: links point there without a public URL
 	trusted   []netip.Prefix
 
 	closers []func() error
@@ -130,6 +135,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		return nil, err
 	}
 	authn := auth.NewAuthenticator(issuer, a.Store)
+	if !cfg.SchedulerToken.IsZero() {
+		if err := authn.AddServiceToken(auth.ServiceToken{Name: "scheduler", Secret: cfg.SchedulerToken.Reveal(),
+			Procedures: schedulerProcedures}); err != nil {
+			return nil, err
+		}
+	}
 
 	var limiter *access.RateLimiter
 	if cfg.RateLimit {
@@ -197,8 +208,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes, AnswerMemory: answerMemory,
 	})
 
-	mount(agnesv1connect.NewAuthServiceHandler(authsvc.New(a.Store, issuer, authsvc.Options{SecureCookies: cfg.SecureCookies(),
-		MaxTokenDays: cfg.Tokens.MaxDays, AllowNonExpiringTokens: cfg.Tokens.AllowNonExpiring}), opts...))
+	signin, err := a.signInOptions(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	signin.MaxTokenDays, signin.AllowNonExpiringTokens = cfg.Tokens.MaxDays, cfg.Tokens.AllowNonExpiring
+	auths := authsvc.New(a.Store, issuer, signin)
+	mount(agnesv1connect.NewAuthServiceHandler(auths, opts...))
 	rest := restjson.New(services)
 	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer, rest)
 	admin := adminsvc.New(a.Store, Version, a.Syncer)
@@ -237,7 +253,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/api/", authn.Middleware(mirror))
 	root.Handle("/auth/", authn.Middleware(mirror))
 	// Plain routes: what the gateway cannot serve, each under a declared policy.
-	a.routes = append(append(syncs.Routes(), queries.Routes()...),
+	a.routes = append(append(append(syncs.Routes(), queries.Routes()...), auths.Routes()...),
 		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes, cfg.Limits.UploadTimeout).Route(),
 		route.Route{Pattern: "GET /openapi.json", Name: "openapi", Policy: route.Public,
 			Handler: func(w http.ResponseWriter, _ *http.Request) error {
@@ -247,10 +263,90 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 			}},
 	)
 	route.NewAdapter(authn, authorizer, log).Mount(root, a.routes...)
+	csrf, err := auth.CSRF(trustedOrigins(cfg), notFoundJSON(root, rpc))
+	if err != nil {
+		return nil, err
+	}
 	a.trusted = trustedProxies(cfg)
 	a.handler = recoverPanics(log, reqctx.Edge(a.trusted, bodyDeadline(cfg.Limits.BodyTimeout,
-		accessLog(log, notFoundJSON(root, rpc)))))
+		accessLog(log, csrf))))
 	return a, nil
+}
+
+// schedulerProcedures are what the scheduler sidecar's token may call: trigger
+// and follow syncs and rebuilds, and health.
+var schedulerProcedures = []string{
+	agnesv1connect.SyncServiceTriggerSyncProcedure,
+	agnesv1connect.SyncServiceGetSyncStatusProcedure,
+	agnesv1connect.SyncServiceGetSyncJobProcedure,
+	agnesv1connect.SyncServiceListSyncJobsProcedure,
+	agnesv1connect.SyncServiceWatchSyncJobProcedure,
+	agnesv1connect.AdminServiceRebuildAnalyticsProcedure,
+	agnesv1connect.AdminServiceGetHealthProcedure,
+}
+
+// baseURL is where mailed links and the OIDC redirect point: the public URL, or
+// the address the server listens on (development on loopback).
+func (a *App) baseURL() string {
+	if a.cfg.PublicURL != "" {
+		return strings.TrimRight(a.cfg.PublicURL, "/")
+	}
+	if u, ok := a.listenURL.Load().(string); ok {
+		return u
+	}
+	return "http://" + a.cfg.Addr
+}
+
+// trustedOrigins are the origins a browser may send state-changing requests
+// from besides the request's own Host: the public URL's (behind a proxy that
+// rewrites Host).
+func trustedOrigins(cfg config.Config) []string {
+	u, err := url.Parse(cfg.PublicURL)
+	if cfg.PublicURL == "" || err != nil || u.Host == "" {
+		return nil
+	}
+	return []string{u.Scheme + "://" + u.Host}
+}
+
+// signInOptions builds the mailer and the OIDC provider of the sign-in flows.
+func (a *App) signInOptions(cfg config.Config, log *slog.Logger) (authsvc.Options, error) {
+	opts := authsvc.Options{SecureCookies: cfg.SecureCookies(), BaseURL: a.baseURL, Log: log}
+	switch {
+	case cfg.SMTP.Host != "":
+		m, err := mail.NewSMTP(mail.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, User: cfg.SMTP.User,
+			Password: cfg.SMTP.Password, From: cfg.SMTP.From, TLS: cfg.SMTP.TLSMode()})
+		if err != nil {
+			return opts, err
+		}
+		opts.Mailer = m
+	case cfg.Loopback():
+		opts.Mailer = mail.Log{Logger: log}
+	default:
+		log.Warn("no SMTP server configured (SMTP_HOST): magic links, invites and password resets cannot be mailed")
+	}
+	o := cfg.OIDC
+	if !o.Enabled() {
+		return opts, nil
+	}
+	g := &authsvc.Google{
+		Provider: oidc.New(oidc.Config{Issuer: o.IssuerURL(), ClientID: o.ClientID, ClientSecret: o.ClientSecret.Reveal(),
+			Scopes: o.ScopeList(), RedirectURL: func() string { return a.baseURL() + "/auth/google/callback" }}),
+		RequireHostedDomain: o.IssuerURL() == config.GoogleIssuer && len(o.AllowedDomains) > 0,
+		Groups: authsvc.GroupSync{FromClaim: o.Groups.Source == config.GroupsFromClaim, Prefix: o.Groups.Prefix,
+			AdminGroup: o.Groups.AdminGroup, EveryoneGroup: o.Groups.EveryoneGroup},
+	}
+	for _, d := range o.AllowedDomains {
+		g.AllowedDomains = append(g.AllowedDomains, strings.ToLower(d))
+	}
+	if o.Groups.Source == config.GroupsFromDirectory {
+		dir, err := oidc.NewDirectory(o.Groups.Directory(), o.Groups.Credentials, o.Groups.Subject)
+		if err != nil {
+			return opts, err
+		}
+		g.Groups.Directory = dir
+	}
+	opts.Google = g
+	return opts, nil
 }
 
 // Sources are the source instances this server syncs: the configured ones
@@ -359,6 +455,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		// (bodyDeadline), and query results and downloads stream for as long as
 		// they need; queries have their own wall-clock limit.
 	}
+	a.listenURL.Store("http://" + ln.Addr().String())
 	ln = limitConnsPerIP(ln, a.cfg.Limits.MaxConnsPerIP, a.trusted)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

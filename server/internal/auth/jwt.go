@@ -17,6 +17,9 @@ import (
 const (
 	TypeSession = "session"
 	TypePAT     = "pat"
+	// TypeService is a shared secret of a trusted service (the scheduler sidecar),
+	// not a JWT: it never appears in a typ claim.
+	TypeService = "service"
 )
 
 // SessionTTL is how long a session token lives.

@@ -2,7 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -25,10 +28,11 @@ type Store interface {
 
 // Authenticator resolves credentials into a Principal.
 type Authenticator struct {
-	issuer  *Issuer
-	store   Store
-	now     func() time.Time
-	touches *lru.Cache[string, time.Time] // token|ip → last recorded use
+	issuer   *Issuer
+	store    Store
+	now      func() time.Time
+	touches  *lru.Cache[string, time.Time] // token|ip → last recorded use
+	services []serviceToken
 }
 
 // touchInterval bounds last-used bookkeeping to one write per token and IP per
@@ -102,13 +106,59 @@ func publicReason(ctx context.Context, err error) string {
 	return "authentication unavailable"
 }
 
+// ServiceToken is a shared secret a trusted service presents as its bearer token
+// (the scheduler sidecar's SCHEDULER_API_TOKEN). It acts as an admin, but only on
+// the procedures listed.
+type ServiceToken struct {
+	Name       string   // "scheduler": the caller is <name>@system.local
+	Secret     string   // at least 32 characters
+	Procedures []string // procedures and route names it may call
+}
+
+type serviceToken struct {
+	digest    [sha256.Size]byte
+	principal *Principal
+}
+
+// AddServiceToken accepts a service's shared secret from now on.
+func (a *Authenticator) AddServiceToken(t ServiceToken) error {
+	if len(t.Secret) < 32 {
+		return fmt.Errorf("service token %s: the secret must be at least 32 characters", t.Name)
+	}
+	allowed := map[string]bool{}
+	for _, p := range t.Procedures {
+		allowed[strings.TrimPrefix(p, "/")] = true
+	}
+	id := &store.Identity{UserID: "system:" + t.Name, Email: t.Name + "@system.local", Name: t.Name,
+		Active: true, IsAdmin: true, Grants: map[store.Resource]struct{}{}}
+	a.services = append(a.services, serviceToken{digest: sha256.Sum256([]byte(t.Secret)),
+		principal: &Principal{Identity: id, TokenType: TypeService, TokenID: t.Name, Scope: store.ScopeGeneral, procedures: allowed}})
+	return nil
+}
+
+// service returns the principal of a service token, comparing digests in
+// constant time so that neither the secret nor its length leaks.
+func (a *Authenticator) service(token string) *Principal {
+	got := sha256.Sum256([]byte(token))
+	var match *Principal
+	for _, s := range a.services {
+		if subtle.ConstantTimeCompare(got[:], s.digest[:]) == 1 {
+			match = s.principal
+		}
+	}
+	return match
+}
+
 // Authenticate verifies a token and loads the caller's current identity.
 func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	if p := a.service(token); p != nil {
+		return p, nil
+	}
 	c, err := a.issuer.Verify(token)
 	if err != nil {
 		return nil, ErrInvalidToken
 	}
-	p := &Principal{TokenType: c.Type, TokenID: c.ID}
+	p := &Principal{TokenType: c.Type, TokenID: c.ID, Scope: store.ScopeGeneral}
 	if c.ExpiresAt != nil {
 		p.ExpiresAt = c.ExpiresAt.Unix()
 	}
@@ -134,6 +184,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Princi
 			return nil, errRevoked
 		case row.ExpiresAt != nil && a.now().After(*row.ExpiresAt):
 			return nil, errExpiredPAT
+		}
+		if row.Scope == store.ScopeReadOnly {
+			p.Scope = store.ScopeReadOnly
 		}
 		a.touch(row.ID, reqctx.From(ctx).ClientIP)
 	}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -12,9 +13,23 @@ import (
 // Principal is the authenticated caller of one request.
 type Principal struct {
 	*store.Identity
-	TokenType string // TypeSession or TypePAT
+	TokenType string // TypeSession, TypePAT or TypeService
 	TokenID   string // jti: session id or PAT row id
 	ExpiresAt int64  // unix seconds; 0 = never (PATs without expiry)
+	// Scope is the PAT's scope (store.ScopeGeneral or store.ScopeReadOnly); sessions
+	// and service tokens are general.
+	Scope string
+	// procedures limits a service token to these procedures and routes (nil: no limit).
+	procedures map[string]bool
+}
+
+// ReadOnly reports whether the caller may only call RPCs that change no state.
+func (p *Principal) ReadOnly() bool { return p.Scope == store.ScopeReadOnly }
+
+// MayCall reports whether the caller's token allows the procedure or route name
+// ("/agnes.v1.SyncService/TriggerSync" or "agnes.v1.SyncService/TriggerSync").
+func (p *Principal) MayCall(name string) bool {
+	return p.procedures == nil || p.procedures[strings.TrimPrefix(name, "/")]
 }
 
 type principalKey struct{}

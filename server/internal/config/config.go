@@ -4,13 +4,17 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +71,103 @@ type Config struct {
 	Sources map[string]map[string]any `yaml:"sources"`
 	// Node names this machine for job leases (AGNES_NODE_ID; default: the host name).
 	Node string `yaml:"node"`
+	// SchedulerToken is the scheduler sidecar's shared secret (SCHEDULER_API_TOKEN, at
+	// least 32 characters). It may call only the sync, job and health RPCs.
+	SchedulerToken Secret `yaml:"scheduler_token"`
+	// OIDC is sign-in with Google or any OpenID Connect provider.
+	OIDC OIDC `yaml:"oidc"`
+	// SMTP sends the sign-in mails: magic links, invites, password resets.
+	SMTP SMTP `yaml:"smtp"`
 }
+
+// OIDC configures sign-in with Google (or Okta, Entra ID, Keycloak, ...). It is on
+// when the client id and secret are set; the provider redirects back to
+// <public_url>/auth/google/callback.
+type OIDC struct {
+	// ClientID is the OAuth client id (GOOGLE_CLIENT_ID).
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is the OAuth client secret (GOOGLE_CLIENT_SECRET).
+	ClientSecret Secret `yaml:"client_secret"`
+	// Issuer is the provider's issuer URL, where discovery starts (AGNES_OIDC_ISSUER;
+	// default Google's, see IssuerURL).
+	Issuer string `yaml:"issuer"`
+	// Scopes requested (AGNES_OIDC_SCOPES, space- or comma-separated; default
+	// openid email profile); add "groups" for providers that put groups in the ID
+	// token only when asked.
+	Scopes []string `yaml:"scopes"`
+	// AllowedDomains are the email domains that may sign in (AGNES_ALLOWED_DOMAINS,
+	// comma-separated); empty allows any verified email. A Google Workspace hosted
+	// domain (the hd claim) must be one of them too.
+	AllowedDomains []string `yaml:"allowed_domains"`
+	// Groups mirrors the provider's groups into Agnes groups at sign-in.
+	Groups GroupSync `yaml:"groups"`
+}
+
+// Group sync sources.
+const (
+	GroupsFromClaim     = "claim"            // the ID token's groups claim
+	GroupsFromDirectory = "google_directory" // the Google Admin SDK directory API
+)
+
+// GroupSync configures group sync at OIDC sign-in.
+type GroupSync struct {
+	// Source is "" (off), "claim" or "google_directory" (AGNES_GROUP_SYNC).
+	Source string `yaml:"source"`
+	// Prefix keeps only the groups whose email starts with it; a user whose
+	// non-empty group list has none is refused (AGNES_GOOGLE_GROUP_PREFIX).
+	Prefix string `yaml:"prefix"`
+	// AdminGroup is the provider group mirrored onto Admin (AGNES_GROUP_ADMIN_EMAIL).
+	AdminGroup string `yaml:"admin_group"`
+	// EveryoneGroup is the provider group mirrored onto Everyone (AGNES_GROUP_EVERYONE_EMAIL).
+	EveryoneGroup string `yaml:"everyone_group"`
+	// DirectoryURL is the Admin SDK's base URL (AGNES_GOOGLE_DIRECTORY_URL; default
+	// https://admin.googleapis.com).
+	DirectoryURL string `yaml:"directory_url"`
+	// Credentials is a service-account key file with domain-wide delegation of the
+	// admin.directory.group.readonly scope (GOOGLE_ADMIN_SDK_CREDENTIALS).
+	Credentials string `yaml:"credentials"`
+	// Subject is the Workspace admin the service account acts as (GOOGLE_ADMIN_SDK_SUBJECT).
+	Subject string `yaml:"subject"`
+}
+
+// Enabled reports whether OIDC sign-in is configured.
+func (o OIDC) Enabled() bool { return o.ClientID != "" && !o.ClientSecret.IsZero() }
+
+// GoogleIssuer is the default issuer.
+const GoogleIssuer = "https://accounts.google.com"
+
+// IssuerURL is the issuer, Google's by default.
+func (o OIDC) IssuerURL() string { return cmp.Or(o.Issuer, GoogleIssuer) }
+
+// ScopeList is the scopes requested, openid email profile by default.
+func (o OIDC) ScopeList() []string {
+	if len(o.Scopes) == 0 {
+		return []string{"openid", "email", "profile"}
+	}
+	return o.Scopes
+}
+
+// Directory is the Admin SDK's base URL.
+func (g GroupSync) Directory() string { return cmp.Or(g.DirectoryURL, "https://admin.googleapis.com") }
+
+// SMTP configures outgoing mail. Without a host, mail goes to the log when the
+// server listens on loopback (development) and cannot be sent otherwise.
+type SMTP struct {
+	// Host is the SMTP server (SMTP_HOST).
+	Host string `yaml:"host"`
+	// Port defaults to 587 (starttls), 465 (tls) or 25 (none) (SMTP_PORT).
+	Port int `yaml:"port"`
+	// User and Password authenticate, when set (SMTP_USER, SMTP_PASSWORD).
+	User     string `yaml:"user"`
+	Password Secret `yaml:"password"`
+	// From is the sender address (SMTP_FROM).
+	From string `yaml:"from"`
+	// TLS is starttls (default), tls (implicit) or none, for a relay on loopback (SMTP_TLS).
+	TLS string `yaml:"tls"`
+}
+
+// TLSMode is the TLS mode, starttls by default.
+func (s SMTP) TLSMode() string { return cmp.Or(s.TLS, "starttls") }
 
 // Limits are the server's edge limits.
 type Limits struct {
@@ -284,6 +384,37 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	perUser := int64(c.Query.PerUserConcurrency)
 	integer("AGNES_QUERY_PER_USER", &perUser)
 	c.Query.PerUserConcurrency = int(perUser)
+	secret := func(key string, dst *Secret) {
+		if v := getenv(key); v != "" {
+			*dst = connectors.NewSecret(v)
+		}
+	}
+	list := func(key string, dst *[]string) {
+		if v := getenv(key); v != "" {
+			*dst = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+		}
+	}
+	secret("SCHEDULER_API_TOKEN", &c.SchedulerToken)
+	str("GOOGLE_CLIENT_ID", &c.OIDC.ClientID)
+	secret("GOOGLE_CLIENT_SECRET", &c.OIDC.ClientSecret)
+	str("AGNES_OIDC_ISSUER", &c.OIDC.Issuer)
+	list("AGNES_OIDC_SCOPES", &c.OIDC.Scopes)
+	list("AGNES_ALLOWED_DOMAINS", &c.OIDC.AllowedDomains)
+	str("AGNES_GROUP_SYNC", &c.OIDC.Groups.Source)
+	str("AGNES_GOOGLE_GROUP_PREFIX", &c.OIDC.Groups.Prefix)
+	str("AGNES_GROUP_ADMIN_EMAIL", &c.OIDC.Groups.AdminGroup)
+	str("AGNES_GROUP_EVERYONE_EMAIL", &c.OIDC.Groups.EveryoneGroup)
+	str("AGNES_GOOGLE_DIRECTORY_URL", &c.OIDC.Groups.DirectoryURL)
+	str("GOOGLE_ADMIN_SDK_CREDENTIALS", &c.OIDC.Groups.Credentials)
+	str("GOOGLE_ADMIN_SDK_SUBJECT", &c.OIDC.Groups.Subject)
+	str("SMTP_HOST", &c.SMTP.Host)
+	port := int64(c.SMTP.Port)
+	integer("SMTP_PORT", &port)
+	c.SMTP.Port = int(port)
+	str("SMTP_USER", &c.SMTP.User)
+	secret("SMTP_PASSWORD", &c.SMTP.Password)
+	str("SMTP_FROM", &c.SMTP.From)
+	str("SMTP_TLS", &c.SMTP.TLS)
 	return errors.Join(errs...)
 }
 
@@ -347,7 +478,79 @@ func (c Config) Validate() error {
 		c.Query.PerUserSlots < 0 || c.Query.MaxQueue < 0 || c.Query.MaxWait <= 0 || c.Query.Threads < 0 || c.Query.AnswerMemory < 0 {
 		errs = append(errs, errors.New("query limits must be positive"))
 	}
+	if !c.SchedulerToken.IsZero() && len(c.SchedulerToken.Reveal()) < 32 {
+		errs = append(errs, errors.New("scheduler_token (SCHEDULER_API_TOKEN) must be at least 32 characters"))
+	}
+	errs = append(errs, c.validateSignIn()...)
 	return errors.Join(errs...)
+}
+
+// validateSignIn checks the OIDC and SMTP settings.
+func (c Config) validateSignIn() []error {
+	var errs []error
+	o := c.OIDC
+	if (o.ClientID == "") != o.ClientSecret.IsZero() {
+		errs = append(errs, errors.New("oidc: client_id (GOOGLE_CLIENT_ID) and client_secret (GOOGLE_CLIENT_SECRET) go together"))
+	}
+	if o.Enabled() {
+		if u, err := url.Parse(o.IssuerURL()); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("oidc: issuer %q (AGNES_OIDC_ISSUER) must be an http(s) URL", o.Issuer))
+		}
+		if !slices.Contains(o.ScopeList(), "openid") {
+			errs = append(errs, errors.New("oidc: scopes (AGNES_OIDC_SCOPES) must include openid"))
+		}
+		if c.PublicURL == "" && !c.Loopback() {
+			errs = append(errs, errors.New("oidc: public_url (AGNES_PUBLIC_URL) is required: the provider redirects to <public_url>/auth/google/callback"))
+		}
+	}
+	for _, d := range o.AllowedDomains {
+		if d == "" || strings.ContainsAny(d, "@/ ") {
+			errs = append(errs, fmt.Errorf("oidc: allowed domain %q (AGNES_ALLOWED_DOMAINS) is not a domain", d))
+		}
+	}
+	switch o.Groups.Source {
+	case "", GroupsFromClaim:
+	case GroupsFromDirectory:
+		if o.Groups.Credentials == "" || o.Groups.Subject == "" {
+			errs = append(errs, errors.New("oidc: group sync from the Google directory needs credentials (GOOGLE_ADMIN_SDK_CREDENTIALS) and subject (GOOGLE_ADMIN_SDK_SUBJECT)"))
+		}
+		if u, err := url.Parse(o.Groups.Directory()); err != nil || u.Host == "" {
+			errs = append(errs, fmt.Errorf("oidc: directory_url %q (AGNES_GOOGLE_DIRECTORY_URL) must be a URL", o.Groups.DirectoryURL))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("oidc: group sync %q (AGNES_GROUP_SYNC) must be claim or google_directory", o.Groups.Source))
+	}
+	s := c.SMTP
+	switch s.TLSMode() {
+	case "starttls", "tls", "none":
+	default:
+		errs = append(errs, fmt.Errorf("smtp: tls %q (SMTP_TLS) must be starttls, tls or none", s.TLS))
+	}
+	if s.Port < 0 || s.Port > 65535 {
+		errs = append(errs, fmt.Errorf("smtp: port %d (SMTP_PORT) is out of range", s.Port))
+	}
+	if s.Host != "" {
+		if _, err := mail.ParseAddress(s.From); err != nil {
+			errs = append(errs, fmt.Errorf("smtp: from %q (SMTP_FROM) must be an email address", s.From))
+		}
+		if c.PublicURL == "" && !c.Loopback() {
+			errs = append(errs, errors.New("smtp: public_url (AGNES_PUBLIC_URL) is required: mailed links point there"))
+		}
+	}
+	return errs
+}
+
+// Loopback reports whether the server listens only on this machine.
+func (c Config) Loopback() bool {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ParsePrefix reads a CIDR or a single address ("10.0.0.0/8", "192.0.2.7").

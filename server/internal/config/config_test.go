@@ -71,3 +71,48 @@ sources:
 	require.ErrorContains(t, err, `"bad-name" is not a valid source name`)
 	require.ErrorContains(t, err, "sources.bad-name: type is required")
 }
+
+func TestSignInSettings(t *testing.T) {
+	env := map[string]string{
+		"GOOGLE_CLIENT_ID": "cid", "GOOGLE_CLIENT_SECRET": "csecret", "AGNES_OIDC_ISSUER": "https://sso.example.com/realms/x",
+		"AGNES_OIDC_SCOPES": "openid email profile groups", "AGNES_ALLOWED_DOMAINS": "example.com, example.org",
+		"AGNES_GROUP_SYNC": "claim", "AGNES_GROUP_ADMIN_EMAIL": "admins@example.com",
+		"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "2525", "SMTP_USER": "agnes", "SMTP_PASSWORD": "smtp-pass",
+		"SMTP_FROM": "Agnes <agnes@example.com>", "SMTP_TLS": "tls",
+		"SCHEDULER_API_TOKEN": "scheduler-token-scheduler-token-0123",
+	}
+	c, err := config.Load("", func(k string) string { return env[k] })
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	require.True(t, c.OIDC.Enabled())
+	require.Equal(t, []string{"example.com", "example.org"}, c.OIDC.AllowedDomains)
+	require.Equal(t, []string{"openid", "email", "profile", "groups"}, c.OIDC.ScopeList())
+	require.Equal(t, 2525, c.SMTP.Port)
+	require.Equal(t, "[redacted]", c.SMTP.Password.String())
+	require.Equal(t, "[redacted]", c.OIDC.ClientSecret.String())
+	require.Equal(t, "[redacted]", c.SchedulerToken.String())
+
+	d := config.Default()
+	require.False(t, d.OIDC.Enabled())
+	require.Equal(t, config.GoogleIssuer, d.OIDC.IssuerURL())
+	require.Equal(t, "starttls", d.SMTP.TLSMode())
+
+	bad := map[string]string{
+		"GOOGLE_CLIENT_ID": "only-the-id", "AGNES_GROUP_SYNC": "ldap", "SMTP_HOST": "smtp.example.com",
+		"SMTP_FROM": "nobody", "SMTP_TLS": "ssl", "SCHEDULER_API_TOKEN": "short", "AGNES_ALLOWED_DOMAINS": "a@b.com",
+	}
+	c, err = config.Load("", func(k string) string { return bad[k] })
+	require.NoError(t, err)
+	err = c.Validate()
+	for _, want := range []string{"GOOGLE_CLIENT_SECRET", "AGNES_GROUP_SYNC", "SMTP_FROM", "SMTP_TLS", "SCHEDULER_API_TOKEN", "AGNES_ALLOWED_DOMAINS"} {
+		require.ErrorContains(t, err, want)
+	}
+
+	// Off loopback, links and redirects need the public URL.
+	c = config.Default()
+	c.Addr = "0.0.0.0:8000"
+	c.SMTP = config.SMTP{Host: "smtp.example.com", From: "agnes@example.com"}
+	require.ErrorContains(t, c.Validate(), "AGNES_PUBLIC_URL")
+	c.PublicURL = "https://agnes.example.com"
+	require.NoError(t, c.Validate())
+}

@@ -21,6 +21,9 @@ const (
 const (
 	MemberAdmin  = "admin"       // an admin, through the API
 	MemberSystem = "system_seed" // Everyone, on creation
+	// MemberGoogleSync: mirrored from the identity provider's groups at sign-in;
+	// only these memberships are replaced by the next sign-in.
+	MemberGoogleSync = "google_sync"
 )
 
 // Resource names one grantable thing.
@@ -170,6 +173,12 @@ type Groups interface {
 	// RemoveMember removes a membership (RuleError for the last active admin, and
 	// for Everyone).
 	RemoveMember(ctx context.Context, groupID, userID string) error
+	// SyncMemberships makes the user's memberships of origin source exactly the
+	// named groups, in one transaction: groups that do not exist are created (not
+	// system groups, created by by); memberships of that source that are not named
+	// are removed, except the last active admin's; memberships the user holds from
+	// another source are left as they are. ErrNotFound for an unknown user.
+	SyncMemberships(ctx context.Context, userID, source string, groups []string, by string) error
 }
 
 // Grant gives a group access to one resource.
@@ -209,6 +218,12 @@ type Grants interface {
 	EffectiveAccess(ctx context.Context, userID string) ([]*EffectiveGrant, error)
 }
 
+// Scopes of personal access tokens.
+const (
+	ScopeGeneral  = "general"   // everything the owner may do
+	ScopeReadOnly = "read-only" // only RPCs that change no state
+)
+
 // PAT is a personal access token's record. The token itself is never stored: only
 // its SHA-256, so a leak of the store yields no usable tokens.
 type PAT struct {
@@ -218,6 +233,7 @@ type PAT struct {
 	Name       string
 	TokenHash  string
 	Prefix     string
+	Scope      string // ScopeGeneral or ScopeReadOnly
 	CreatedAt  time.Time
 	ExpiresAt  *time.Time
 	LastUsedAt *time.Time
@@ -267,4 +283,29 @@ type AccessRequests interface {
 	// ReviewAccessRequest approves (granting the resource to groupID in the same
 	// transaction) or denies a pending request.
 	ReviewAccessRequest(ctx context.Context, id string, approve bool, groupID, note, by string) (*AccessRequest, error)
+}
+
+// OneTimeToken is a single-use secret that stands for a sign-in step: a magic
+// link, a password reset or invite link, an OIDC sign-in in progress, a CLI's
+// code. Only its SHA-256 is stored.
+type OneTimeToken struct {
+	Hash    string
+	Purpose string
+	// UserID is whom the token signs in; "" when nobody yet (an OIDC state).
+	UserID string
+	// Data is what the redeemer gets back (an OIDC nonce and verifier, a PKCE challenge).
+	Data      string
+	ExpiresAt time.Time
+}
+
+// OneTimeTokens are the single-use sign-in tokens.
+type OneTimeTokens interface {
+	// IssueOneTimeToken stores a token. A token with a UserID replaces that user's
+	// earlier tokens of the same purpose: the newest link is the one that works.
+	// Expired tokens are pruned on the way.
+	IssueOneTimeToken(ctx context.Context, t *OneTimeToken) error
+	// ConsumeOneTimeToken uses a token up and returns it: the read and the removal
+	// are one compare-and-swap, so of two concurrent redeemers exactly one gets it.
+	// ErrNotFound when no unexpired token of that purpose has that hash.
+	ConsumeOneTimeToken(ctx context.Context, purpose, hash string, now time.Time) (*OneTimeToken, error)
 }

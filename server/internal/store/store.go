@@ -42,6 +42,7 @@ type Store interface {
 	Groups
 	Grants
 	Tokens
+	OneTimeTokens
 	AccessRequests
 	Registry
 	SyncStates

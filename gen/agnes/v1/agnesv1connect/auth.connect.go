@@ -47,6 +47,23 @@ const (
 	// AuthServiceVerifyMagicLinkProcedure is the fully-qualified name of the AuthService's
 	// VerifyMagicLink RPC.
 	AuthServiceVerifyMagicLinkProcedure = "/agnes.v1.AuthService/VerifyMagicLink"
+	// AuthServiceRequestPasswordResetProcedure is the fully-qualified name of the AuthService's
+	// RequestPasswordReset RPC.
+	AuthServiceRequestPasswordResetProcedure = "/agnes.v1.AuthService/RequestPasswordReset"
+	// AuthServiceConfirmPasswordResetProcedure is the fully-qualified name of the AuthService's
+	// ConfirmPasswordReset RPC.
+	AuthServiceConfirmPasswordResetProcedure = "/agnes.v1.AuthService/ConfirmPasswordReset"
+	// AuthServiceSetupPasswordProcedure is the fully-qualified name of the AuthService's SetupPassword
+	// RPC.
+	AuthServiceSetupPasswordProcedure = "/agnes.v1.AuthService/SetupPassword"
+	// AuthServiceInviteUserProcedure is the fully-qualified name of the AuthService's InviteUser RPC.
+	AuthServiceInviteUserProcedure = "/agnes.v1.AuthService/InviteUser"
+	// AuthServiceResetUserPasswordProcedure is the fully-qualified name of the AuthService's
+	// ResetUserPassword RPC.
+	AuthServiceResetUserPasswordProcedure = "/agnes.v1.AuthService/ResetUserPassword"
+	// AuthServiceExchangeCLICodeProcedure is the fully-qualified name of the AuthService's
+	// ExchangeCLICode RPC.
+	AuthServiceExchangeCLICodeProcedure = "/agnes.v1.AuthService/ExchangeCLICode"
 	// AuthServiceGetMeProcedure is the fully-qualified name of the AuthService's GetMe RPC.
 	AuthServiceGetMeProcedure = "/agnes.v1.AuthService/GetMe"
 	// AuthServiceLogoutProcedure is the fully-qualified name of the AuthService's Logout RPC.
@@ -86,12 +103,44 @@ type AuthServiceClient interface {
 	// Errors: Unauthenticated ("Invalid email or password", "Account deactivated");
 	// ResourceExhausted when rate limited.
 	PasswordLogin(context.Context, *v1.PasswordLoginRequest) (*v1.PasswordLoginResponse, error)
-	// SendMagicLink mails a one-time sign-in link. The answer is the same whether or not
-	// the email is registered. Errors: FailedPrecondition when no mailer is configured.
+	// SendMagicLink mails a one-time sign-in link (1 h) to an active user. The answer is
+	// the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
 	SendMagicLink(context.Context, *v1.SendMagicLinkRequest) (*v1.SendMagicLinkResponse, error)
-	// VerifyMagicLink exchanges a magic-link token for a session token.
-	// Errors: Unauthenticated for an unknown, used or expired link.
+	// VerifyMagicLink exchanges a magic-link token for a session token; the link works once.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; ResourceExhausted when rate limited.
 	VerifyMagicLink(context.Context, *v1.VerifyMagicLinkRequest) (*v1.VerifyMagicLinkResponse, error)
+	// RequestPasswordReset mails a password-reset link (24 h) to an active user. The
+	// answer is the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
+	RequestPasswordReset(context.Context, *v1.RequestPasswordResetRequest) (*v1.RequestPasswordResetResponse, error)
+	// ConfirmPasswordReset sets a new password with a reset link's token (single use)
+	// and signs the user in.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; InvalidArgument for a password shorter than 8;
+	// ResourceExhausted when rate limited.
+	ConfirmPasswordReset(context.Context, *v1.ConfirmPasswordResetRequest) (*v1.ConfirmPasswordResetResponse, error)
+	// SetupPassword sets the first password with an invite link's token (single use, 7 d)
+	// and signs the user in.
+	// Errors: as ConfirmPasswordReset.
+	SetupPassword(context.Context, *v1.SetupPasswordRequest) (*v1.SetupPasswordResponse, error)
+	// InviteUser mails a user a link to set their password (7 d), replacing an earlier
+	// invite (admin). The link is also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	InviteUser(context.Context, *v1.InviteUserRequest) (*v1.InviteUserResponse, error)
+	// ResetUserPassword mails a user a password-reset link (24 h) (admin). The link is
+	// also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	ResetUserPassword(context.Context, *v1.ResetUserPasswordRequest) (*v1.ResetUserPasswordResponse, error)
+	// ExchangeCLICode gives the CLI a session token for the one-time code its loopback
+	// redirect received (`agnes login --browser`), proving with the PKCE verifier that it
+	// started the sign-in.
+	// Errors: Unauthenticated for an unknown, used or expired code or a wrong verifier;
+	// ResourceExhausted when rate limited.
+	ExchangeCLICode(context.Context, *v1.ExchangeCLICodeRequest) (*v1.ExchangeCLICodeResponse, error)
 	// GetMe describes the caller. Errors: Unauthenticated.
 	GetMe(context.Context, *v1.GetMeRequest) (*v1.GetMeResponse, error)
 	// Logout revokes the caller's session token server-side and clears the cookie.
@@ -158,6 +207,42 @@ func NewAuthServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(authServiceMethods.ByName("VerifyMagicLink")),
 			connect.WithClientOptions(opts...),
 		),
+		requestPasswordReset: connect.NewClient[v1.RequestPasswordResetRequest, v1.RequestPasswordResetResponse](
+			httpClient,
+			baseURL+AuthServiceRequestPasswordResetProcedure,
+			connect.WithSchema(authServiceMethods.ByName("RequestPasswordReset")),
+			connect.WithClientOptions(opts...),
+		),
+		confirmPasswordReset: connect.NewClient[v1.ConfirmPasswordResetRequest, v1.ConfirmPasswordResetResponse](
+			httpClient,
+			baseURL+AuthServiceConfirmPasswordResetProcedure,
+			connect.WithSchema(authServiceMethods.ByName("ConfirmPasswordReset")),
+			connect.WithClientOptions(opts...),
+		),
+		setupPassword: connect.NewClient[v1.SetupPasswordRequest, v1.SetupPasswordResponse](
+			httpClient,
+			baseURL+AuthServiceSetupPasswordProcedure,
+			connect.WithSchema(authServiceMethods.ByName("SetupPassword")),
+			connect.WithClientOptions(opts...),
+		),
+		inviteUser: connect.NewClient[v1.InviteUserRequest, v1.InviteUserResponse](
+			httpClient,
+			baseURL+AuthServiceInviteUserProcedure,
+			connect.WithSchema(authServiceMethods.ByName("InviteUser")),
+			connect.WithClientOptions(opts...),
+		),
+		resetUserPassword: connect.NewClient[v1.ResetUserPasswordRequest, v1.ResetUserPasswordResponse](
+			httpClient,
+			baseURL+AuthServiceResetUserPasswordProcedure,
+			connect.WithSchema(authServiceMethods.ByName("ResetUserPassword")),
+			connect.WithClientOptions(opts...),
+		),
+		exchangeCLICode: connect.NewClient[v1.ExchangeCLICodeRequest, v1.ExchangeCLICodeResponse](
+			httpClient,
+			baseURL+AuthServiceExchangeCLICodeProcedure,
+			connect.WithSchema(authServiceMethods.ByName("ExchangeCLICode")),
+			connect.WithClientOptions(opts...),
+		),
 		getMe: connect.NewClient[v1.GetMeRequest, v1.GetMeResponse](
 			httpClient,
 			baseURL+AuthServiceGetMeProcedure,
@@ -222,6 +307,12 @@ type authServiceClient struct {
 	passwordLogin        *connect.Client[v1.PasswordLoginRequest, v1.PasswordLoginResponse]
 	sendMagicLink        *connect.Client[v1.SendMagicLinkRequest, v1.SendMagicLinkResponse]
 	verifyMagicLink      *connect.Client[v1.VerifyMagicLinkRequest, v1.VerifyMagicLinkResponse]
+	requestPasswordReset *connect.Client[v1.RequestPasswordResetRequest, v1.RequestPasswordResetResponse]
+	confirmPasswordReset *connect.Client[v1.ConfirmPasswordResetRequest, v1.ConfirmPasswordResetResponse]
+	setupPassword        *connect.Client[v1.SetupPasswordRequest, v1.SetupPasswordResponse]
+	inviteUser           *connect.Client[v1.InviteUserRequest, v1.InviteUserResponse]
+	resetUserPassword    *connect.Client[v1.ResetUserPasswordRequest, v1.ResetUserPasswordResponse]
+	exchangeCLICode      *connect.Client[v1.ExchangeCLICodeRequest, v1.ExchangeCLICodeResponse]
 	getMe                *connect.Client[v1.GetMeRequest, v1.GetMeResponse]
 	logout               *connect.Client[v1.LogoutRequest, v1.LogoutResponse]
 	createToken          *connect.Client[v1.CreateTokenRequest, v1.CreateTokenResponse]
@@ -272,6 +363,60 @@ func (c *authServiceClient) SendMagicLink(ctx context.Context, req *v1.SendMagic
 // VerifyMagicLink calls agnes.v1.AuthService.VerifyMagicLink.
 func (c *authServiceClient) VerifyMagicLink(ctx context.Context, req *v1.VerifyMagicLinkRequest) (*v1.VerifyMagicLinkResponse, error) {
 	response, err := c.verifyMagicLink.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// RequestPasswordReset calls agnes.v1.AuthService.RequestPasswordReset.
+func (c *authServiceClient) RequestPasswordReset(ctx context.Context, req *v1.RequestPasswordResetRequest) (*v1.RequestPasswordResetResponse, error) {
+	response, err := c.requestPasswordReset.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ConfirmPasswordReset calls agnes.v1.AuthService.ConfirmPasswordReset.
+func (c *authServiceClient) ConfirmPasswordReset(ctx context.Context, req *v1.ConfirmPasswordResetRequest) (*v1.ConfirmPasswordResetResponse, error) {
+	response, err := c.confirmPasswordReset.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// SetupPassword calls agnes.v1.AuthService.SetupPassword.
+func (c *authServiceClient) SetupPassword(ctx context.Context, req *v1.SetupPasswordRequest) (*v1.SetupPasswordResponse, error) {
+	response, err := c.setupPassword.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// InviteUser calls agnes.v1.AuthService.InviteUser.
+func (c *authServiceClient) InviteUser(ctx context.Context, req *v1.InviteUserRequest) (*v1.InviteUserResponse, error) {
+	response, err := c.inviteUser.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ResetUserPassword calls agnes.v1.AuthService.ResetUserPassword.
+func (c *authServiceClient) ResetUserPassword(ctx context.Context, req *v1.ResetUserPasswordRequest) (*v1.ResetUserPasswordResponse, error) {
+	response, err := c.resetUserPassword.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ExchangeCLICode calls agnes.v1.AuthService.ExchangeCLICode.
+func (c *authServiceClient) ExchangeCLICode(ctx context.Context, req *v1.ExchangeCLICodeRequest) (*v1.ExchangeCLICodeResponse, error) {
+	response, err := c.exchangeCLICode.CallUnary(ctx, connect.NewRequest(req))
 	if response != nil {
 		return response.Msg, err
 	}
@@ -375,12 +520,44 @@ type AuthServiceHandler interface {
 	// Errors: Unauthenticated ("Invalid email or password", "Account deactivated");
 	// ResourceExhausted when rate limited.
 	PasswordLogin(context.Context, *v1.PasswordLoginRequest) (*v1.PasswordLoginResponse, error)
-	// SendMagicLink mails a one-time sign-in link. The answer is the same whether or not
-	// the email is registered. Errors: FailedPrecondition when no mailer is configured.
+	// SendMagicLink mails a one-time sign-in link (1 h) to an active user. The answer is
+	// the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
 	SendMagicLink(context.Context, *v1.SendMagicLinkRequest) (*v1.SendMagicLinkResponse, error)
-	// VerifyMagicLink exchanges a magic-link token for a session token.
-	// Errors: Unauthenticated for an unknown, used or expired link.
+	// VerifyMagicLink exchanges a magic-link token for a session token; the link works once.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; ResourceExhausted when rate limited.
 	VerifyMagicLink(context.Context, *v1.VerifyMagicLinkRequest) (*v1.VerifyMagicLinkResponse, error)
+	// RequestPasswordReset mails a password-reset link (24 h) to an active user. The
+	// answer is the same whether or not the email is registered.
+	// Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+	// configured; ResourceExhausted when rate limited.
+	RequestPasswordReset(context.Context, *v1.RequestPasswordResetRequest) (*v1.RequestPasswordResetResponse, error)
+	// ConfirmPasswordReset sets a new password with a reset link's token (single use)
+	// and signs the user in.
+	// Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+	// and for a deactivated account; InvalidArgument for a password shorter than 8;
+	// ResourceExhausted when rate limited.
+	ConfirmPasswordReset(context.Context, *v1.ConfirmPasswordResetRequest) (*v1.ConfirmPasswordResetResponse, error)
+	// SetupPassword sets the first password with an invite link's token (single use, 7 d)
+	// and signs the user in.
+	// Errors: as ConfirmPasswordReset.
+	SetupPassword(context.Context, *v1.SetupPasswordRequest) (*v1.SetupPasswordResponse, error)
+	// InviteUser mails a user a link to set their password (7 d), replacing an earlier
+	// invite (admin). The link is also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	InviteUser(context.Context, *v1.InviteUserRequest) (*v1.InviteUserResponse, error)
+	// ResetUserPassword mails a user a password-reset link (24 h) (admin). The link is
+	// also returned, for when no mailer is configured.
+	// Errors: NotFound; FailedPrecondition for a deactivated user.
+	ResetUserPassword(context.Context, *v1.ResetUserPasswordRequest) (*v1.ResetUserPasswordResponse, error)
+	// ExchangeCLICode gives the CLI a session token for the one-time code its loopback
+	// redirect received (`agnes login --browser`), proving with the PKCE verifier that it
+	// started the sign-in.
+	// Errors: Unauthenticated for an unknown, used or expired code or a wrong verifier;
+	// ResourceExhausted when rate limited.
+	ExchangeCLICode(context.Context, *v1.ExchangeCLICodeRequest) (*v1.ExchangeCLICodeResponse, error)
 	// GetMe describes the caller. Errors: Unauthenticated.
 	GetMe(context.Context, *v1.GetMeRequest) (*v1.GetMeResponse, error)
 	// Logout revokes the caller's session token server-side and clears the cookie.
@@ -441,6 +618,42 @@ func NewAuthServiceHandler(svc AuthServiceHandler, opts ...connect.HandlerOption
 		AuthServiceVerifyMagicLinkProcedure,
 		svc.VerifyMagicLink,
 		connect.WithSchema(authServiceMethods.ByName("VerifyMagicLink")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceRequestPasswordResetHandler := connect.NewUnaryHandlerSimple(
+		AuthServiceRequestPasswordResetProcedure,
+		svc.RequestPasswordReset,
+		connect.WithSchema(authServiceMethods.ByName("RequestPasswordReset")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceConfirmPasswordResetHandler := connect.NewUnaryHandlerSimple(
+		AuthServiceConfirmPasswordResetProcedure,
+		svc.ConfirmPasswordReset,
+		connect.WithSchema(authServiceMethods.ByName("ConfirmPasswordReset")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceSetupPasswordHandler := connect.NewUnaryHandlerSimple(
+		AuthServiceSetupPasswordProcedure,
+		svc.SetupPassword,
+		connect.WithSchema(authServiceMethods.ByName("SetupPassword")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceInviteUserHandler := connect.NewUnaryHandlerSimple(
+		AuthServiceInviteUserProcedure,
+		svc.InviteUser,
+		connect.WithSchema(authServiceMethods.ByName("InviteUser")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceResetUserPasswordHandler := connect.NewUnaryHandlerSimple(
+		AuthServiceResetUserPasswordProcedure,
+		svc.ResetUserPassword,
+		connect.WithSchema(authServiceMethods.ByName("ResetUserPassword")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceExchangeCLICodeHandler := connect.NewUnaryHandlerSimple(
+		AuthServiceExchangeCLICodeProcedure,
+		svc.ExchangeCLICode,
+		connect.WithSchema(authServiceMethods.ByName("ExchangeCLICode")),
 		connect.WithHandlerOptions(opts...),
 	)
 	authServiceGetMeHandler := connect.NewUnaryHandlerSimple(
@@ -509,6 +722,18 @@ func NewAuthServiceHandler(svc AuthServiceHandler, opts ...connect.HandlerOption
 			authServiceSendMagicLinkHandler.ServeHTTP(w, r)
 		case AuthServiceVerifyMagicLinkProcedure:
 			authServiceVerifyMagicLinkHandler.ServeHTTP(w, r)
+		case AuthServiceRequestPasswordResetProcedure:
+			authServiceRequestPasswordResetHandler.ServeHTTP(w, r)
+		case AuthServiceConfirmPasswordResetProcedure:
+			authServiceConfirmPasswordResetHandler.ServeHTTP(w, r)
+		case AuthServiceSetupPasswordProcedure:
+			authServiceSetupPasswordHandler.ServeHTTP(w, r)
+		case AuthServiceInviteUserProcedure:
+			authServiceInviteUserHandler.ServeHTTP(w, r)
+		case AuthServiceResetUserPasswordProcedure:
+			authServiceResetUserPasswordHandler.ServeHTTP(w, r)
+		case AuthServiceExchangeCLICodeProcedure:
+			authServiceExchangeCLICodeHandler.ServeHTTP(w, r)
 		case AuthServiceGetMeProcedure:
 			authServiceGetMeHandler.ServeHTTP(w, r)
 		case AuthServiceLogoutProcedure:
@@ -554,6 +779,30 @@ func (UnimplementedAuthServiceHandler) SendMagicLink(context.Context, *v1.SendMa
 
 func (UnimplementedAuthServiceHandler) VerifyMagicLink(context.Context, *v1.VerifyMagicLinkRequest) (*v1.VerifyMagicLinkResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AuthService.VerifyMagicLink is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) RequestPasswordReset(context.Context, *v1.RequestPasswordResetRequest) (*v1.RequestPasswordResetResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AuthService.RequestPasswordReset is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) ConfirmPasswordReset(context.Context, *v1.ConfirmPasswordResetRequest) (*v1.ConfirmPasswordResetResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AuthService.ConfirmPasswordReset is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) SetupPassword(context.Context, *v1.SetupPasswordRequest) (*v1.SetupPasswordResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AuthService.SetupPassword is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) InviteUser(context.Context, *v1.InviteUserRequest) (*v1.InviteUserResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AuthService.InviteUser is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) ResetUserPassword(context.Context, *v1.ResetUserPasswordRequest) (*v1.ResetUserPasswordResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AuthService.ResetUserPassword is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) ExchangeCLICode(context.Context, *v1.ExchangeCLICodeRequest) (*v1.ExchangeCLICodeResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AuthService.ExchangeCLICode is not implemented"))
 }
 
 func (UnimplementedAuthServiceHandler) GetMe(context.Context, *v1.GetMeRequest) (*v1.GetMeResponse, error) {

@@ -346,6 +346,372 @@ export declare type VerifyMagicLinkResponse = Message<"agnes.v1.VerifyMagicLinkR
 export declare const VerifyMagicLinkResponseSchema: GenMessage<VerifyMagicLinkResponse>;
 
 /**
+ * RequestPasswordResetRequest names the account.
+ *
+ * @generated from message agnes.v1.RequestPasswordResetRequest
+ */
+export declare type RequestPasswordResetRequest = Message<"agnes.v1.RequestPasswordResetRequest"> & {
+  /**
+   * Email.
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+};
+
+/**
+ * Describes the message agnes.v1.RequestPasswordResetRequest.
+ * Use `create(RequestPasswordResetRequestSchema)` to create a new message.
+ */
+export declare const RequestPasswordResetRequestSchema: GenMessage<RequestPasswordResetRequest>;
+
+/**
+ * RequestPasswordResetResponse never tells whether the email exists.
+ *
+ * @generated from message agnes.v1.RequestPasswordResetResponse
+ */
+export declare type RequestPasswordResetResponse = Message<"agnes.v1.RequestPasswordResetResponse"> & {
+  /**
+   * Human message.
+   *
+   * @generated from field: string message = 1;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message agnes.v1.RequestPasswordResetResponse.
+ * Use `create(RequestPasswordResetResponseSchema)` to create a new message.
+ */
+export declare const RequestPasswordResetResponseSchema: GenMessage<RequestPasswordResetResponse>;
+
+/**
+ * ConfirmPasswordResetRequest carries the reset link's parameters and the new password.
+ *
+ * @generated from message agnes.v1.ConfirmPasswordResetRequest
+ */
+export declare type ConfirmPasswordResetRequest = Message<"agnes.v1.ConfirmPasswordResetRequest"> & {
+  /**
+   * Email the link was sent to.
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * One-time token from the link.
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+
+  /**
+   * New password (at least 8 characters).
+   *
+   * @generated from field: string password = 3;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message agnes.v1.ConfirmPasswordResetRequest.
+ * Use `create(ConfirmPasswordResetRequestSchema)` to create a new message.
+ */
+export declare const ConfirmPasswordResetRequestSchema: GenMessage<ConfirmPasswordResetRequest>;
+
+/**
+ * ConfirmPasswordResetResponse carries a session token.
+ *
+ * @generated from message agnes.v1.ConfirmPasswordResetResponse
+ */
+export declare type ConfirmPasswordResetResponse = Message<"agnes.v1.ConfirmPasswordResetResponse"> & {
+  /**
+   * Session JWT.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Always "bearer".
+   *
+   * @generated from field: string token_type = 2;
+   */
+  tokenType: string;
+
+  /**
+   * Email.
+   *
+   * @generated from field: string email = 3;
+   */
+  email: string;
+
+  /**
+   * "admin" or "user".
+   *
+   * @generated from field: string role = 4;
+   */
+  role: string;
+
+  /**
+   * Human message.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message agnes.v1.ConfirmPasswordResetResponse.
+ * Use `create(ConfirmPasswordResetResponseSchema)` to create a new message.
+ */
+export declare const ConfirmPasswordResetResponseSchema: GenMessage<ConfirmPasswordResetResponse>;
+
+/**
+ * SetupPasswordRequest carries the invite link's parameters and the first password.
+ *
+ * @generated from message agnes.v1.SetupPasswordRequest
+ */
+export declare type SetupPasswordRequest = Message<"agnes.v1.SetupPasswordRequest"> & {
+  /**
+   * Email the invite was sent to.
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * One-time token from the link.
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+
+  /**
+   * Password (at least 8 characters).
+   *
+   * @generated from field: string password = 3;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message agnes.v1.SetupPasswordRequest.
+ * Use `create(SetupPasswordRequestSchema)` to create a new message.
+ */
+export declare const SetupPasswordRequestSchema: GenMessage<SetupPasswordRequest>;
+
+/**
+ * SetupPasswordResponse carries a session token.
+ *
+ * @generated from message agnes.v1.SetupPasswordResponse
+ */
+export declare type SetupPasswordResponse = Message<"agnes.v1.SetupPasswordResponse"> & {
+  /**
+   * Session JWT.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Always "bearer".
+   *
+   * @generated from field: string token_type = 2;
+   */
+  tokenType: string;
+
+  /**
+   * Email.
+   *
+   * @generated from field: string email = 3;
+   */
+  email: string;
+
+  /**
+   * "admin" or "user".
+   *
+   * @generated from field: string role = 4;
+   */
+  role: string;
+
+  /**
+   * Human message.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message agnes.v1.SetupPasswordResponse.
+ * Use `create(SetupPasswordResponseSchema)` to create a new message.
+ */
+export declare const SetupPasswordResponseSchema: GenMessage<SetupPasswordResponse>;
+
+/**
+ * InviteUserRequest names the user to invite.
+ *
+ * @generated from message agnes.v1.InviteUserRequest
+ */
+export declare type InviteUserRequest = Message<"agnes.v1.InviteUserRequest"> & {
+  /**
+   * User id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message agnes.v1.InviteUserRequest.
+ * Use `create(InviteUserRequestSchema)` to create a new message.
+ */
+export declare const InviteUserRequestSchema: GenMessage<InviteUserRequest>;
+
+/**
+ * InviteUserResponse carries the setup link.
+ *
+ * @generated from message agnes.v1.InviteUserResponse
+ */
+export declare type InviteUserResponse = Message<"agnes.v1.InviteUserResponse"> & {
+  /**
+   * The link that sets the password (valid 7 days, once).
+   *
+   * @generated from field: string invite_url = 1;
+   */
+  inviteUrl: string;
+
+  /**
+   * Whether the link was mailed.
+   *
+   * @generated from field: bool email_sent = 2;
+   */
+  emailSent: boolean;
+};
+
+/**
+ * Describes the message agnes.v1.InviteUserResponse.
+ * Use `create(InviteUserResponseSchema)` to create a new message.
+ */
+export declare const InviteUserResponseSchema: GenMessage<InviteUserResponse>;
+
+/**
+ * ResetUserPasswordRequest names the user.
+ *
+ * @generated from message agnes.v1.ResetUserPasswordRequest
+ */
+export declare type ResetUserPasswordRequest = Message<"agnes.v1.ResetUserPasswordRequest"> & {
+  /**
+   * User id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message agnes.v1.ResetUserPasswordRequest.
+ * Use `create(ResetUserPasswordRequestSchema)` to create a new message.
+ */
+export declare const ResetUserPasswordRequestSchema: GenMessage<ResetUserPasswordRequest>;
+
+/**
+ * ResetUserPasswordResponse carries the reset link.
+ *
+ * @generated from message agnes.v1.ResetUserPasswordResponse
+ */
+export declare type ResetUserPasswordResponse = Message<"agnes.v1.ResetUserPasswordResponse"> & {
+  /**
+   * The link that resets the password (valid 24 hours, once).
+   *
+   * @generated from field: string reset_url = 1;
+   */
+  resetUrl: string;
+
+  /**
+   * Whether the link was mailed.
+   *
+   * @generated from field: bool email_sent = 2;
+   */
+  emailSent: boolean;
+};
+
+/**
+ * Describes the message agnes.v1.ResetUserPasswordResponse.
+ * Use `create(ResetUserPasswordResponseSchema)` to create a new message.
+ */
+export declare const ResetUserPasswordResponseSchema: GenMessage<ResetUserPasswordResponse>;
+
+/**
+ * ExchangeCLICodeRequest carries what the CLI's loopback redirect received.
+ *
+ * @generated from message agnes.v1.ExchangeCLICodeRequest
+ */
+export declare type ExchangeCLICodeRequest = Message<"agnes.v1.ExchangeCLICodeRequest"> & {
+  /**
+   * One-time code from the redirect.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * The PKCE verifier whose S256 challenge started the sign-in.
+   *
+   * @generated from field: string code_verifier = 2;
+   */
+  codeVerifier: string;
+};
+
+/**
+ * Describes the message agnes.v1.ExchangeCLICodeRequest.
+ * Use `create(ExchangeCLICodeRequestSchema)` to create a new message.
+ */
+export declare const ExchangeCLICodeRequestSchema: GenMessage<ExchangeCLICodeRequest>;
+
+/**
+ * ExchangeCLICodeResponse carries a session token.
+ *
+ * @generated from message agnes.v1.ExchangeCLICodeResponse
+ */
+export declare type ExchangeCLICodeResponse = Message<"agnes.v1.ExchangeCLICodeResponse"> & {
+  /**
+   * Session JWT.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Always "bearer".
+   *
+   * @generated from field: string token_type = 2;
+   */
+  tokenType: string;
+
+  /**
+   * Email.
+   *
+   * @generated from field: string email = 3;
+   */
+  email: string;
+
+  /**
+   * "admin" or "user".
+   *
+   * @generated from field: string role = 4;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message agnes.v1.ExchangeCLICodeResponse.
+ * Use `create(ExchangeCLICodeResponseSchema)` to create a new message.
+ */
+export declare const ExchangeCLICodeResponseSchema: GenMessage<ExchangeCLICodeResponse>;
+
+/**
  * GetMeRequest is empty.
  *
  * @generated from message agnes.v1.GetMeRequest
@@ -406,6 +772,13 @@ export declare type GetMeResponse = Message<"agnes.v1.GetMeResponse"> & {
    * @generated from field: string token_type = 6;
    */
   tokenType: string;
+
+  /**
+   * "general" or "read-only" (personal access tokens only).
+   *
+   * @generated from field: string scope = 7;
+   */
+  scope: string;
 };
 
 /**
@@ -482,6 +855,14 @@ export declare type CreateTokenRequest = Message<"agnes.v1.CreateTokenRequest"> 
    * @generated from field: bool no_expiry = 4;
    */
   noExpiry: boolean;
+
+  /**
+   * "general" (default: everything the owner may do) or "read-only" (only RPCs that
+   * change no state).
+   *
+   * @generated from field: string scope = 5;
+   */
+  scope: string;
 };
 
 /**
@@ -565,6 +946,13 @@ export declare type TokenInfo = Message<"agnes.v1.TokenInfo"> & {
    * @generated from field: string last_used_ip = 10;
    */
   lastUsedIp: string;
+
+  /**
+   * "general" or "read-only".
+   *
+   * @generated from field: string scope = 11;
+   */
+  scope: string;
 };
 
 /**
@@ -620,6 +1008,13 @@ export declare type CreateTokenResponse = Message<"agnes.v1.CreateTokenResponse"
    * @generated from field: google.protobuf.Timestamp created_at = 6;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * "general" or "read-only".
+   *
+   * @generated from field: string scope = 7;
+   */
+  scope: string;
 };
 
 /**
@@ -893,9 +1288,11 @@ export declare type EffectiveGrant = Message<"agnes.v1.EffectiveGrant"> & {
 export declare const EffectiveGrantSchema: GenMessage<EffectiveGrant>;
 
 /**
- * AuthService signs people and agents in: password, magic link, personal access tokens.
- * Google OIDC is a browser redirect flow and is served by plain HTTP handlers
- * (/auth/google/login, /auth/google/callback) that issue the same session tokens.
+ * AuthService signs people and agents in: password, magic link, invites, password
+ * reset, personal access tokens. Google (any OIDC provider) is a browser redirect flow
+ * served by plain HTTP routes (/auth/google/login, /auth/google/callback), as are the
+ * sign-in page (/login), the magic link's GET form and the CLI's browser sign-in; they
+ * issue the same session tokens.
  *
  * @generated from service agnes.v1.AuthService
  */
@@ -939,8 +1336,10 @@ export declare const AuthService: GenService<{
     output: typeof PasswordLoginResponseSchema;
   },
   /**
-   * SendMagicLink mails a one-time sign-in link. The answer is the same whether or not
-   * the email is registered. Errors: FailedPrecondition when no mailer is configured.
+   * SendMagicLink mails a one-time sign-in link (1 h) to an active user. The answer is
+   * the same whether or not the email is registered.
+   * Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+   * configured; ResourceExhausted when rate limited.
    *
    * @generated from rpc agnes.v1.AuthService.SendMagicLink
    */
@@ -950,8 +1349,9 @@ export declare const AuthService: GenService<{
     output: typeof SendMagicLinkResponseSchema;
   },
   /**
-   * VerifyMagicLink exchanges a magic-link token for a session token.
-   * Errors: Unauthenticated for an unknown, used or expired link.
+   * VerifyMagicLink exchanges a magic-link token for a session token; the link works once.
+   * Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+   * and for a deactivated account; ResourceExhausted when rate limited.
    *
    * @generated from rpc agnes.v1.AuthService.VerifyMagicLink
    */
@@ -959,6 +1359,83 @@ export declare const AuthService: GenService<{
     methodKind: "unary";
     input: typeof VerifyMagicLinkRequestSchema;
     output: typeof VerifyMagicLinkResponseSchema;
+  },
+  /**
+   * RequestPasswordReset mails a password-reset link (24 h) to an active user. The
+   * answer is the same whether or not the email is registered.
+   * Errors: InvalidArgument for a malformed email; FailedPrecondition when no mailer is
+   * configured; ResourceExhausted when rate limited.
+   *
+   * @generated from rpc agnes.v1.AuthService.RequestPasswordReset
+   */
+  requestPasswordReset: {
+    methodKind: "unary";
+    input: typeof RequestPasswordResetRequestSchema;
+    output: typeof RequestPasswordResetResponseSchema;
+  },
+  /**
+   * ConfirmPasswordReset sets a new password with a reset link's token (single use)
+   * and signs the user in.
+   * Errors: Unauthenticated for an unknown, used or expired link (one message for all)
+   * and for a deactivated account; InvalidArgument for a password shorter than 8;
+   * ResourceExhausted when rate limited.
+   *
+   * @generated from rpc agnes.v1.AuthService.ConfirmPasswordReset
+   */
+  confirmPasswordReset: {
+    methodKind: "unary";
+    input: typeof ConfirmPasswordResetRequestSchema;
+    output: typeof ConfirmPasswordResetResponseSchema;
+  },
+  /**
+   * SetupPassword sets the first password with an invite link's token (single use, 7 d)
+   * and signs the user in.
+   * Errors: as ConfirmPasswordReset.
+   *
+   * @generated from rpc agnes.v1.AuthService.SetupPassword
+   */
+  setupPassword: {
+    methodKind: "unary";
+    input: typeof SetupPasswordRequestSchema;
+    output: typeof SetupPasswordResponseSchema;
+  },
+  /**
+   * InviteUser mails a user a link to set their password (7 d), replacing an earlier
+   * invite (admin). The link is also returned, for when no mailer is configured.
+   * Errors: NotFound; FailedPrecondition for a deactivated user.
+   *
+   * @generated from rpc agnes.v1.AuthService.InviteUser
+   */
+  inviteUser: {
+    methodKind: "unary";
+    input: typeof InviteUserRequestSchema;
+    output: typeof InviteUserResponseSchema;
+  },
+  /**
+   * ResetUserPassword mails a user a password-reset link (24 h) (admin). The link is
+   * also returned, for when no mailer is configured.
+   * Errors: NotFound; FailedPrecondition for a deactivated user.
+   *
+   * @generated from rpc agnes.v1.AuthService.ResetUserPassword
+   */
+  resetUserPassword: {
+    methodKind: "unary";
+    input: typeof ResetUserPasswordRequestSchema;
+    output: typeof ResetUserPasswordResponseSchema;
+  },
+  /**
+   * ExchangeCLICode gives the CLI a session token for the one-time code its loopback
+   * redirect received (`agnes login --browser`), proving with the PKCE verifier that it
+   * started the sign-in.
+   * Errors: Unauthenticated for an unknown, used or expired code or a wrong verifier;
+   * ResourceExhausted when rate limited.
+   *
+   * @generated from rpc agnes.v1.AuthService.ExchangeCLICode
+   */
+  exchangeCLICode: {
+    methodKind: "unary";
+    input: typeof ExchangeCLICodeRequestSchema;
+    output: typeof ExchangeCLICodeResponseSchema;
   },
   /**
    * GetMe describes the caller. Errors: Unauthenticated.

@@ -12,7 +12,7 @@ import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
  * Describes the file agnes/v1/auth.proto.
  */
 export const file_agnes_v1_auth = /*@__PURE__*/
-  fileDesc("ChNhZ25lcy92MS9hdXRoLnByb3RvEghhZ25lcy52MSJBChBCb290c3RyYXBSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkiawoRQm9vdHN0cmFwUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVlbWFpbBgEIAEoCRIMCgRyb2xlGAUgASgJIjwKGUNyZWF0ZVNlc3Npb25Ub2tlblJlcXVlc3QSDQoFZW1haWwYASABKAkSEAoIcGFzc3dvcmQYAiABKAkidAoaQ3JlYXRlU2Vzc2lvblRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVlbWFpbBgEIAEoCRIMCgRyb2xlGAUgASgJIjcKFFBhc3N3b3JkTG9naW5SZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIl4KFVBhc3N3b3JkTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSEgoKdG9rZW5fdHlwZRgCIAEoCRINCgVlbWFpbBgDIAEoCRIMCgRyb2xlGAQgASgJIiUKFFNlbmRNYWdpY0xpbmtSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJIigKFVNlbmRNYWdpY0xpbmtSZXNwb25zZRIPCgdtZXNzYWdlGAEgASgJIjYKFlZlcmlmeU1hZ2ljTGlua1JlcXVlc3QSDQoFZW1haWwYASABKAkSDQoFdG9rZW4YAiABKAkiYAoXVmVyaWZ5TWFnaWNMaW5rUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSDQoFZW1haWwYAyABKAkSDAoEcm9sZRgEIAEoCSIOCgxHZXRNZVJlcXVlc3QiggEKDUdldE1lUmVzcG9uc2USCgoCaWQYASABKAkSDQoFZW1haWwYAiABKAkSDAoEbmFtZRgDIAEoCRIQCghpc19hZG1pbhgEIAEoCBIiCgZncm91cHMYBSADKAsyEi5hZ25lcy52MS5Hcm91cFJlZhISCgp0b2tlbl90eXBlGAYgASgJIg8KDUxvZ291dFJlcXVlc3QiIAoOTG9nb3V0UmVzcG9uc2USDgoGc3RhdHVzGAEgASgJIpEBChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIcCg9leHBpcmVzX2luX2RheXMYAiABKAVIAIgBARIYCgt0dGxfc2Vjb25kcxgDIAEoA0gBiAEBEhEKCW5vX2V4cGlyeRgEIAEoCEISChBfZXhwaXJlc19pbl9kYXlzQg4KDF90dGxfc2Vjb25kcyKyAgoJVG9rZW5JbmZvEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGcHJlZml4GAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdXNlcl9pZBgIIAEoCRISCgp1c2VyX2VtYWlsGAkgASgJEhQKDGxhc3RfdXNlZF9pcBgKIAEoCSKuAQoTQ3JlYXRlVG9rZW5SZXNwb25zZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRINCgV0b2tlbhgEIAEoCRIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCITChFMaXN0VG9rZW5zUmVxdWVzdCI5ChJMaXN0VG9rZW5zUmVzcG9uc2USIwoGdG9rZW5zGAEgAygLMhMuYWduZXMudjEuVG9rZW5JbmZvIiMKD0dldFRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSI2ChBHZXRUb2tlblJlc3BvbnNlEiIKBXRva2VuGAEgASgLMhMuYWduZXMudjEuVG9rZW5JbmZvIiYKElJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSIVChNSZXZva2VUb2tlblJlc3BvbnNlIjUKFExpc3RBbGxUb2tlbnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgFEg4KBm9mZnNldBgCIAEoBSI8ChVMaXN0QWxsVG9rZW5zUmVzcG9uc2USIwoGdG9rZW5zGAEgAygLMhMuYWduZXMudjEuVG9rZW5JbmZvIisKF0FkbWluUmV2b2tlVG9rZW5SZXF1ZXN0EhAKCHRva2VuX2lkGAEgASgJIhoKGEFkbWluUmV2b2tlVG9rZW5SZXNwb25zZSIdChtHZXRNeUVmZmVjdGl2ZUFjY2Vzc1JlcXVlc3QiWQocR2V0TXlFZmZlY3RpdmVBY2Nlc3NSZXNwb25zZRIQCghpc19hZG1pbhgBIAEoCBInCgVpdGVtcxgCIAMoCzIYLmFnbmVzLnYxLkVmZmVjdGl2ZUdyYW50ImQKDkVmZmVjdGl2ZUdyYW50EhUKDXJlc291cmNlX3R5cGUYASABKAkSEwoLcmVzb3VyY2VfaWQYAiABKAkSJgoKdmlhX2dyb3VwcxgDIAMoCzISLmFnbmVzLnYxLkdyb3VwUmVmMv4MCgtBdXRoU2VydmljZRJoCglCb290c3RyYXASGi5hZ25lcy52MS5Cb290c3RyYXBSZXF1ZXN0GhsuYWduZXMudjEuQm9vdHN0cmFwUmVzcG9uc2UiIsrzGAQIASgDgtPkkwIUOgEqIg8vYXV0aC9ib290c3RyYXASfwoSQ3JlYXRlU2Vzc2lvblRva2VuEiMuYWduZXMudjEuQ3JlYXRlU2Vzc2lvblRva2VuUmVxdWVzdBokLmFnbmVzLnYxLkNyZWF0ZVNlc3Npb25Ub2tlblJlc3BvbnNlIh7K8xgECAEoCoLT5JMCEDoBKiILL2F1dGgvdG9rZW4SeQoNUGFzc3dvcmRMb2dpbhIeLmFnbmVzLnYxLlBhc3N3b3JkTG9naW5SZXF1ZXN0Gh8uYWduZXMudjEuUGFzc3dvcmRMb2dpblJlc3BvbnNlIifK8xgECAEoCoLT5JMCGToBKiIUL2F1dGgvcGFzc3dvcmQvbG9naW4SegoNU2VuZE1hZ2ljTGluaxIeLmFnbmVzLnYxLlNlbmRNYWdpY0xpbmtSZXF1ZXN0Gh8uYWduZXMudjEuU2VuZE1hZ2ljTGlua1Jlc3BvbnNlIijK8xgECAEoBYLT5JMCGjoBKiIVL2F1dGgvZW1haWwvc2VuZC1saW5rEn0KD1ZlcmlmeU1hZ2ljTGluaxIgLmFnbmVzLnYxLlZlcmlmeU1hZ2ljTGlua1JlcXVlc3QaIS5hZ25lcy52MS5WZXJpZnlNYWdpY0xpbmtSZXNwb25zZSIlyvMYBAgBKAqC0+STAhc6ASoiEi9hdXRoL2VtYWlsL3ZlcmlmeRJQCgVHZXRNZRIWLmFnbmVzLnYxLkdldE1lUmVxdWVzdBoXLmFnbmVzLnYxLkdldE1lUmVzcG9uc2UiFsrzGAIIAoLT5JMCChIIL2F1dGgvbWUSWgoGTG9nb3V0EhcuYWduZXMudjEuTG9nb3V0UmVxdWVzdBoYLmFnbmVzLnYxLkxvZ291dFJlc3BvbnNlIh3K8xgCCAKC0+STAhE6ASoiDC9hdXRoL2xvZ291dBJwCgtDcmVhdGVUb2tlbhIcLmFnbmVzLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBodLmFnbmVzLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2UiJMrzGAQIAiAB0PMYyQGC0+STAhE6ASoiDC9hdXRoL3Rva2VucxJrCgpMaXN0VG9rZW5zEhsuYWduZXMudjEuTGlzdFRva2Vuc1JlcXVlc3QaHC5hZ25lcy52MS5MaXN0VG9rZW5zUmVzcG9uc2UiIsrzGAIIAoLT5JMCFmIGdG9rZW5zEgwvYXV0aC90b2tlbnMSbwoIR2V0VG9rZW4SGS5hZ25lcy52MS5HZXRUb2tlblJlcXVlc3QaGi5hZ25lcy52MS5HZXRUb2tlblJlc3BvbnNlIizK8xgCCAKC0+STAiBiBXRva2VuEhcvYXV0aC90b2tlbnMve3Rva2VuX2lkfRJ2CgtSZXZva2VUb2tlbhIcLmFnbmVzLnYxLlJldm9rZVRva2VuUmVxdWVzdBodLmFnbmVzLnYxLlJldm9rZVRva2VuUmVzcG9uc2UiKsrzGAIIAtDzGMwBgtPkkwIZKhcvYXV0aC90b2tlbnMve3Rva2VuX2lkfRJ6Cg1MaXN0QWxsVG9rZW5zEh4uYWduZXMudjEuTGlzdEFsbFRva2Vuc1JlcXVlc3QaHy5hZ25lcy52MS5MaXN0QWxsVG9rZW5zUmVzcG9uc2UiKMrzGAIIA4LT5JMCHGIGdG9rZW5zEhIvYXV0aC9hZG1pbi90b2tlbnMSiwEKEEFkbWluUmV2b2tlVG9rZW4SIS5hZ25lcy52MS5BZG1pblJldm9rZVRva2VuUmVxdWVzdBoiLmFnbmVzLnYxLkFkbWluUmV2b2tlVG9rZW5SZXNwb25zZSIwyvMYAggD0PMYzAGC0+STAh8qHS9hdXRoL2FkbWluL3Rva2Vucy97dG9rZW5faWR9Eo0BChRHZXRNeUVmZmVjdGl2ZUFjY2VzcxIlLmFnbmVzLnYxLkdldE15RWZmZWN0aXZlQWNjZXNzUmVxdWVzdBomLmFnbmVzLnYxLkdldE15RWZmZWN0aXZlQWNjZXNzUmVzcG9uc2UiJsrzGAIIAoLT5JMCGhIYL2FwaS9tZS9lZmZlY3RpdmUtYWNjZXNzQjFaL2dpdGh1Yi5jb20vYWduZXNkYXRhL2FnbmVzL2dlbi9hZ25lcy92MTthZ25lc3YxYgZwcm90bzM", [file_agnes_v1_common, file_agnes_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("ChNhZ25lcy92MS9hdXRoLnByb3RvEghhZ25lcy52MSJBChBCb290c3RyYXBSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkiawoRQm9vdHN0cmFwUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVlbWFpbBgEIAEoCRIMCgRyb2xlGAUgASgJIjwKGUNyZWF0ZVNlc3Npb25Ub2tlblJlcXVlc3QSDQoFZW1haWwYASABKAkSEAoIcGFzc3dvcmQYAiABKAkidAoaQ3JlYXRlU2Vzc2lvblRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVlbWFpbBgEIAEoCRIMCgRyb2xlGAUgASgJIjcKFFBhc3N3b3JkTG9naW5SZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJIl4KFVBhc3N3b3JkTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSEgoKdG9rZW5fdHlwZRgCIAEoCRINCgVlbWFpbBgDIAEoCRIMCgRyb2xlGAQgASgJIiUKFFNlbmRNYWdpY0xpbmtSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJIigKFVNlbmRNYWdpY0xpbmtSZXNwb25zZRIPCgdtZXNzYWdlGAEgASgJIjYKFlZlcmlmeU1hZ2ljTGlua1JlcXVlc3QSDQoFZW1haWwYASABKAkSDQoFdG9rZW4YAiABKAkiYAoXVmVyaWZ5TWFnaWNMaW5rUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSDQoFZW1haWwYAyABKAkSDAoEcm9sZRgEIAEoCSIsChtSZXF1ZXN0UGFzc3dvcmRSZXNldFJlcXVlc3QSDQoFZW1haWwYASABKAkiLwocUmVxdWVzdFBhc3N3b3JkUmVzZXRSZXNwb25zZRIPCgdtZXNzYWdlGAEgASgJIk0KG0NvbmZpcm1QYXNzd29yZFJlc2V0UmVxdWVzdBINCgVlbWFpbBgBIAEoCRINCgV0b2tlbhgCIAEoCRIQCghwYXNzd29yZBgDIAEoCSJ2ChxDb25maXJtUGFzc3dvcmRSZXNldFJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEg0KBWVtYWlsGAMgASgJEgwKBHJvbGUYBCABKAkSDwoHbWVzc2FnZRgFIAEoCSJGChRTZXR1cFBhc3N3b3JkUmVxdWVzdBINCgVlbWFpbBgBIAEoCRINCgV0b2tlbhgCIAEoCRIQCghwYXNzd29yZBgDIAEoCSJvChVTZXR1cFBhc3N3b3JkUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSDQoFZW1haWwYAyABKAkSDAoEcm9sZRgEIAEoCRIPCgdtZXNzYWdlGAUgASgJIiQKEUludml0ZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiPAoSSW52aXRlVXNlclJlc3BvbnNlEhIKCmludml0ZV91cmwYASABKAkSEgoKZW1haWxfc2VudBgCIAEoCCIrChhSZXNldFVzZXJQYXNzd29yZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSJCChlSZXNldFVzZXJQYXNzd29yZFJlc3BvbnNlEhEKCXJlc2V0X3VybBgBIAEoCRISCgplbWFpbF9zZW50GAIgASgIIj0KFkV4Y2hhbmdlQ0xJQ29kZVJlcXVlc3QSDAoEY29kZRgBIAEoCRIVCg1jb2RlX3ZlcmlmaWVyGAIgASgJImAKF0V4Y2hhbmdlQ0xJQ29kZVJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEg0KBWVtYWlsGAMgASgJEgwKBHJvbGUYBCABKAkiDgoMR2V0TWVSZXF1ZXN0IpEBCg1HZXRNZVJlc3BvbnNlEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEgwKBG5hbWUYAyABKAkSEAoIaXNfYWRtaW4YBCABKAgSIgoGZ3JvdXBzGAUgAygLMhIuYWduZXMudjEuR3JvdXBSZWYSEgoKdG9rZW5fdHlwZRgGIAEoCRINCgVzY29wZRgHIAEoCSIPCg1Mb2dvdXRSZXF1ZXN0IiAKDkxvZ291dFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCSKgAQoSQ3JlYXRlVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSHAoPZXhwaXJlc19pbl9kYXlzGAIgASgFSACIAQESGAoLdHRsX3NlY29uZHMYAyABKANIAYgBARIRCglub19leHBpcnkYBCABKAgSDQoFc2NvcGUYBSABKAlCEgoQX2V4cGlyZXNfaW5fZGF5c0IOCgxfdHRsX3NlY29uZHMiwQIKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X3VzZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3VzZXJfaWQYCCABKAkSEgoKdXNlcl9lbWFpbBgJIAEoCRIUCgxsYXN0X3VzZWRfaXAYCiABKAkSDQoFc2NvcGUYCyABKAkivQEKE0NyZWF0ZVRva2VuUmVzcG9uc2USCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSDQoFdG9rZW4YBCABKAkSLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFc2NvcGUYByABKAkiEwoRTGlzdFRva2Vuc1JlcXVlc3QiOQoSTGlzdFRva2Vuc1Jlc3BvbnNlEiMKBnRva2VucxgBIAMoCzITLmFnbmVzLnYxLlRva2VuSW5mbyIjCg9HZXRUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiNgoQR2V0VG9rZW5SZXNwb25zZRIiCgV0b2tlbhgBIAEoCzITLmFnbmVzLnYxLlRva2VuSW5mbyImChJSZXZva2VUb2tlblJlcXVlc3QSEAoIdG9rZW5faWQYASABKAkiFQoTUmV2b2tlVG9rZW5SZXNwb25zZSI1ChRMaXN0QWxsVG9rZW5zUmVxdWVzdBINCgVsaW1pdBgBIAEoBRIOCgZvZmZzZXQYAiABKAUiPAoVTGlzdEFsbFRva2Vuc1Jlc3BvbnNlEiMKBnRva2VucxgBIAMoCzITLmFnbmVzLnYxLlRva2VuSW5mbyIrChdBZG1pblJldm9rZVRva2VuUmVxdWVzdBIQCgh0b2tlbl9pZBgBIAEoCSIaChhBZG1pblJldm9rZVRva2VuUmVzcG9uc2UiHQobR2V0TXlFZmZlY3RpdmVBY2Nlc3NSZXF1ZXN0IlkKHEdldE15RWZmZWN0aXZlQWNjZXNzUmVzcG9uc2USEAoIaXNfYWRtaW4YASABKAgSJwoFaXRlbXMYAiADKAsyGC5hZ25lcy52MS5FZmZlY3RpdmVHcmFudCJkCg5FZmZlY3RpdmVHcmFudBIVCg1yZXNvdXJjZV90eXBlGAEgASgJEhMKC3Jlc291cmNlX2lkGAIgASgJEiYKCnZpYV9ncm91cHMYAyADKAsyEi5hZ25lcy52MS5Hcm91cFJlZjKrEwoLQXV0aFNlcnZpY2USaAoJQm9vdHN0cmFwEhouYWduZXMudjEuQm9vdHN0cmFwUmVxdWVzdBobLmFnbmVzLnYxLkJvb3RzdHJhcFJlc3BvbnNlIiLK8xgECAEoA4LT5JMCFDoBKiIPL2F1dGgvYm9vdHN0cmFwEn8KEkNyZWF0ZVNlc3Npb25Ub2tlbhIjLmFnbmVzLnYxLkNyZWF0ZVNlc3Npb25Ub2tlblJlcXVlc3QaJC5hZ25lcy52MS5DcmVhdGVTZXNzaW9uVG9rZW5SZXNwb25zZSIeyvMYBAgBKAqC0+STAhA6ASoiCy9hdXRoL3Rva2VuEnkKDVBhc3N3b3JkTG9naW4SHi5hZ25lcy52MS5QYXNzd29yZExvZ2luUmVxdWVzdBofLmFnbmVzLnYxLlBhc3N3b3JkTG9naW5SZXNwb25zZSInyvMYBAgBKAqC0+STAhk6ASoiFC9hdXRoL3Bhc3N3b3JkL2xvZ2luEnoKDVNlbmRNYWdpY0xpbmsSHi5hZ25lcy52MS5TZW5kTWFnaWNMaW5rUmVxdWVzdBofLmFnbmVzLnYxLlNlbmRNYWdpY0xpbmtSZXNwb25zZSIoyvMYBAgBKAWC0+STAho6ASoiFS9hdXRoL2VtYWlsL3NlbmQtbGluaxJ9Cg9WZXJpZnlNYWdpY0xpbmsSIC5hZ25lcy52MS5WZXJpZnlNYWdpY0xpbmtSZXF1ZXN0GiEuYWduZXMudjEuVmVyaWZ5TWFnaWNMaW5rUmVzcG9uc2UiJcrzGAQIASgKgtPkkwIXOgEqIhIvYXV0aC9lbWFpbC92ZXJpZnkSjgEKFFJlcXVlc3RQYXNzd29yZFJlc2V0EiUuYWduZXMudjEuUmVxdWVzdFBhc3N3b3JkUmVzZXRSZXF1ZXN0GiYuYWduZXMudjEuUmVxdWVzdFBhc3N3b3JkUmVzZXRSZXNwb25zZSInyvMYBAgBKAWC0+STAhk6ASoiFC9hdXRoL3Bhc3N3b3JkL3Jlc2V0EpYBChRDb25maXJtUGFzc3dvcmRSZXNldBIlLmFnbmVzLnYxLkNvbmZpcm1QYXNzd29yZFJlc2V0UmVxdWVzdBomLmFnbmVzLnYxLkNvbmZpcm1QYXNzd29yZFJlc2V0UmVzcG9uc2UiL8rzGAQIASgKgtPkkwIhOgEqIhwvYXV0aC9wYXNzd29yZC9yZXNldC9jb25maXJtEnkKDVNldHVwUGFzc3dvcmQSHi5hZ25lcy52MS5TZXR1cFBhc3N3b3JkUmVxdWVzdBofLmFnbmVzLnYxLlNldHVwUGFzc3dvcmRSZXNwb25zZSInyvMYBAgBKAqC0+STAhk6ASoiFC9hdXRoL3Bhc3N3b3JkL3NldHVwEnUKCkludml0ZVVzZXISGy5hZ25lcy52MS5JbnZpdGVVc2VyUmVxdWVzdBocLmFnbmVzLnYxLkludml0ZVVzZXJSZXNwb25zZSIsyvMYAggDgtPkkwIgOgEqIhsvYXBpL3VzZXJzL3t1c2VyX2lkfS9pbnZpdGUSkgEKEVJlc2V0VXNlclBhc3N3b3JkEiIuYWduZXMudjEuUmVzZXRVc2VyUGFzc3dvcmRSZXF1ZXN0GiMuYWduZXMudjEuUmVzZXRVc2VyUGFzc3dvcmRSZXNwb25zZSI0yvMYAggDgtPkkwIoOgEqIiMvYXBpL3VzZXJzL3t1c2VyX2lkfS9yZXNldC1wYXNzd29yZBJ6Cg9FeGNoYW5nZUNMSUNvZGUSIC5hZ25lcy52MS5FeGNoYW5nZUNMSUNvZGVSZXF1ZXN0GiEuYWduZXMudjEuRXhjaGFuZ2VDTElDb2RlUmVzcG9uc2UiIsrzGAQIASgKgtPkkwIUOgEqIg8vYXV0aC9jbGkvdG9rZW4SUAoFR2V0TWUSFi5hZ25lcy52MS5HZXRNZVJlcXVlc3QaFy5hZ25lcy52MS5HZXRNZVJlc3BvbnNlIhbK8xgCCAKC0+STAgoSCC9hdXRoL21lEloKBkxvZ291dBIXLmFnbmVzLnYxLkxvZ291dFJlcXVlc3QaGC5hZ25lcy52MS5Mb2dvdXRSZXNwb25zZSIdyvMYAggCgtPkkwIROgEqIgwvYXV0aC9sb2dvdXQScAoLQ3JlYXRlVG9rZW4SHC5hZ25lcy52MS5DcmVhdGVUb2tlblJlcXVlc3QaHS5hZ25lcy52MS5DcmVhdGVUb2tlblJlc3BvbnNlIiTK8xgECAIgAdDzGMkBgtPkkwIROgEqIgwvYXV0aC90b2tlbnMSawoKTGlzdFRva2VucxIbLmFnbmVzLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GhwuYWduZXMudjEuTGlzdFRva2Vuc1Jlc3BvbnNlIiLK8xgCCAKC0+STAhZiBnRva2VucxIML2F1dGgvdG9rZW5zEm8KCEdldFRva2VuEhkuYWduZXMudjEuR2V0VG9rZW5SZXF1ZXN0GhouYWduZXMudjEuR2V0VG9rZW5SZXNwb25zZSIsyvMYAggCgtPkkwIgYgV0b2tlbhIXL2F1dGgvdG9rZW5zL3t0b2tlbl9pZH0SdgoLUmV2b2tlVG9rZW4SHC5hZ25lcy52MS5SZXZva2VUb2tlblJlcXVlc3QaHS5hZ25lcy52MS5SZXZva2VUb2tlblJlc3BvbnNlIirK8xgCCALQ8xjMAYLT5JMCGSoXL2F1dGgvdG9rZW5zL3t0b2tlbl9pZH0SegoNTGlzdEFsbFRva2VucxIeLmFnbmVzLnYxLkxpc3RBbGxUb2tlbnNSZXF1ZXN0Gh8uYWduZXMudjEuTGlzdEFsbFRva2Vuc1Jlc3BvbnNlIijK8xgCCAOC0+STAhxiBnRva2VucxISL2F1dGgvYWRtaW4vdG9rZW5zEosBChBBZG1pblJldm9rZVRva2VuEiEuYWduZXMudjEuQWRtaW5SZXZva2VUb2tlblJlcXVlc3QaIi5hZ25lcy52MS5BZG1pblJldm9rZVRva2VuUmVzcG9uc2UiMMrzGAIIA9DzGMwBgtPkkwIfKh0vYXV0aC9hZG1pbi90b2tlbnMve3Rva2VuX2lkfRKNAQoUR2V0TXlFZmZlY3RpdmVBY2Nlc3MSJS5hZ25lcy52MS5HZXRNeUVmZmVjdGl2ZUFjY2Vzc1JlcXVlc3QaJi5hZ25lcy52MS5HZXRNeUVmZmVjdGl2ZUFjY2Vzc1Jlc3BvbnNlIibK8xgCCAKC0+STAhoSGC9hcGkvbWUvZWZmZWN0aXZlLWFjY2Vzc0IxWi9naXRodWIuY29tL2FnbmVzZGF0YS9hZ25lcy9nZW4vYWduZXMvdjE7YWduZXN2MWIGcHJvdG8z", [file_agnes_v1_common, file_agnes_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * Describes the message agnes.v1.BootstrapRequest.
@@ -85,149 +85,235 @@ export const VerifyMagicLinkResponseSchema = /*@__PURE__*/
   messageDesc(file_agnes_v1_auth, 9);
 
 /**
+ * Describes the message agnes.v1.RequestPasswordResetRequest.
+ * Use `create(RequestPasswordResetRequestSchema)` to create a new message.
+ */
+export const RequestPasswordResetRequestSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 10);
+
+/**
+ * Describes the message agnes.v1.RequestPasswordResetResponse.
+ * Use `create(RequestPasswordResetResponseSchema)` to create a new message.
+ */
+export const RequestPasswordResetResponseSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 11);
+
+/**
+ * Describes the message agnes.v1.ConfirmPasswordResetRequest.
+ * Use `create(ConfirmPasswordResetRequestSchema)` to create a new message.
+ */
+export const ConfirmPasswordResetRequestSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 12);
+
+/**
+ * Describes the message agnes.v1.ConfirmPasswordResetResponse.
+ * Use `create(ConfirmPasswordResetResponseSchema)` to create a new message.
+ */
+export const ConfirmPasswordResetResponseSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 13);
+
+/**
+ * Describes the message agnes.v1.SetupPasswordRequest.
+ * Use `create(SetupPasswordRequestSchema)` to create a new message.
+ */
+export const SetupPasswordRequestSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 14);
+
+/**
+ * Describes the message agnes.v1.SetupPasswordResponse.
+ * Use `create(SetupPasswordResponseSchema)` to create a new message.
+ */
+export const SetupPasswordResponseSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 15);
+
+/**
+ * Describes the message agnes.v1.InviteUserRequest.
+ * Use `create(InviteUserRequestSchema)` to create a new message.
+ */
+export const InviteUserRequestSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 16);
+
+/**
+ * Describes the message agnes.v1.InviteUserResponse.
+ * Use `create(InviteUserResponseSchema)` to create a new message.
+ */
+export const InviteUserResponseSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 17);
+
+/**
+ * Describes the message agnes.v1.ResetUserPasswordRequest.
+ * Use `create(ResetUserPasswordRequestSchema)` to create a new message.
+ */
+export const ResetUserPasswordRequestSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 18);
+
+/**
+ * Describes the message agnes.v1.ResetUserPasswordResponse.
+ * Use `create(ResetUserPasswordResponseSchema)` to create a new message.
+ */
+export const ResetUserPasswordResponseSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 19);
+
+/**
+ * Describes the message agnes.v1.ExchangeCLICodeRequest.
+ * Use `create(ExchangeCLICodeRequestSchema)` to create a new message.
+ */
+export const ExchangeCLICodeRequestSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 20);
+
+/**
+ * Describes the message agnes.v1.ExchangeCLICodeResponse.
+ * Use `create(ExchangeCLICodeResponseSchema)` to create a new message.
+ */
+export const ExchangeCLICodeResponseSchema = /*@__PURE__*/
+  messageDesc(file_agnes_v1_auth, 21);
+
+/**
  * Describes the message agnes.v1.GetMeRequest.
  * Use `create(GetMeRequestSchema)` to create a new message.
  */
 export const GetMeRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 10);
+  messageDesc(file_agnes_v1_auth, 22);
 
 /**
  * Describes the message agnes.v1.GetMeResponse.
  * Use `create(GetMeResponseSchema)` to create a new message.
  */
 export const GetMeResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 11);
+  messageDesc(file_agnes_v1_auth, 23);
 
 /**
  * Describes the message agnes.v1.LogoutRequest.
  * Use `create(LogoutRequestSchema)` to create a new message.
  */
 export const LogoutRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 12);
+  messageDesc(file_agnes_v1_auth, 24);
 
 /**
  * Describes the message agnes.v1.LogoutResponse.
  * Use `create(LogoutResponseSchema)` to create a new message.
  */
 export const LogoutResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 13);
+  messageDesc(file_agnes_v1_auth, 25);
 
 /**
  * Describes the message agnes.v1.CreateTokenRequest.
  * Use `create(CreateTokenRequestSchema)` to create a new message.
  */
 export const CreateTokenRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 14);
+  messageDesc(file_agnes_v1_auth, 26);
 
 /**
  * Describes the message agnes.v1.TokenInfo.
  * Use `create(TokenInfoSchema)` to create a new message.
  */
 export const TokenInfoSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 15);
+  messageDesc(file_agnes_v1_auth, 27);
 
 /**
  * Describes the message agnes.v1.CreateTokenResponse.
  * Use `create(CreateTokenResponseSchema)` to create a new message.
  */
 export const CreateTokenResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 16);
+  messageDesc(file_agnes_v1_auth, 28);
 
 /**
  * Describes the message agnes.v1.ListTokensRequest.
  * Use `create(ListTokensRequestSchema)` to create a new message.
  */
 export const ListTokensRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 17);
+  messageDesc(file_agnes_v1_auth, 29);
 
 /**
  * Describes the message agnes.v1.ListTokensResponse.
  * Use `create(ListTokensResponseSchema)` to create a new message.
  */
 export const ListTokensResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 18);
+  messageDesc(file_agnes_v1_auth, 30);
 
 /**
  * Describes the message agnes.v1.GetTokenRequest.
  * Use `create(GetTokenRequestSchema)` to create a new message.
  */
 export const GetTokenRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 19);
+  messageDesc(file_agnes_v1_auth, 31);
 
 /**
  * Describes the message agnes.v1.GetTokenResponse.
  * Use `create(GetTokenResponseSchema)` to create a new message.
  */
 export const GetTokenResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 20);
+  messageDesc(file_agnes_v1_auth, 32);
 
 /**
  * Describes the message agnes.v1.RevokeTokenRequest.
  * Use `create(RevokeTokenRequestSchema)` to create a new message.
  */
 export const RevokeTokenRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 21);
+  messageDesc(file_agnes_v1_auth, 33);
 
 /**
  * Describes the message agnes.v1.RevokeTokenResponse.
  * Use `create(RevokeTokenResponseSchema)` to create a new message.
  */
 export const RevokeTokenResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 22);
+  messageDesc(file_agnes_v1_auth, 34);
 
 /**
  * Describes the message agnes.v1.ListAllTokensRequest.
  * Use `create(ListAllTokensRequestSchema)` to create a new message.
  */
 export const ListAllTokensRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 23);
+  messageDesc(file_agnes_v1_auth, 35);
 
 /**
  * Describes the message agnes.v1.ListAllTokensResponse.
  * Use `create(ListAllTokensResponseSchema)` to create a new message.
  */
 export const ListAllTokensResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 24);
+  messageDesc(file_agnes_v1_auth, 36);
 
 /**
  * Describes the message agnes.v1.AdminRevokeTokenRequest.
  * Use `create(AdminRevokeTokenRequestSchema)` to create a new message.
  */
 export const AdminRevokeTokenRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 25);
+  messageDesc(file_agnes_v1_auth, 37);
 
 /**
  * Describes the message agnes.v1.AdminRevokeTokenResponse.
  * Use `create(AdminRevokeTokenResponseSchema)` to create a new message.
  */
 export const AdminRevokeTokenResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 26);
+  messageDesc(file_agnes_v1_auth, 38);
 
 /**
  * Describes the message agnes.v1.GetMyEffectiveAccessRequest.
  * Use `create(GetMyEffectiveAccessRequestSchema)` to create a new message.
  */
 export const GetMyEffectiveAccessRequestSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 27);
+  messageDesc(file_agnes_v1_auth, 39);
 
 /**
  * Describes the message agnes.v1.GetMyEffectiveAccessResponse.
  * Use `create(GetMyEffectiveAccessResponseSchema)` to create a new message.
  */
 export const GetMyEffectiveAccessResponseSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 28);
+  messageDesc(file_agnes_v1_auth, 40);
 
 /**
  * Describes the message agnes.v1.EffectiveGrant.
  * Use `create(EffectiveGrantSchema)` to create a new message.
  */
 export const EffectiveGrantSchema = /*@__PURE__*/
-  messageDesc(file_agnes_v1_auth, 29);
+  messageDesc(file_agnes_v1_auth, 41);
 
 /**
- * AuthService signs people and agents in: password, magic link, personal access tokens.
- * Google OIDC is a browser redirect flow and is served by plain HTTP handlers
- * (/auth/google/login, /auth/google/callback) that issue the same session tokens.
+ * AuthService signs people and agents in: password, magic link, invites, password
+ * reset, personal access tokens. Google (any OIDC provider) is a browser redirect flow
+ * served by plain HTTP routes (/auth/google/login, /auth/google/callback), as are the
+ * sign-in page (/login), the magic link's GET form and the CLI's browser sign-in; they
+ * issue the same session tokens.
  *
  * @generated from service agnes.v1.AuthService
  */

@@ -51,6 +51,15 @@ export declare type Policy = Message<"agnes.v1.Policy"> & {
    * @generated from field: int32 rate_per_minute = 5;
    */
   ratePerMinute: number;
+
+  /**
+   * The RPC changes no state, so read-only personal access tokens may call it.
+   * An RPC whose REST binding is GET is read-only without saying so (GET is
+   * HTTP's safe method); this flag is for reads that need a body (queries).
+   *
+   * @generated from field: bool read_only = 6;
+   */
+  readOnly: boolean;
 };
 
 /**

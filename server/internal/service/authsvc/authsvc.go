@@ -1,11 +1,14 @@
-// Package authsvc implements agnes.v1.AuthService: bootstrap, password sign-in,
-// sessions, logout and personal access tokens.
+// Package authsvc implements agnes.v1.AuthService — bootstrap, password sign-in,
+// sessions, logout, personal access tokens, magic links, invites and password
+// reset — and the sign-in routes around it: the /login page, Google (any OIDC
+// provider) sign-in, the magic link's GET form and the CLI's browser sign-in.
 package authsvc
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
+	"github.com/agnesdata/agnes/server/internal/mail"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/service"
 	"github.com/agnesdata/agnes/server/internal/store"
@@ -28,25 +32,29 @@ type Store interface {
 	store.Users
 	store.Identities
 	store.Tokens
+	store.OneTimeTokens
 	store.Audit
 	EffectiveAccess(ctx context.Context, userID string) ([]*store.EffectiveGrant, error)
+	SyncMemberships(ctx context.Context, userID, source string, groups []string, by string) error
 }
 
 // Service implements AuthService.
 type Service struct {
-	agnesv1connect.UnimplementedAuthServiceHandler // magic links land with the mail issue
-
 	store         Store
 	issuer        *auth.Issuer
 	failures      *access.AccountThrottle
 	opts          Options
 	secureCookies bool
+	baseURL       func() string
+	mailer        mail.Sender
+	google        *Google
+	log           *slog.Logger
 	now           func() time.Time
 }
 
 var _ agnesv1connect.AuthServiceHandler = (*Service)(nil)
 
-// Options tune the service.
+// Options configure the service.
 type Options struct {
 	// SecureCookies marks the session cookie Secure (HTTPS deployments).
 	SecureCookies bool
@@ -54,12 +62,28 @@ type Options struct {
 	MaxTokenDays int
 	// AllowNonExpiringTokens lets a token be created without an expiry.
 	AllowNonExpiringTokens bool
+	// BaseURL is where mailed links and the OIDC redirect point: the public URL
+	// ("https://agnes.example.com", no trailing slash).
+	BaseURL func() string
+	// Mailer sends sign-in mails; nil: none can be sent (magic links and
+	// self-service reset answer FailedPrecondition; invites return the link only).
+	Mailer mail.Sender
+	// Google is OIDC sign-in; nil: off.
+	Google *Google
+	// Log receives what goes wrong off the request path (mail delivery).
+	Log *slog.Logger
 }
 
 // New returns the service.
 func New(st Store, issuer *auth.Issuer, opts Options) *Service {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.BaseURL == nil {
+		opts.BaseURL = func() string { return "http://127.0.0.1:8000" }
+	}
 	return &Service{store: st, issuer: issuer, secureCookies: opts.SecureCookies, opts: opts, now: time.Now,
-		failures: access.NewAccountThrottle()}
+		failures: access.NewAccountThrottle(), baseURL: opts.BaseURL, mailer: opts.Mailer, google: opts.Google, log: opts.Log}
 }
 
 func (s *Service) audit(ctx context.Context, userID, action, result string, params map[string]any) {
@@ -188,7 +212,7 @@ func (s *Service) PasswordLogin(ctx context.Context, req *agnesv1.PasswordLoginR
 func (s *Service) GetMe(ctx context.Context, _ *agnesv1.GetMeRequest) (*agnesv1.GetMeResponse, error) {
 	p := auth.FromContext(ctx)
 	return &agnesv1.GetMeResponse{Id: p.UserID, Email: p.Email, Name: p.Name, IsAdmin: p.IsAdmin,
-		Groups: service.GroupRefs(p.Groups), TokenType: p.TokenType}, nil
+		Groups: service.GroupRefs(p.Groups), TokenType: p.TokenType, Scope: p.Scope}, nil
 }
 
 // Logout implements AuthService.
@@ -225,6 +249,14 @@ func (s *Service) CreateToken(ctx context.Context, req *agnesv1.CreateTokenReque
 	if len(name) > 200 {
 		return nil, apierr.InvalidArgument("token name must be at most 200 characters")
 	}
+	scope := req.GetScope()
+	switch scope {
+	case "":
+		scope = store.ScopeGeneral
+	case store.ScopeGeneral, store.ScopeReadOnly:
+	default:
+		return nil, apierr.InvalidArgument("scope %q must be %q or %q", scope, store.ScopeGeneral, store.ScopeReadOnly)
+	}
 	now := s.now().UTC().Truncate(time.Second)
 	var expires *time.Time
 	switch {
@@ -257,19 +289,19 @@ func (s *Service) CreateToken(ctx context.Context, req *agnesv1.CreateTokenReque
 		return nil, err
 	}
 	row := &store.PAT{ID: id, UserID: p.UserID, Name: name, TokenHash: auth.HashToken(tok),
-		Prefix: strings.ReplaceAll(id, "-", "")[:8], CreatedAt: now, ExpiresAt: expires}
+		Prefix: strings.ReplaceAll(id, "-", "")[:8], CreatedAt: now, ExpiresAt: expires, Scope: scope}
 	if err := s.store.CreatePAT(ctx, row); err != nil {
 		return nil, err
 	}
-	s.audit(ctx, p.UserID, "token.create", "success", map[string]any{"token_id": id, "name": name})
+	s.audit(ctx, p.UserID, "token.create", "success", map[string]any{"token_id": id, "name": name, "scope": scope})
 	return &agnesv1.CreateTokenResponse{Id: id, Name: name, Prefix: row.Prefix, Token: tok,
-		ExpiresAt: service.Timestamp(expires), CreatedAt: service.Timestamp(&now)}, nil
+		ExpiresAt: service.Timestamp(expires), CreatedAt: service.Timestamp(&now), Scope: scope}, nil
 }
 
 func tokenInfo(p *store.PAT, admin bool) *agnesv1.TokenInfo {
 	t := &agnesv1.TokenInfo{Id: p.ID, Name: p.Name, Prefix: p.Prefix, CreatedAt: service.Timestamp(&p.CreatedAt),
 		ExpiresAt: service.Timestamp(p.ExpiresAt), LastUsedAt: service.Timestamp(p.LastUsedAt),
-		RevokedAt: service.Timestamp(p.RevokedAt)}
+		RevokedAt: service.Timestamp(p.RevokedAt), Scope: p.Scope}
 	if admin {
 		t.UserId, t.UserEmail, t.LastUsedIp = p.UserID, p.UserEmail, p.LastUsedIP
 	}

@@ -9,14 +9,14 @@ import (
 )
 
 const patSelect = `SELECT t.id, t.user_id, coalesce(u.email, ''), t.name, t.token_hash, t.prefix, t.created_at,
-	t.expires_at, t.last_used_at, t.last_used_ip, t.revoked_at
+	t.expires_at, t.last_used_at, t.last_used_ip, t.revoked_at, coalesce(t.scope, 'general')
 	FROM personal_access_tokens t LEFT JOIN users u ON u.id = t.user_id`
 
 func scanPAT(row scanner) (*store.PAT, error) {
 	p := &store.PAT{}
 	var exp, used, rev sql.NullTime
 	var ip sql.NullString
-	if err := row.Scan(&p.ID, &p.UserID, &p.UserEmail, &p.Name, &p.TokenHash, &p.Prefix, &p.CreatedAt, &exp, &used, &ip, &rev); err != nil {
+	if err := row.Scan(&p.ID, &p.UserID, &p.UserEmail, &p.Name, &p.TokenHash, &p.Prefix, &p.CreatedAt, &exp, &used, &ip, &rev, &p.Scope); err != nil {
 		return nil, err
 	}
 	p.CreatedAt = p.CreatedAt.UTC()
@@ -27,8 +27,12 @@ func scanPAT(row scanner) (*store.PAT, error) {
 // CreatePAT stores a token row.
 func (s *Store) CreatePAT(ctx context.Context, p *store.PAT) error {
 	return op("create token", s.writeIdentity(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO personal_access_tokens (id, user_id, name, token_hash, prefix, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, p.ID, p.UserID, p.Name, p.TokenHash, p.Prefix, p.CreatedAt, p.ExpiresAt)
+		scope := p.Scope
+		if scope == "" {
+			scope = store.ScopeGeneral
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO personal_access_tokens (id, user_id, name, token_hash, prefix, created_at, expires_at, scope)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, p.ID, p.UserID, p.Name, p.TokenHash, p.Prefix, p.CreatedAt, p.ExpiresAt, scope)
 		return err
 	}))
 }

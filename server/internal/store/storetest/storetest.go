@@ -48,6 +48,10 @@ func Run(t *testing.T, b Backend) {
 		{"IdentityFollowsWrites", testIdentityFollowsWrites},
 		{"DeleteUserRemovesMembershipsAndTokens", testDeleteUser},
 		{"Tokens", testTokens},
+		{"TokenScopes", testTokenScopes},
+		{"OneTimeTokensAreSingleUse", testOneTimeTokens},
+		{"OneTimeTokensHaveOneWinner", testOneTimeTokenRace},
+		{"SyncMemberships", testSyncMemberships},
 		{"CredentialsEndWithThePassword", testCredentialsEndWithThePassword},
 		{"SessionRevocationSurvivesRestart", testSessionRevocationSurvivesRestart},
 		{"AccessRequestApprovalGrants", testAccessRequests},
@@ -840,6 +844,150 @@ func testNotFound(t *testing.T, b Backend) {
 		require.NotEqual(t, store.ErrNotFound.Error(), err.Error(), "%s: wrapped with the operation", name)
 		require.False(t, errors.Is(err, store.ErrAlreadyExists), name)
 	}
+}
+
+func testTokenScopes(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "scope@example.com", false)
+	now := time.Now().UTC().Truncate(time.Second)
+	require.NoError(t, s.CreatePAT(ctx, &store.PAT{ID: "g", UserID: u.ID, Name: "g", TokenHash: "hg", Prefix: "g", CreatedAt: now}))
+	require.NoError(t, s.CreatePAT(ctx, &store.PAT{ID: "r", UserID: u.ID, Name: "r", TokenHash: "hr", Prefix: "r", CreatedAt: now,
+		Scope: store.ScopeReadOnly}))
+	s = reopen(t, b, s)
+	g, err := s.GetPAT(ctx, "g")
+	require.NoError(t, err)
+	require.Equal(t, store.ScopeGeneral, g.Scope, "no scope given: general")
+	r, err := s.GetPAT(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, store.ScopeReadOnly, r.Scope)
+	list, err := s.ListPATs(ctx, u.ID, 10, 0)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{store.ScopeGeneral, store.ScopeReadOnly}, []string{list[0].Scope, list[1].Scope})
+}
+
+func testOneTimeTokens(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "once@example.com", false)
+	now := time.Now().UTC()
+	issue := func(hash, purpose, userID string, ttl time.Duration) {
+		t.Helper()
+		require.NoError(t, s.IssueOneTimeToken(ctx, &store.OneTimeToken{Hash: hash, Purpose: purpose, UserID: userID,
+			Data: "data-" + hash, ExpiresAt: now.Add(ttl)}))
+	}
+	issue("magic-1", "magic_link", u.ID, time.Hour)
+	issue("reset-1", "password_reset", u.ID, time.Hour)
+	issue("state-1", "oidc_state", "", time.Hour)
+	issue("state-2", "oidc_state", "", time.Hour)
+	issue("old", "magic_link", "", -time.Minute)
+
+	s = reopen(t, b, s) // tokens are durable
+	_, err := s.ConsumeOneTimeToken(ctx, "password_reset", "magic-1", now)
+	require.ErrorIs(t, err, store.ErrNotFound, "a token redeems only for its own purpose")
+	got, err := s.ConsumeOneTimeToken(ctx, "magic_link", "magic-1", now)
+	require.NoError(t, err)
+	require.Equal(t, u.ID, got.UserID)
+	require.Equal(t, "data-magic-1", got.Data)
+	require.WithinDuration(t, now.Add(time.Hour), got.ExpiresAt, time.Second)
+	_, err = s.ConsumeOneTimeToken(ctx, "magic_link", "magic-1", now)
+	require.ErrorIs(t, err, store.ErrNotFound, "used up")
+
+	got, err = s.ConsumeOneTimeToken(ctx, "password_reset", "reset-1", now)
+	require.NoError(t, err, "a magic link does not kill a pending reset")
+	require.Equal(t, u.ID, got.UserID)
+
+	_, err = s.ConsumeOneTimeToken(ctx, "magic_link", "old", now)
+	require.ErrorIs(t, err, store.ErrNotFound, "expired")
+	issue("late", "magic_link", "", time.Minute)
+	_, err = s.ConsumeOneTimeToken(ctx, "magic_link", "late", now.Add(2*time.Minute))
+	require.ErrorIs(t, err, store.ErrNotFound, "expired by the caller's clock")
+
+	// A new link replaces the user's earlier one of the same purpose; tokens of
+	// nobody (OIDC states) coexist.
+	issue("magic-2", "magic_link", u.ID, time.Hour)
+	issue("magic-3", "magic_link", u.ID, time.Hour)
+	_, err = s.ConsumeOneTimeToken(ctx, "magic_link", "magic-2", now)
+	require.ErrorIs(t, err, store.ErrNotFound, "replaced by the newer link")
+	_, err = s.ConsumeOneTimeToken(ctx, "magic_link", "magic-3", now)
+	require.NoError(t, err)
+	for _, h := range []string{"state-1", "state-2"} {
+		got, err := s.ConsumeOneTimeToken(ctx, "oidc_state", h, now)
+		require.NoError(t, err)
+		require.Empty(t, got.UserID)
+	}
+}
+
+func testOneTimeTokenRace(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	require.NoError(t, s.IssueOneTimeToken(ctx, &store.OneTimeToken{Hash: "h", Purpose: "magic_link",
+		ExpiresAt: time.Now().Add(time.Hour)}))
+	const n = 8
+	results := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.ConsumeOneTimeToken(ctx, "magic_link", "h", time.Now())
+			results <- err
+		}()
+	}
+	won := 0
+	for range n {
+		err := <-results
+		if err == nil {
+			won++
+			continue
+		}
+		require.ErrorIs(t, err, store.ErrNotFound)
+	}
+	require.Equal(t, 1, won, "exactly one redeemer wins")
+}
+
+func testSyncMemberships(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	u := newUser(t, s, "sync@example.com", false)
+	manual, err := s.CreateGroup(ctx, "manual", "", "test")
+	require.NoError(t, err)
+	_, err = s.AddMember(ctx, manual.ID, u.ID, "admin@example.com")
+	require.NoError(t, err)
+	names := func() []string {
+		t.Helper()
+		id, err := s.Identity(ctx, u.ID)
+		require.NoError(t, err)
+		return groupNames(id.Groups)
+	}
+
+	require.NoError(t, s.SyncMemberships(ctx, u.ID, store.MemberGoogleSync, []string{"eng@corp.com", "manual"}, "system:google-sync"))
+	require.Equal(t, []string{"Everyone", "eng@corp.com", "manual"}, names(), "groups created; the identity follows")
+	eng, err := s.GroupIDByName(ctx, "eng@corp.com")
+	require.NoError(t, err)
+	g, err := s.GetGroup(ctx, eng)
+	require.NoError(t, err)
+	require.False(t, g.IsSystem)
+	require.Equal(t, "system:google-sync", g.CreatedBy)
+	members, err := s.ListMembers(ctx, eng)
+	require.NoError(t, err)
+	require.Equal(t, store.MemberGoogleSync, members[0].Source)
+
+	// The next sync replaces only its own memberships.
+	require.NoError(t, s.SyncMemberships(ctx, u.ID, store.MemberGoogleSync, []string{"data@corp.com"}, "system:google-sync"))
+	require.Equal(t, []string{"Everyone", "data@corp.com", "manual"}, names(), "eng dropped, manual (admin-made) kept")
+	require.NoError(t, s.SyncMemberships(ctx, u.ID, store.MemberGoogleSync, nil, "system:google-sync"))
+	require.Equal(t, []string{"Everyone", "manual"}, names())
+
+	// The last active admin keeps Admin even when the provider drops it.
+	boss := newUser(t, s, "boss@example.com", false)
+	require.NoError(t, s.SyncMemberships(ctx, boss.ID, store.MemberGoogleSync, []string{store.GroupAdmin}, "sync"))
+	id, err := s.Identity(ctx, boss.ID)
+	require.NoError(t, err)
+	require.True(t, id.IsAdmin)
+	require.NoError(t, s.SyncMemberships(ctx, boss.ID, store.MemberGoogleSync, nil, "sync"))
+	id, err = s.Identity(ctx, boss.ID)
+	require.NoError(t, err)
+	require.True(t, id.IsAdmin, "the only admin stays one")
+
+	require.ErrorIs(t, s.SyncMemberships(ctx, "nobody", store.MemberGoogleSync, []string{"x"}, "sync"), store.ErrNotFound)
 }
 
 // A password change and a deactivation end the user's sessions and tokens;
