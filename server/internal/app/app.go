@@ -108,10 +108,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err := access.Validate(services...); err != nil {
 		return nil, err
 	}
-	a = &App{cfg: cfg, log: log}
+	app := &App{cfg: cfg, log: log}
+	a = app
 	defer func() {
 		if err != nil {
-			_ = a.Close()
+			_ = app.Close() // a is nil by now: every error return says return nil, err
 		}
 	}()
 

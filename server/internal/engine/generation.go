@@ -135,17 +135,10 @@ func parquetAllowList(dataDir string) (files, dirs []string, err error) {
 // harden locks the instance down. DuckDB adds the attached databases and
 // its temp directory to the allowed paths itself.
 func harden(ctx context.Context, conn *sql.Conn, files, dirs []string, opts Options) error {
-	stmts := []string{
-		"SET GLOBAL allowed_paths = " + stringList(files),
-		"SET GLOBAL allowed_directories = " + stringList(dirs),
-		"SET GLOBAL enable_external_access = false",
-		"SET GLOBAL autoinstall_known_extensions = false",
-		"SET GLOBAL autoload_known_extensions = false",
-		"SET GLOBAL allow_community_extensions = false",
-		"SET GLOBAL allow_unsigned_extensions = false",
-	}
 	// Memory, threads and spill space are bounded per instance: what the
-	// sandbox lets through still cannot take the machine.
+	// sandbox lets through still cannot take the machine. (They go first:
+	// DuckDB refuses to move temp_directory once external access is off.)
+	var stmts []string
 	if opts.MemoryLimit != "" {
 		stmts = append(stmts, "SET GLOBAL memory_limit = "+quoteString(opts.MemoryLimit))
 	}
@@ -158,6 +151,15 @@ func harden(ctx context.Context, conn *sql.Conn, files, dirs []string, opts Opti
 	if opts.MaxTempSize != "" {
 		stmts = append(stmts, "SET GLOBAL max_temp_directory_size = "+quoteString(opts.MaxTempSize))
 	}
+	stmts = append(stmts,
+		"SET GLOBAL allowed_paths = "+stringList(files),
+		"SET GLOBAL allowed_directories = "+stringList(dirs),
+		"SET GLOBAL enable_external_access = false",
+		"SET GLOBAL autoinstall_known_extensions = false",
+		"SET GLOBAL autoload_known_extensions = false",
+		"SET GLOBAL allow_community_extensions = false",
+		"SET GLOBAL allow_unsigned_extensions = false",
+	)
 	stmts = append(stmts, "SET GLOBAL lock_configuration = true")
 	for _, s := range stmts {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
