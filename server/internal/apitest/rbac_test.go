@@ -19,6 +19,7 @@ import (
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/app"
+	"github.com/agnesdata/agnes/server/internal/gateway"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -147,22 +148,7 @@ func pathParams(m protoreflect.MethodDescriptor) []string {
 	return out
 }
 
-func restRoute(m protoreflect.MethodDescriptor) (string, string) {
-	r := httpRule(m)
-	switch {
-	case r.GetGet() != "":
-		return http.MethodGet, r.GetGet()
-	case r.GetPost() != "":
-		return http.MethodPost, r.GetPost()
-	case r.GetPut() != "":
-		return http.MethodPut, r.GetPut()
-	case r.GetPatch() != "":
-		return http.MethodPatch, r.GetPatch()
-	case r.GetDelete() != "":
-		return http.MethodDelete, r.GetDelete()
-	}
-	return "", ""
-}
+func restRoute(m protoreflect.MethodDescriptor) (string, string) { return gateway.Binding(httpRule(m)) }
 
 func call(t *testing.T, s *ts.Server, p ts.Protocol, m protoreflect.MethodDescriptor, token string) connect.Code {
 	if p == ts.REST {

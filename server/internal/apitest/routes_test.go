@@ -8,6 +8,7 @@ import (
 
 	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/app"
+	"github.com/agnesdata/agnes/server/internal/gateway"
 )
 
 // route is one REST binding in the order the gateway registers it.
@@ -35,18 +36,7 @@ func bindings(m protoreflect.MethodDescriptor) [][2]string {
 	method, path := restRoute(m)
 	add(method, path)
 	for _, extra := range r.GetAdditionalBindings() {
-		switch {
-		case extra.GetGet() != "":
-			add("GET", extra.GetGet())
-		case extra.GetPost() != "":
-			add("POST", extra.GetPost())
-		case extra.GetPut() != "":
-			add("PUT", extra.GetPut())
-		case extra.GetPatch() != "":
-			add("PATCH", extra.GetPatch())
-		case extra.GetDelete() != "":
-			add("DELETE", extra.GetDelete())
-		}
+		add(gateway.Binding(extra))
 	}
 	return out
 }

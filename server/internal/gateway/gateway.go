@@ -92,7 +92,7 @@ func edgeChecks(services []protoreflect.ServiceDescriptor, maxBody, publicBody i
 			m := sd.Methods().Get(i)
 			rule, _ := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule)
 			for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
-				if method, path := binding(r); method != "" {
+				if method, path := Binding(r); method != "" {
 					procedures[method+" "+wildcardRE.ReplaceAllString(path, "{$1=*}")] = access.Procedure(m)
 				}
 			}
@@ -124,7 +124,8 @@ func edgeChecks(services []protoreflect.ServiceDescriptor, maxBody, publicBody i
 
 var wildcardRE = regexp.MustCompile(`\{([a-z_]+)\}`)
 
-func binding(r *annotations.HttpRule) (method, path string) {
+// Binding is an HTTP rule's method and path template ("" when it has none).
+func Binding(r *annotations.HttpRule) (method, path string) {
 	switch {
 	case r.GetGet() != "":
 		return http.MethodGet, r.GetGet()
