@@ -345,7 +345,9 @@ type CreateUserRequest struct {
 	// Optional initial password (at least 8 characters).
 	Password string `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
 	// Optional group names to add the user to.
-	Groups        []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	Groups []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Mail the user a link to set their password (valid 7 days).
+	SendInvite    bool `protobuf:"varint,5,opt,name=send_invite,json=sendInvite,proto3" json:"send_invite,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -408,10 +410,17 @@ func (x *CreateUserRequest) GetGroups() []string {
 	return nil
 }
 
+func (x *CreateUserRequest) GetSendInvite() bool {
+	if x != nil {
+		return x.SendInvite
+	}
+	return false
+}
+
 // CreateUserResponse carries the new user.
 type CreateUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The user.
+	// The user (with the invite's link when send_invite was set).
 	User          *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4455,12 +4464,14 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\x0eGetUserRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"5\n" +
 	"\x0fGetUserResponse\x12\"\n" +
-	"\x04user\x18\x01 \x01(\v2\x0e.agnes.v1.UserR\x04user\"q\n" +
+	"\x04user\x18\x01 \x01(\v2\x0e.agnes.v1.UserR\x04user\"\x92\x01\n" +
 	"\x11CreateUserRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
 	"\bpassword\x18\x03 \x01(\tR\bpassword\x12\x16\n" +
-	"\x06groups\x18\x04 \x03(\tR\x06groups\"8\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\x12\x1f\n" +
+	"\vsend_invite\x18\x05 \x01(\bR\n" +
+	"sendInvite\"8\n" +
 	"\x12CreateUserResponse\x12\"\n" +
 	"\x04user\x18\x01 \x01(\v2\x0e.agnes.v1.UserR\x04user\"v\n" +
 	"\x11UpdateUserRequest\x12\x17\n" +

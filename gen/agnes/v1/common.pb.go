@@ -118,8 +118,12 @@ type User struct {
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When the user was deactivated, if they are.
 	DeactivatedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=deactivated_at,json=deactivatedAt,proto3" json:"deactivated_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Set only in the answer to a create with send_invite: the setup link (also
+	// mailed when mail is configured), and whether the mail was sent.
+	InviteUrl       *string `protobuf:"bytes,11,opt,name=invite_url,json=inviteUrl,proto3,oneof" json:"invite_url,omitempty"`
+	InviteEmailSent *bool   `protobuf:"varint,12,opt,name=invite_email_sent,json=inviteEmailSent,proto3,oneof" json:"invite_email_sent,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *User) Reset() {
@@ -222,6 +226,20 @@ func (x *User) GetDeactivatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetInviteUrl() string {
+	if x != nil && x.InviteUrl != nil {
+		return *x.InviteUrl
+	}
+	return ""
+}
+
+func (x *User) GetInviteEmailSent() bool {
+	if x != nil && x.InviteEmailSent != nil {
+		return *x.InviteEmailSent
+	}
+	return false
+}
+
 var File_agnes_v1_common_proto protoreflect.FileDescriptor
 
 const file_agnes_v1_common_proto_rawDesc = "" +
@@ -231,7 +249,7 @@ const file_agnes_v1_common_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
 	"\tis_system\x18\x03 \x01(\bR\bisSystem\x12\x16\n" +
-	"\x06origin\x18\x04 \x01(\tR\x06origin\"\xd4\x02\n" +
+	"\x06origin\x18\x04 \x01(\tR\x06origin\"\xce\x03\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n" +
@@ -244,7 +262,12 @@ const file_agnes_v1_common_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12A\n" +
 	"\x0edeactivated_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\rdeactivatedAtB1Z/github.com/agnesdata/agnes/gen/agnes/v1;agnesv1b\x06proto3"
+	" \x01(\v2\x1a.google.protobuf.TimestampR\rdeactivatedAt\x12\"\n" +
+	"\n" +
+	"invite_url\x18\v \x01(\tH\x00R\tinviteUrl\x88\x01\x01\x12/\n" +
+	"\x11invite_email_sent\x18\f \x01(\bH\x01R\x0finviteEmailSent\x88\x01\x01B\r\n" +
+	"\v_invite_urlB\x14\n" +
+	"\x12_invite_email_sentB1Z/github.com/agnesdata/agnes/gen/agnes/v1;agnesv1b\x06proto3"
 
 var (
 	file_agnes_v1_common_proto_rawDescOnce sync.Once
@@ -280,6 +303,7 @@ func file_agnes_v1_common_proto_init() {
 	if File_agnes_v1_common_proto != nil {
 		return
 	}
+	file_agnes_v1_common_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -696,11 +696,11 @@ const file_agnes_v1_query_proto_rawDesc = "" +
 	"\fResultFormat\x12\x1d\n" +
 	"\x19RESULT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13RESULT_FORMAT_ARROW\x10\x01\x12\x16\n" +
-	"\x12RESULT_FORMAT_JSON\x10\x022\xd7\x01\n" +
-	"\fQueryService\x12U\n" +
-	"\x05Query\x12\x16.agnes.v1.QueryRequest\x1a\x17.agnes.v1.QueryResponse\"\x1b\xca\xf3\x18\x02\b\x04\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
-	"/api/query\x12p\n" +
-	"\vQueryStream\x12\x1c.agnes.v1.QueryStreamRequest\x1a\x1d.agnes.v1.QueryStreamResponse\"\"\xca\xf3\x18\x02\b\x04\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/api/query/stream0\x01B1Z/github.com/agnesdata/agnes/gen/agnes/v1;agnesv1b\x06proto3"
+	"\x12RESULT_FORMAT_JSON\x10\x022\xdb\x01\n" +
+	"\fQueryService\x12W\n" +
+	"\x05Query\x12\x16.agnes.v1.QueryRequest\x1a\x17.agnes.v1.QueryResponse\"\x1d\xca\xf3\x18\x04\b\x040\x01\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"/api/query\x12r\n" +
+	"\vQueryStream\x12\x1c.agnes.v1.QueryStreamRequest\x1a\x1d.agnes.v1.QueryStreamResponse\"$\xca\xf3\x18\x04\b\x040\x01\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/api/query/stream0\x01B1Z/github.com/agnesdata/agnes/gen/agnes/v1;agnesv1b\x06proto3"
 
 var (
 	file_agnes_v1_query_proto_rawDescOnce sync.Once

@@ -285,3 +285,24 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// POST /api/users with send_invite mails the setup link, as the Python API did.
+func TestCreateUserWithInvite(t *testing.T) {
+	s, smtp := mailServer(t)
+	res := s.REST(t, http.MethodPost, "/api/users", s.AdminToken,
+		map[string]any{"email": "invited@example.com", "name": "Invited", "send_invite": true})
+	require.Equal(t, http.StatusCreated, res.Status, "%s", res.Body)
+	var out struct {
+		InviteURL       string `json:"invite_url"`
+		InviteEmailSent bool   `json:"invite_email_sent"`
+	}
+	res.JSON(t, &out)
+	require.True(t, out.InviteEmailSent, "%s", res.Body)
+	m := smtp.Next(t)
+	require.Equal(t, "invited@example.com", m.To)
+	require.Equal(t, out.InviteURL, m.Link(t, "/login/setup?"))
+
+	res = s.REST(t, http.MethodPost, "/api/users", s.AdminToken, map[string]any{"email": "quiet@example.com"})
+	require.Equal(t, http.StatusCreated, res.Status)
+	smtp.None(t)
+}

@@ -218,7 +218,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	mount(agnesv1connect.NewAuthServiceHandler(auths, opts...))
 	rest := restjson.New(services)
 	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer, rest)
-	admin := adminsvc.New(a.Store, Version, a.Syncer)
+	admin := adminsvc.New(a.Store, Version, a.Syncer, auths)
 	mount(agnesv1connect.NewAdminServiceHandler(admin, opts...))
 	// Query results (Arrow IPC) and Parquet chunks are already compact: gzip would cost
 	// more CPU than it saves, so these two services do not offer it.

@@ -195,6 +195,13 @@ export declare type CreateUserRequest = Message<"agnes.v1.CreateUserRequest"> & 
    * @generated from field: repeated string groups = 4;
    */
   groups: string[];
+
+  /**
+   * Mail the user a link to set their password (valid 7 days).
+   *
+   * @generated from field: bool send_invite = 5;
+   */
+  sendInvite: boolean;
 };
 
 /**
@@ -210,7 +217,7 @@ export declare const CreateUserRequestSchema: GenMessage<CreateUserRequest>;
  */
 export declare type CreateUserResponse = Message<"agnes.v1.CreateUserResponse"> & {
   /**
-   * The user.
+   * The user (with the invite's link when send_invite was set).
    *
    * @generated from field: agnes.v1.User user = 1;
    */

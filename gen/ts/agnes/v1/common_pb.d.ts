@@ -127,6 +127,19 @@ export declare type User = Message<"agnes.v1.User"> & {
    * @generated from field: google.protobuf.Timestamp deactivated_at = 10;
    */
   deactivatedAt?: Timestamp | undefined;
+
+  /**
+   * Set only in the answer to a create with send_invite: the setup link (also
+   * mailed when mail is configured), and whether the mail was sent.
+   *
+   * @generated from field: optional string invite_url = 11;
+   */
+  inviteUrl?: string | undefined;
+
+  /**
+   * @generated from field: optional bool invite_email_sent = 12;
+   */
+  inviteEmailSent?: boolean | undefined;
 };
 
 /**

@@ -34,13 +34,19 @@ type Service struct {
 	store   Store
 	version string
 	syncer  *syncer.Syncer
+	invites Inviter
 }
 
 var _ agnesv1connect.AdminServiceHandler = (*Service)(nil)
 
+// Inviter mails a new user a link to set their password (authsvc).
+type Inviter interface {
+	Invite(ctx context.Context, userID string) (url string, sent bool, err error)
+}
+
 // New returns the service.
-func New(st Store, version string, sy *syncer.Syncer) *Service {
-	return &Service{store: st, version: version, syncer: sy}
+func New(st Store, version string, sy *syncer.Syncer, invites Inviter) *Service {
+	return &Service{store: st, version: version, syncer: sy, invites: invites}
 }
 
 // RebuildAnalytics implements AdminService.
@@ -164,7 +170,15 @@ func (s *Service) CreateUser(ctx context.Context, req *agnesv1.CreateUserRequest
 		return nil, err
 	}
 	s.audit(ctx, "user.create", u.ID, map[string]any{"email": email, "groups": req.GetGroups()})
-	return &agnesv1.CreateUserResponse{User: service.User(u)}, nil
+	out := &agnesv1.CreateUserResponse{User: service.User(u)}
+	if req.GetSendInvite() {
+		link, sent, err := s.invites.Invite(ctx, u.ID)
+		if err != nil {
+			return nil, err
+		}
+		out.User.InviteUrl, out.User.InviteEmailSent = &link, &sent
+	}
+	return out, nil
 }
 
 // changeActive applies name/active changes with the self and last-admin rules.
