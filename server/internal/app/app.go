@@ -427,7 +427,7 @@ func (a *App) inMemoryConn(rpc http.Handler) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient("passthrough:///agnes-inmemory",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(int(a.cfg.MaxBodyBytes)+1024)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(gateway.MaxAnswerBytes), grpc.MaxCallSendMsgSize(int(a.cfg.MaxBodyBytes)+1024)))
 	if err != nil {
 		return nil, fmt.Errorf("in-memory connection: %w", err)
 	}

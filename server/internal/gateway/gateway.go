@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -31,6 +32,10 @@ import (
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/restjson"
 )
+
+// MaxAnswerBytes bounds one answer crossing the in-memory hop (the REST mirror's
+// client side of it).
+const MaxAnswerBytes = 256 << 20
 
 // Options configure the mirror.
 type Options struct {
@@ -215,8 +220,14 @@ func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
 	}
 	code := connect.Code(st.Code())
 	msg := st.Message()
-	if st.Code() == codes.Unknown || msg == "" {
-		code, msg = connect.CodeInternal, "internal error"
+	switch {
+	case strings.HasPrefix(msg, "grpc: received message larger than max"):
+		// The in-memory hop's own limit, in gRPC's words: say what it means.
+		code, msg = connect.CodeOutOfRange, fmt.Sprintf("the answer is larger than the REST API carries "+
+			"(%d bytes); ask for less (a smaller limit or page), or use the Connect or gRPC API", MaxAnswerBytes)
+	case strings.HasPrefix(msg, "grpc: "), st.Code() == codes.Unknown, msg == "":
+		// Transport text is not for callers.
+		code, msg = connect.CodeInternal, "internal error (request id "+reqctx.From(ctx).RequestID+")"
 	}
 	record(ctx, "", connect.NewError(code, errors.New(msg)))
 	apierr.WriteHTTP(w, apierr.HTTPStatus(code), code, msg)
