@@ -49,6 +49,7 @@ type Store interface {
 	Metrics
 	Settings
 	Jobs
+	WebhookEvents
 	Audit
 	Versions
 	Schema
