@@ -28,10 +28,9 @@ type StartJiraBackfillRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The Jira source instance; empty: the default one (named "jira", or the only one).
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	// Project key, e.g. SUP; empty: the source's configured project.
+	// Project key, e.g. SUP (required).
 	Project string `protobuf:"bytes,2,opt,name=project,proto3" json:"project,omitempty"`
-	// Issues created on or after this date, YYYY-MM-DD; empty: the source's configured
-	// since, else every issue of the project.
+	// Issues created on or after this date, YYYY-MM-DD; empty: every issue of the project.
 	Since         string `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

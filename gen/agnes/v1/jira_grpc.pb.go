@@ -35,9 +35,9 @@ type JiraServiceClient interface {
 	// StartJiraBackfill loads every issue of a project created since a date into the
 	// source's six tables, as a background job, through the same refetch and apply as
 	// webhooks (so it merges with what webhooks wrote), a batch of issues at a time,
-	// each published at once. Errors: InvalidArgument (project or since malformed,
-	// unknown source); FailedPrecondition (no Jira source configured, or no project
-	// given nor configured); AlreadyExists (a backfill of the source is running).
+	// each published at once. Errors: InvalidArgument (project missing or malformed,
+	// since malformed, unknown source); FailedPrecondition (no Jira source
+	// configured); AlreadyExists (a backfill of the source is running).
 	StartJiraBackfill(ctx context.Context, in *StartJiraBackfillRequest, opts ...grpc.CallOption) (*StartJiraBackfillResponse, error)
 	// GetJiraBackfill reports a backfill's progress. Errors: NotFound.
 	GetJiraBackfill(ctx context.Context, in *GetJiraBackfillRequest, opts ...grpc.CallOption) (*GetJiraBackfillResponse, error)
@@ -83,9 +83,9 @@ type JiraServiceServer interface {
 	// StartJiraBackfill loads every issue of a project created since a date into the
 	// source's six tables, as a background job, through the same refetch and apply as
 	// webhooks (so it merges with what webhooks wrote), a batch of issues at a time,
-	// each published at once. Errors: InvalidArgument (project or since malformed,
-	// unknown source); FailedPrecondition (no Jira source configured, or no project
-	// given nor configured); AlreadyExists (a backfill of the source is running).
+	// each published at once. Errors: InvalidArgument (project missing or malformed,
+	// since malformed, unknown source); FailedPrecondition (no Jira source
+	// configured); AlreadyExists (a backfill of the source is running).
 	StartJiraBackfill(context.Context, *StartJiraBackfillRequest) (*StartJiraBackfillResponse, error)
 	// GetJiraBackfill reports a backfill's progress. Errors: NotFound.
 	GetJiraBackfill(context.Context, *GetJiraBackfillRequest) (*GetJiraBackfillResponse, error)

@@ -46,9 +46,9 @@ type JiraServiceClient interface {
 	// StartJiraBackfill loads every issue of a project created since a date into the
 	// source's six tables, as a background job, through the same refetch and apply as
 	// webhooks (so it merges with what webhooks wrote), a batch of issues at a time,
-	// each published at once. Errors: InvalidArgument (project or since malformed,
-	// unknown source); FailedPrecondition (no Jira source configured, or no project
-	// given nor configured); AlreadyExists (a backfill of the source is running).
+	// each published at once. Errors: InvalidArgument (project missing or malformed,
+	// since malformed, unknown source); FailedPrecondition (no Jira source
+	// configured); AlreadyExists (a backfill of the source is running).
 	StartJiraBackfill(context.Context, *v1.StartJiraBackfillRequest) (*v1.StartJiraBackfillResponse, error)
 	// GetJiraBackfill reports a backfill's progress. Errors: NotFound.
 	GetJiraBackfill(context.Context, *v1.GetJiraBackfillRequest) (*v1.GetJiraBackfillResponse, error)
@@ -109,9 +109,9 @@ type JiraServiceHandler interface {
 	// StartJiraBackfill loads every issue of a project created since a date into the
 	// source's six tables, as a background job, through the same refetch and apply as
 	// webhooks (so it merges with what webhooks wrote), a batch of issues at a time,
-	// each published at once. Errors: InvalidArgument (project or since malformed,
-	// unknown source); FailedPrecondition (no Jira source configured, or no project
-	// given nor configured); AlreadyExists (a backfill of the source is running).
+	// each published at once. Errors: InvalidArgument (project missing or malformed,
+	// since malformed, unknown source); FailedPrecondition (no Jira source
+	// configured); AlreadyExists (a backfill of the source is running).
 	StartJiraBackfill(context.Context, *v1.StartJiraBackfillRequest) (*v1.StartJiraBackfillResponse, error)
 	// GetJiraBackfill reports a backfill's progress. Errors: NotFound.
 	GetJiraBackfill(context.Context, *v1.GetJiraBackfillRequest) (*v1.GetJiraBackfillResponse, error)

@@ -26,15 +26,14 @@ export declare type StartJiraBackfillRequest = Message<"agnes.v1.StartJiraBackfi
   source: string;
 
   /**
-   * Project key, e.g. SUP; empty: the source's configured project.
+   * Project key, e.g. SUP (required).
    *
    * @generated from field: string project = 2;
    */
   project: string;
 
   /**
-   * Issues created on or after this date, YYYY-MM-DD; empty: the source's configured
-   * since, else every issue of the project.
+   * Issues created on or after this date, YYYY-MM-DD; empty: every issue of the project.
    *
    * @generated from field: string since = 3;
    */
@@ -231,9 +230,9 @@ export declare const JiraService: GenService<{
    * StartJiraBackfill loads every issue of a project created since a date into the
    * source's six tables, as a background job, through the same refetch and apply as
    * webhooks (so it merges with what webhooks wrote), a batch of issues at a time,
-   * each published at once. Errors: InvalidArgument (project or since malformed,
-   * unknown source); FailedPrecondition (no Jira source configured, or no project
-   * given nor configured); AlreadyExists (a backfill of the source is running).
+   * each published at once. Errors: InvalidArgument (project missing or malformed,
+   * since malformed, unknown source); FailedPrecondition (no Jira source
+   * configured); AlreadyExists (a backfill of the source is running).
    *
    * @generated from rpc agnes.v1.JiraService.StartJiraBackfill
    */
