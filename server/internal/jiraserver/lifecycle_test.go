@@ -35,7 +35,7 @@ func TestCreateUpdateDelete(t *testing.T) {
 		e.strings1("SELECT concat_ws(' ', issue_key, direction, linked_issue_key) FROM issuelinks ORDER BY 1"))
 	require.Equal(t, []string{"Exporter runbook"}, e.strings1("SELECT title FROM remote_links"))
 	require.NotEmpty(t, e.strings1("SELECT field_name FROM changelog"))
-	require.Equal(t, "120000", e.strings1("SELECT json_extract_string("+slaColumn+", '$.ongoingCycle.elapsedTime.millis') FROM issues WHERE issue_key = '"+key+"'")[0])
+	require.Equal(t, "120000", e.strings1("SELECT json_extract_string(" + slaColumn + ", '$.ongoingCycle.elapsedTime.millis') FROM issues WHERE issue_key = '" + key + "'")[0])
 
 	h := e.health()
 	require.Equal(t, gen0+1, h.Generation, "the first load adds six views: one generation")
