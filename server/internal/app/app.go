@@ -226,7 +226,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/auth/", authn.Middleware(mirror))
 	// Plain routes: what the gateway cannot serve, each under a declared policy.
 	stream := queries.StreamREST(rest, cfg.MaxBodyBytes)
-	a.routes = append(slices.Concat(syncs.Routes(), a.Jira.Routes()),
+	a.routes = append(slices.Concat(syncs.Routes(), a.Jira.Routes(rest)),
 		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes).Route(),
 		route.Route{Pattern: "POST /api/query/stream", Name: "agnes.v1.QueryService/QueryStream",
 			Policy:  access.PolicyOf(agnesv1connect.QueryServiceQueryStreamProcedure),

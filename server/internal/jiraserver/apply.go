@@ -81,7 +81,8 @@ type eventWork struct {
 
 // process runs one round: events → issue keys → refetch → one apply and
 // publish → each event settled in the inbox (processed, or put off with the
-// error that stopped it). Only a failure to settle is returned.
+// error that stopped it). Only a failure to settle, or the server stopping
+// before the apply, is returned.
 func (s *Server) process(ctx context.Context, x *site, events []*store.WebhookEvent, p *ApplyProgress) error {
 	p.Rounds++
 	p.Events += len(events)
@@ -113,6 +114,9 @@ func (s *Server) process(ctx context.Context, x *site, events []*store.WebhookEv
 	if len(keys) > 0 {
 		p.Issues += len(keys)
 		changes, err := x.st.Refetch(ctx, keys)
+		if ctx.Err() != nil { // the server is stopping: the events stay as they were, for the next start
+			return ctx.Err()
+		}
 		if err != nil {
 			// Issues that could not be fetched put their events off (below);
 			// attachments that could not be downloaded are written without

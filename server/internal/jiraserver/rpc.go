@@ -4,19 +4,86 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/server/internal/access"
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/jobs"
+	"github.com/agnesdata/agnes/server/internal/restjson"
+	"github.com/agnesdata/agnes/server/internal/route"
 	"github.com/agnesdata/agnes/server/internal/service"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
 var _ agnesv1connect.JiraServiceHandler = (*Server)(nil)
+
+// restRoutes serve JiraService's REST bindings (the REST mirror's gateway
+// registers only the services it lists): the same handlers under the RPCs'
+// own policies, JSON as the mirror writes it.
+func (s *Server) restRoutes(m *restjson.Marshaler) []route.Route {
+	return []route.Route{
+		{Pattern: "POST /api/admin/jira/backfill", Name: "agnes.v1.JiraService/StartJiraBackfill",
+			Policy: access.PolicyOf(agnesv1connect.JiraServiceStartJiraBackfillProcedure),
+			Handler: func(w http.ResponseWriter, r *http.Request) error {
+				req := &agnesv1.StartJiraBackfillRequest{}
+				if err := decode(w, r, m, req); err != nil {
+					return err
+				}
+				res, err := s.StartJiraBackfill(r.Context(), req)
+				if err != nil {
+					return err
+				}
+				return encode(w, m, http.StatusAccepted, res)
+			}},
+		{Pattern: "GET /api/admin/jira/backfill/{job_id}", Name: "agnes.v1.JiraService/GetJiraBackfill",
+			Policy: access.PolicyOf(agnesv1connect.JiraServiceGetJiraBackfillProcedure),
+			Handler: func(w http.ResponseWriter, r *http.Request) error {
+				res, err := s.GetJiraBackfill(r.Context(), &agnesv1.GetJiraBackfillRequest{JobId: r.PathValue("job_id")})
+				if err != nil {
+					return err
+				}
+				return encode(w, m, http.StatusOK, res)
+			}},
+	}
+}
+
+// maxRequestBytes bounds a JiraService request body.
+const maxRequestBytes = 64 << 10
+
+func decode(w http.ResponseWriter, r *http.Request, m *restjson.Marshaler, req proto.Message) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return &route.TooLargeError{Msg: "request body too large"}
+	case err != nil:
+		return apierr.InvalidArgument("the request body could not be read")
+	case len(body) == 0:
+		return nil
+	}
+	if err := m.Unmarshal(body, req); err != nil {
+		return apierr.InvalidArgument("malformed JSON body: %v", err)
+	}
+	return nil
+}
+
+func encode(w http.ResponseWriter, m *restjson.Marshaler, status int, res proto.Message) error {
+	b, err := m.Marshal(res)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err = w.Write(b)
+	return err
+}
 
 // StartJiraBackfill implements JiraService.
 func (s *Server) StartJiraBackfill(ctx context.Context, req *agnesv1.StartJiraBackfillRequest) (*agnesv1.StartJiraBackfillResponse, error) {

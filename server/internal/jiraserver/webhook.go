@@ -13,6 +13,7 @@ import (
 
 	"github.com/agnesdata/agnes/connectors/jira"
 	"github.com/agnesdata/agnes/server/internal/apierr"
+	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/route"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
@@ -24,15 +25,15 @@ const MaxWebhookBytes = 1 << 20
 var deliveryRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // Routes are the webhook receiver (public: the HMAC signature is the
-// authentication) under the seed's path and the Python system's, and the
-// inbox's health (admins).
-func (s *Server) Routes() []route.Route {
-	return []route.Route{
-		{Pattern: "POST /api/jira/webhook", Name: "jira.webhook", Policy: route.Public, Handler: s.receive},
-		{Pattern: "POST /webhooks/jira", Name: "jira.webhook", Policy: route.Public, Handler: s.receive},
-		{Pattern: "GET /api/jira/webhook/health", Name: "jira.webhook.health", Policy: route.Admin, Handler: s.health},
-		{Pattern: "GET /webhooks/jira/health", Name: "jira.webhook.health", Policy: route.Admin, Handler: s.health},
-	}
+// authentication) under the seed's path and the Python system's, the inbox's
+// health (admins), and JiraService's REST bindings (m writes their JSON).
+func (s *Server) Routes(m *restjson.Marshaler) []route.Route {
+	return append(s.restRoutes(m),
+		route.Route{Pattern: "POST /api/jira/webhook", Name: "jira.webhook", Policy: route.Public, Handler: s.receive},
+		route.Route{Pattern: "POST /webhooks/jira", Name: "jira.webhook", Policy: route.Public, Handler: s.receive},
+		route.Route{Pattern: "GET /api/jira/webhook/health", Name: "jira.webhook.health", Policy: route.Admin, Handler: s.health},
+		route.Route{Pattern: "GET /webhooks/jira/health", Name: "jira.webhook.health", Policy: route.Admin, Handler: s.health},
+	)
 }
 
 // Receipt is the webhook's answer.
