@@ -20,6 +20,10 @@ const (
 	// (about a day of backoff); the consistency check repairs what it meant.
 	maxEventAttempts = 40
 	maxBackoff       = 10 * time.Minute
+	// applyLinger is how long an apply job waits for more events once the
+	// inbox is empty: events trickling in during it cost no new job (and no
+	// job row), and are taken at once.
+	applyLinger = 30 * time.Second
 )
 
 // backoff is how long an event waits after its attempt'th failure (from 0).
@@ -47,29 +51,57 @@ type ApplyProgress struct {
 
 // runApply drains the source's due events, a round at a time, until none is
 // due: later events are picked up by the next round, so a burst costs a few
-// rounds, not one per event.
+// rounds, not one per event. Then it lingers for more events (applyLinger)
+// before it ends.
 func (s *Server) runApply(ctx context.Context, t *jobs.Task) error {
 	x, err := s.siteOf(t)
 	if err != nil {
 		return err
 	}
 	var p ApplyProgress
-	for ctx.Err() == nil {
-		events, err := s.store.DueWebhookEvents(ctx, x.name, time.Now(), batchEvents)
-		if err != nil {
-			return err
+	for {
+		for ctx.Err() == nil {
+			events, err := s.store.DueWebhookEvents(ctx, x.name, time.Now(), batchEvents)
+			if err != nil {
+				return err
+			}
+			if len(events) == 0 {
+				break
+			}
+			if err := s.process(ctx, x, events, &p); err != nil {
+				return err
+			}
+			if err := t.SetProgress(p); err != nil {
+				s.log.Warn("jira: save apply progress", "job", t.ID(), "err", err)
+			}
 		}
-		if len(events) == 0 {
-			break
-		}
-		if err := s.process(ctx, x, events, &p); err != nil {
-			return err
-		}
-		if err := t.SetProgress(p); err != nil {
-			s.log.Warn("jira: save apply progress", "job", t.ID(), "err", err)
+		if !s.linger(ctx, x) {
+			return ctx.Err()
 		}
 	}
-	return ctx.Err()
+}
+
+// linger waits for a new event, up to applyLinger, and reports whether there
+// may be one to take. While it waits, new events need no new job
+// (submitApply): the flag is cleared before the last look at the inbox, so an
+// event either wakes this job, is seen by that last look, or gets a new job.
+func (s *Server) linger(ctx context.Context, x *site) bool {
+	x.lingering.Store(true)
+	timer := time.NewTimer(applyLinger)
+	defer timer.Stop()
+	var woken bool
+	select {
+	case <-x.wake:
+		woken = true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	x.lingering.Store(false)
+	if woken || ctx.Err() != nil {
+		return woken
+	}
+	due, err := s.store.DueWebhookEvents(ctx, x.name, time.Now(), 1)
+	return err == nil && len(due) > 0
 }
 
 // eventWork is one event of a round and what it asks for.

@@ -115,6 +115,10 @@ type site struct {
 	src  *jira.Source
 	st   *jira.Store
 	kick chan struct{} // a new event arrived: make sure an apply job will see it
+	wake chan struct{} // a new event arrived: wakes the lingering apply job
+	// lingering: the source's apply job is running and waiting for events,
+	// so a new one needs no new job.
+	lingering atomic.Bool
 
 	mu sync.Mutex // one writer of the extract at a time: apply, poll, check and backfill
 	w  *extract.Writer
@@ -138,7 +142,7 @@ func New(dataDir string, st Store, an *analytics.Analytics, runner *jobs.Runner,
 			s.Close()
 			return nil, fmt.Errorf("jira source %s: %w", src.Name, err)
 		}
-		s.sites[src.Name] = &site{name: src.Name, src: js, st: jst, kick: make(chan struct{}, 1)}
+		s.sites[src.Name] = &site{name: src.Name, src: js, st: jst, kick: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	}
 	switch {
 	case s.sites[jira.Type] != nil:
@@ -218,7 +222,7 @@ func (s *Server) Run(ctx context.Context) {
 // and how often the inbox is looked at for events that came due (retries).
 const (
 	kickInterval = 200 * time.Millisecond
-	dueInterval  = 5 * time.Second
+	dueInterval  = time.Second
 )
 
 func (s *Server) runSite(ctx context.Context, x *site) {
@@ -260,8 +264,13 @@ func (s *Server) runSite(ctx context.Context, x *site) {
 
 // notify says a new event is in the inbox; it never blocks the webhook.
 func (x *site) notify() {
+	signal(x.wake)
+	signal(x.kick)
+}
+
+func signal(ch chan struct{}) {
 	select {
-	case x.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -275,7 +284,8 @@ func key(kind, source string) string { return kind + ":" + source }
 
 // submitApply makes sure an apply job will look at the inbox after now. It
 // reports false when that is not settled yet (the job holding the key is
-// running and may have looked already): the caller tries again shortly.
+// running, busy with earlier events or about to end): the caller tries again
+// shortly.
 func (s *Server) submitApply(ctx context.Context, x *site) bool {
 	_, err := s.runner.Submit(ctx, jobs.Spec{Kind: KindApply, Keys: []string{key(KindApply, x.name)},
 		Params: sourceParams{Source: x.name}, CreatedBy: "jira webhook"})
@@ -285,7 +295,16 @@ func (s *Server) submitApply(ctx context.Context, x *site) bool {
 		return true
 	case errors.As(err, &busy):
 		j, err := s.runner.Get(ctx, busy.JobID)
-		return err == nil && j.State == store.JobPending // it has not looked yet
+		switch {
+		case err != nil:
+			return false
+		case j.State == store.JobPending: // it has not looked yet
+			return true
+		case j.State == store.JobRunning && x.lingering.Load(): // it waits for exactly this
+			signal(x.wake)
+			return true
+		}
+		return false
 	case ctx.Err() != nil:
 		return true
 	}
