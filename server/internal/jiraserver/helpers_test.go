@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -246,5 +245,3 @@ func (e *env) waitBackfill(c agnesv1connect.JiraServiceClient, id string) *agnes
 	}, 2*time.Minute, 50*time.Millisecond)
 	return b
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

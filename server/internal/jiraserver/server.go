@@ -139,8 +139,7 @@ func New(dataDir string, st Store, an *analytics.Analytics, runner *jobs.Runner,
 		}
 		jst, err := js.OpenStore(orchestrator.ExtractDir(dataDir, src.Name))
 		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("jira source %s: %w", src.Name, err)
+			return nil, errors.Join(fmt.Errorf("jira source %s: %w", src.Name, err), s.Close())
 		}
 		s.sites[src.Name] = &site{name: src.Name, src: js, st: jst, kick: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	}
