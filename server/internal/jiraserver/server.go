@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,14 +98,13 @@ func (o Options) withDefaults() Options {
 
 // Server serves every configured Jira source.
 type Server struct {
-	dataDir string
-	store   Store
-	an      *analytics.Analytics
-	runner  *jobs.Runner
-	opts    Options
-	log     *slog.Logger
-	sites   map[string]*site
-	def     *site // the source the webhook routes serve; nil when none is configured
+	store  Store
+	an     *analytics.Analytics
+	runner *jobs.Runner
+	opts   Options
+	log    *slog.Logger
+	sites  map[string]*site
+	def    *site // the source the webhook routes serve; nil when none is configured
 }
 
 // site is one Jira source instance and the one writer of its extract.
@@ -131,7 +129,7 @@ type site struct {
 // serve the source named "jira", or the only Jira source.
 func New(dataDir string, st Store, an *analytics.Analytics, runner *jobs.Runner, sources []syncer.Source, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	s := &Server{dataDir: dataDir, store: st, an: an, runner: runner, opts: opts, log: opts.Log, sites: map[string]*site{}}
+	s := &Server{store: st, an: an, runner: runner, opts: opts, log: opts.Log, sites: map[string]*site{}}
 	for _, src := range sources {
 		js, ok := src.Connector.(*jira.Source)
 		if !ok {
@@ -174,16 +172,6 @@ func (s *Server) Close() error {
 		errs = append(errs, x.st.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// Sources lists the Jira source instances, sorted.
-func (s *Server) Sources() []string {
-	out := make([]string, 0, len(s.sites))
-	for n := range s.sites {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // site returns a source by name; "" is the default one.
@@ -233,7 +221,7 @@ func (s *Server) runSite(ctx context.Context, x *site) {
 	defer poll.Stop()
 	check := time.NewTimer(s.opts.CheckDelay)
 	defer check.Stop()
-	wanted := true // events may be waiting from before the start
+	wanted := s.due(ctx, x) // events left from before the start
 	for {
 		if wanted {
 			wanted = !s.submitApply(ctx, x)
@@ -245,13 +233,7 @@ func (s *Server) runSite(ctx context.Context, x *site) {
 			wanted = true
 		case <-kick.C:
 		case <-due.C:
-			if !wanted {
-				evs, err := s.store.DueWebhookEvents(ctx, x.name, time.Now(), 1)
-				if err != nil && ctx.Err() == nil {
-					s.log.Warn("jira: read the webhook inbox", "source", x.name, "err", err)
-				}
-				wanted = len(evs) > 0
-			}
+			wanted = wanted || s.due(ctx, x)
 		case <-poll.C:
 			s.submitPeriodic(ctx, x, KindPoll)
 		case <-check.C:
@@ -259,6 +241,15 @@ func (s *Server) runSite(ctx context.Context, x *site) {
 			check.Reset(s.opts.CheckInterval)
 		}
 	}
+}
+
+// due reports whether the source has events to take now.
+func (s *Server) due(ctx context.Context, x *site) bool {
+	evs, err := s.store.DueWebhookEvents(ctx, x.name, time.Now(), 1)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("jira: read the webhook inbox", "source", x.name, "err", err)
+	}
+	return len(evs) > 0
 }
 
 // notify says a new event is in the inbox; it never blocks the webhook.
