@@ -145,7 +145,9 @@ func (s *Server) process(ctx context.Context, x *site, events []*store.WebhookEv
 	failed := map[string]error{}
 	if len(keys) > 0 {
 		p.Issues += len(keys)
+		t0 := time.Now()
 		changes, err := x.st.Refetch(ctx, keys)
+		s.log.Debug("jira: refetched", "source", x.name, "events", len(events), "issues", len(keys), "ms", time.Since(t0).Milliseconds())
 		if ctx.Err() != nil { // the server is stopping: the events stay as they were, for the next start
 			return ctx.Err()
 		}

@@ -363,13 +363,16 @@ func (s *Server) write(ctx context.Context, x *site, changes []jira.Change) (jir
 		}
 		x.w = w
 	}
+	t0 := time.Now()
 	res, err := x.st.Apply(ctx, x.w, changes)
 	if err != nil || len(res.Tables) == 0 {
 		return res, analytics.Publication{}, err
 	}
+	t1 := time.Now()
 	if err := x.w.Update(ctx, res.Tables...); err != nil {
 		return res, analytics.Publication{}, fmt.Errorf("jira %s: record the extract: %w", x.name, err)
 	}
+	t2 := time.Now()
 	pub, err := s.an.Publish(ctx, x.name)
 	if err != nil {
 		return res, pub, err
@@ -378,6 +381,9 @@ func (s *Server) write(ctx context.Context, x *site, changes []jira.Change) (jir
 	if pub.Rebuilt {
 		x.rebuilds.Add(1)
 	}
+	s.log.Info("jira: published", "source", x.name, "upserted", len(res.Upserted), "deleted", len(res.Deleted),
+		"tables", len(res.Tables), "rebuilt", pub.Rebuilt, "apply_ms", t1.Sub(t0).Milliseconds(),
+		"update_ms", t2.Sub(t1).Milliseconds(), "publish_ms", time.Since(t2).Milliseconds())
 	return res, pub, nil
 }
 
