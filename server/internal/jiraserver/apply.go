@@ -158,8 +158,13 @@ func (s *Server) process(ctx context.Context, x *site, events []*store.WebhookEv
 			s.log.Warn("jira: refetch", "source", x.name, "err", err)
 		}
 		var fe *jira.FetchError
-		if errors.As(err, &fe) {
+		switch {
+		case errors.As(err, &fe):
 			failed = fe.Failed
+		case err != nil && len(changes) == 0: // nothing came back: every issue waits
+			for _, k := range keys {
+				failed[k] = err
+			}
 		}
 		if len(changes) > 0 {
 			res, pub, err := s.write(ctx, x, changes)
