@@ -78,14 +78,7 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id := strings.TrimSpace(r.Header.Get("X-Atlassian-Webhook-Identifier"))
-	switch {
-	case id == "": // not from Jira's webhook service; the bytes identify the delivery
-		sum := sha256.Sum256(body)
-		id = "sha256:" + hex.EncodeToString(sum[:])
-	case !deliveryRE.MatchString(id):
-		return apierr.InvalidArgument("X-Atlassian-Webhook-Identifier is not a delivery id")
-	}
+	id := deliveryID(r.Header.Get("X-Atlassian-Webhook-Identifier"), body)
 	err = s.store.AddWebhookEvent(r.Context(), &store.WebhookEvent{Source: x.name, DeliveryID: id, Event: ev.Name,
 		IssueKey: ev.IssueKey, Body: body, ReceivedAt: time.Now().UTC()})
 	duplicate := errors.Is(err, store.ErrAlreadyExists)
@@ -96,6 +89,22 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request) error {
 		x.notify()
 	}
 	return writeJSON(w, Receipt{Status: "ok", Event: ev.Name, Issue: ev.IssueKey, Delivery: id, Duplicate: duplicate})
+}
+
+// deliveryID is the dedup key of a delivery: Jira's identifier (stable across
+// its retries), or a hash of it when it is not a plain token (never refused:
+// Jira does not retry a 400), or of the body when there is none.
+func deliveryID(header string, body []byte) string {
+	id := strings.TrimSpace(header)
+	switch {
+	case id == "":
+		sum := sha256.Sum256(body)
+		return "body-sha256:" + hex.EncodeToString(sum[:])
+	case !deliveryRE.MatchString(id):
+		sum := sha256.Sum256([]byte(id))
+		return "id-sha256:" + hex.EncodeToString(sum[:])
+	}
+	return id
 }
 
 // Health is the webhook inbox's health.

@@ -96,6 +96,24 @@ func TestReceiverAnswers(t *testing.T) {
 	require.Contains(t, string(res.Body), `"duplicate":true`, "a retried delivery is acknowledged, not stored twice")
 	e.settle()
 	require.Equal(t, [][]any{{"edit c"}}, e.query("SELECT summary FROM issues"))
+
+	// Without Jira's delivery id the bytes identify the delivery; an odd id
+	// is hashed, never refused (Jira does not retry a 400).
+	e.fake.Update(key, jirafake.Agent, map[string]any{"summary": "edit d"})
+	d = e.fake.Deliveries()[0]
+	status, body := post(t, e.url+"/webhooks/jira", d.Body, signed(d.Body))
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `"delivery":"body-sha256:`)
+	require.Contains(t, body, `"duplicate":false`)
+	_, body = post(t, e.url+"/webhooks/jira", d.Body, signed(d.Body))
+	require.Contains(t, body, `"duplicate":true`)
+	odd := signed(d.Body)
+	odd["X-Atlassian-Webhook-Identifier"] = "a/b c\\" + strings.Repeat("x", 300)
+	status, body = post(t, e.url+"/webhooks/jira", d.Body, odd)
+	require.Equal(t, http.StatusOK, status, body)
+	require.Contains(t, body, `"delivery":"id-sha256:`)
+	e.settle()
+	require.Equal(t, [][]any{{"edit d"}}, e.query("SELECT summary FROM issues"))
 }
 
 // TestReceiverFailsClosed: without a secret, or without any Jira source,
