@@ -363,7 +363,7 @@ func (b *builder) view(ctx context.Context, source string, t extract.Table, obje
 			return
 		}
 		b.claimed[key] = source
-		b.res.Views = append(b.res.Views, View{Source: source, Meta: m, Parts: t.Parts})
+		b.res.Views = append(b.res.Views, View{Source: source, Meta: m, Parts: t.Parts, Select: t.View})
 	}
 }
 

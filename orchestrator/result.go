@@ -39,6 +39,10 @@ type View struct {
 	// manifest that lets clients fetch only changed parts; nil for
 	// single-file and remote tables and for extracts without _parts.
 	Parts []extract.Part
+	// Select is the extract view's SELECT as the generation bound it: a
+	// source whose view now reads something else needs a new generation
+	// (analytics.Publish compares them).
+	Select string
 }
 
 // ProblemKind classifies a Problem.

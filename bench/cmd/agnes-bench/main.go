@@ -1,7 +1,7 @@
 // Command agnes-bench measures Agnes against in-process DuckDB and a plain
-// DuckDB-over-HTTP server (A–G) and its distribution paths — manifest,
-// download next to http.FileServer, agnes pull (H–J) — and writes
-// bench/out/report.md. Run it from the repository root after make build
+// DuckDB-over-HTTP server (A–G), its distribution paths — manifest,
+// download next to http.FileServer, agnes pull (H–J) — and a burst of Jira
+// webhooks (K), and writes bench/out/report.md. Run it from the repository root after make build
 // (make bench does both):
 //
 //	go run -tags duckdb_arrow ./bench/cmd/agnes-bench [-only A,B] [-quick] ...

@@ -19,8 +19,9 @@ import (
 )
 
 // Scenarios, in the order they run. A–G and K run against the main server
-// over table big; H–J against a separate distribution server (dist.go).
-var Scenarios = []string{"A", "G", "B", "D", "C", "K", "E", "F", "H", "I", "J"}
+// over table big; H–J against a separate distribution server (dist.go); L
+// against a server with a Jira source over a fake Jira (jira.go).
+var Scenarios = []string{"A", "G", "B", "D", "C", "K", "E", "F", "H", "I", "J", "L"}
 
 // Config is one benchmark run.
 type Config struct {
@@ -122,6 +123,22 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if cfg.wantDist() {
 		if err := r.runDist(ctx); err != nil {
 			return rep, err
+		}
+	}
+	if cfg.want("L") {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		r.logf("scenario L ...")
+		t := time.Now()
+		if err := r.jiraBurst(ctx); err != nil {
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			rep.errorRow("L", err)
+			r.logf("scenario L: ERROR: %v", err)
+		} else {
+			r.logf("scenario L done in %s", time.Since(t).Round(time.Millisecond))
 		}
 	}
 	return rep, nil

@@ -1,4 +1,5 @@
-// Command agnes-server runs the Agnes server: `serve`, `migrate` and `admin create-user`.
+// Command agnes-server runs the Agnes server: `serve`, `migrate`, `admin create-user`
+// and `jira backfill`.
 package main
 
 import (
@@ -52,7 +53,7 @@ func root() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&f.config, "config", os.Getenv("AGNES_CONFIG"), "YAML config file (env AGNES_CONFIG)")
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", "", "data directory (env DATA_DIR, default ./data)")
-	cmd.AddCommand(serveCmd(&f), migrateCmd(&f), adminCmd(&f), healthCmd())
+	cmd.AddCommand(serveCmd(&f), migrateCmd(&f), adminCmd(&f), healthCmd(), jiraCmd(&f))
 	return cmd
 }
 

@@ -49,6 +49,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/config"
 	"github.com/agnesdata/agnes/server/internal/engine"
 	"github.com/agnesdata/agnes/server/internal/gateway"
+	"github.com/agnesdata/agnes/server/internal/jiraserver"
 	"github.com/agnesdata/agnes/server/internal/jobs"
 	"github.com/agnesdata/agnes/server/internal/mail"
 	"github.com/agnesdata/agnes/server/internal/oidc"
@@ -80,6 +81,7 @@ func Services() []protoreflect.ServiceDescriptor {
 		agnesv1.File_agnes_v1_query_proto.Services().ByName("QueryService"),
 		agnesv1.File_agnes_v1_catalog_proto.Services().ByName("CatalogService"),
 		agnesv1.File_agnes_v1_memory_proto.Services().ByName("MemoryService"),
+		agnesv1.File_agnes_v1_jira_proto.Services().ByName("JiraService"),
 	}
 }
 
@@ -90,6 +92,7 @@ type App struct {
 	Store     store.Store
 	Analytics *analytics.Analytics
 	Syncer    *syncer.Syncer
+	Jira      *jiraserver.Server
 	Jobs      *jobs.Runner
 	handler   http.Handler
 	routes    []route.Route
@@ -191,6 +194,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)
 	}
+	a.Jira, err = jiraserver.New(cfg.DataDir, a.Store, a.Analytics, a.Jobs, sources, jiraserver.Options{Log: log, Profile: a.Syncer.Profile})
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.Jira.Close)
 	if err := a.Jobs.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -228,6 +236,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	mount(queries.Handler(bulk...))
 	mount(agnesv1connect.NewCatalogServiceHandler(catalogsvc.New(a.Store, a.Analytics.Engine, a.Syncer), opts...))
 	mount(agnesv1connect.NewMemoryServiceHandler(agnesv1connect.UnimplementedMemoryServiceHandler{}, opts...))
+	mount(agnesv1connect.NewJiraServiceHandler(a.Jira, opts...))
 
 	names := make([]string, 0, len(services))
 	for _, sd := range services {
@@ -254,7 +263,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	root.Handle("/api/", authn.Middleware(mirror))
 	root.Handle("/auth/", authn.Middleware(mirror))
 	// Plain routes: what the gateway cannot serve, each under a declared policy.
-	a.routes = append(append(append(syncs.Routes(), queries.Routes()...), auths.Routes()...),
+	a.routes = append(slices.Concat(syncs.Routes(), queries.Routes(), auths.Routes(), a.Jira.Routes()),
 		admin.NewUploads(uploadDir(cfg), cfg.MaxUploadBytes, cfg.Limits.UploadTimeout).Route(),
 		route.Route{Pattern: "GET /openapi.json", Name: "openapi", Policy: route.Public,
 			Handler: func(w http.ResponseWriter, _ *http.Request) error {
@@ -461,6 +470,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	go a.Syncer.RunScheduler(ctx, time.Minute)
+	go a.Jira.Run(ctx)
 	select {
 	case err := <-errc:
 		return err

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -103,6 +104,17 @@ func (c *conn) keep(query string, ps bindings.PreparedStatement) {
 	}
 }
 
+// forget frees the prepared statement kept for query, if any.
+func (c *conn) forget(query string) {
+	ps, ok := c.prepared[query]
+	if !ok {
+		return
+	}
+	delete(c.prepared, query)
+	c.recent = slices.DeleteFunc(c.recent, func(q string) bool { return q == query })
+	bindings.DestroyPrepare(&ps)
+}
+
 func connect(db bindings.Database) (*conn, error) {
 	var c bindings.Connection
 	if bindings.Connect(db, &c) == bindings.StateError {
@@ -175,7 +187,10 @@ type stream struct {
 	names  []string
 	schema *arrow.Schema
 	ended  bool // DuckDB returned its last chunk, or failed
-	stop   func()
+	// delivered: the caller passed part of the result on (its columns or
+	// rows), so the query can no longer be started again unseen.
+	delivered bool
+	stop      func()
 }
 
 // query starts one statement on c. With selectOnly, a statement DuckDB does

@@ -159,6 +159,8 @@ func harden(ctx context.Context, conn *sql.Conn, files, dirs []string, opts Opti
 		"SET GLOBAL autoload_known_extensions = false",
 		"SET GLOBAL allow_community_extensions = false",
 		"SET GLOBAL allow_unsigned_extensions = false",
+		// Its validation can miss a file replaced within the same second (see rerunnable).
+		"SET GLOBAL enable_external_file_cache = false",
 	)
 	stmts = append(stmts, "SET GLOBAL lock_configuration = true")
 	for _, s := range stmts {

@@ -87,15 +87,27 @@ type limits struct{ rows, bytes int64 }
 // the limits. DuckDB computes the result as the batches are read.
 func (e *Engine) RunArrow(ctx context.Context, query string, opts RunOptions, sink ArrowSink) (Summary, error) {
 	return e.run(ctx, query, opts, func(ctx context.Context, st *stream, lim limits, sum *Summary) error {
-		if cs, ok := sink.(ColumnSink); ok {
-			if err := cs.Columns(st.columns()); err != nil {
+		// The sink hears of the result with its first batch (or its end), so
+		// that a read failing before then can be run again (see rerunnable).
+		begin := func() error {
+			if st.delivered {
+				return nil
+			}
+			st.delivered = true
+			if cs, ok := sink.(ColumnSink); ok {
+				if err := cs.Columns(st.columns()); err != nil {
+					return &sinkError{err}
+				}
+			}
+			if err := sink.Schema(st.schema); err != nil {
 				return &sinkError{err}
 			}
+			return nil
 		}
-		if err := sink.Schema(st.schema); err != nil {
-			return &sinkError{err}
-		}
-		return st.records(ctx, func(rec arrow.RecordBatch) error {
+		err := st.records(ctx, func(rec arrow.RecordBatch) error {
+			if err := begin(); err != nil {
+				return err
+			}
 			if err := sendBatch(rec, lim, sum, sink); err != nil {
 				return err
 			}
@@ -104,6 +116,10 @@ func (e *Engine) RunArrow(ctx context.Context, query string, opts RunOptions, si
 			}
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		return begin()
 	})
 }
 
@@ -200,15 +216,59 @@ func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec ex
 				e.selects.Put(query, struct{}{})
 			}
 		}
-		st, err := c.query(qctx, query, true)
-		if err != nil {
-			return err
+		for attempt := 1; ; attempt++ {
+			delivered, err := execOnce(qctx, c, query, exec, lim, &sum)
+			if err == nil || delivered || attempt == maxAttempts || qctx.Err() != nil || !rerunnable(err) {
+				return err
+			}
+			c.forget(query) // bound to the file as it was
+			sum = Summary{Generation: g.num}
 		}
-		defer st.close()
-		return exec(qctx, st, lim, &sum)
 	}()
 	sum.Elapsed = time.Since(start)
 	return sum, translate(qctx, timeout, err)
+}
+
+// execOnce starts query on c and hands its stream to exec; delivered
+// reports whether exec passed anything of the result on.
+func execOnce(ctx context.Context, c *conn, query string, exec execFunc, lim limits, sum *Summary) (delivered bool, err error) {
+	st, err := c.query(ctx, query, true)
+	if err != nil {
+		return false, err
+	}
+	defer st.close()
+	err = exec(ctx, st, lim, sum)
+	return st.delivered, err
+}
+
+// maxAttempts bounds how often a query is started when a file it reads
+// changed under it (see rerunnable).
+const maxAttempts = 3
+
+// rerunnable reports whether err may come from a data file replaced while
+// the query read it. Syncs replace a file by writing a new one and renaming
+// it over the old (connectors/extract), but DuckDB opens a Parquet file by
+// path more than once per query (its metadata at bind, its data at scan), so
+// a query overlapping the rename can read the new file's bytes at the old
+// file's offsets ("Invalid Error: TProtocolException", "Prefetch registered
+// for bytes outside file", "don't know what type", "Failed to read file":
+// ZSTD failures) or an IO error. Started again on a fresh prepare, the query
+// sees one version. A query rejected for its own sake (parser, binder,
+// conversion, limits) never fails this way. (DuckDB's external file cache is
+// off for the same reason: it can serve a replaced file's old bytes.)
+func rerunnable(err error) bool {
+	var de *duckdb.Error
+	if !errors.As(err, &de) {
+		return false
+	}
+	// By DuckDB's own prefix: prepare and pending errors all come typed
+	// Invalid, binder and parser errors included.
+	for _, p := range []string{"Invalid Error: ", "IO Error: ", "Invalid Input Error: Failed to read file"} {
+		if strings.HasPrefix(de.Msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxRememberedSQL keeps huge one-off queries out of the verdict cache.

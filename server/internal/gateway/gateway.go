@@ -78,6 +78,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, services []protoreflect.Ser
 		agnesv1.RegisterQueryServiceHandler,
 		agnesv1.RegisterCatalogServiceHandler,
 		agnesv1.RegisterMemoryServiceHandler,
+		agnesv1.RegisterJiraServiceHandler,
 	} {
 		if err := register(ctx, mux, conn); err != nil {
 			return nil, err

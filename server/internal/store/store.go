@@ -50,6 +50,7 @@ type Store interface {
 	Metrics
 	Settings
 	Jobs
+	WebhookEvents
 	Audit
 	Versions
 	Schema

@@ -66,6 +66,7 @@ func Run(t *testing.T, b Backend) {
 		{"JobLeases", testJobLeases},
 		{"JobRetryAndCancel", testJobRetryAndCancel},
 		{"ListJobs", testListJobs},
+		{"WebhookEvents", testWebhookEvents},
 		{"NotFoundEverywhere", testNotFound},
 	}
 	for _, tc := range tests {
@@ -816,6 +817,79 @@ func testListJobs(t *testing.T, b Backend) {
 	require.NoError(t, err)
 	require.Len(t, two, 2)
 	require.True(t, slices.Contains(ids, two[0].ID))
+}
+
+func testWebhookEvents(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	t0 := time.Now().UTC().Truncate(time.Millisecond).Add(-time.Hour)
+	ev := func(id string, at time.Duration) *store.WebhookEvent {
+		return &store.WebhookEvent{Source: "jira", DeliveryID: id, Event: "jira:issue_updated", IssueKey: "SUP-1",
+			Body: []byte(`{"webhookEvent":"jira:issue_updated","n":"` + id + `"}`), ReceivedAt: t0.Add(at)}
+	}
+	ids := func(es []*store.WebhookEvent) []string {
+		var out []string
+		for _, e := range es {
+			out = append(out, e.DeliveryID)
+		}
+		return out
+	}
+	require.NoError(t, s.AddWebhookEvent(ctx, ev("d2", 2*time.Second)))
+	require.NoError(t, s.AddWebhookEvent(ctx, ev("d1", time.Second)))
+	require.NoError(t, s.AddWebhookEvent(ctx, ev("d3", 3*time.Second)))
+	require.ErrorIs(t, s.AddWebhookEvent(ctx, ev("d1", 9*time.Second)), store.ErrAlreadyExists, "a delivery is stored once")
+	other := ev("d1", time.Second)
+	other.Source = "jira_eng"
+	require.NoError(t, s.AddWebhookEvent(ctx, other), "delivery ids are per source")
+	require.Error(t, s.AddWebhookEvent(ctx, &store.WebhookEvent{Source: "jira"}), "delivery id and time required")
+
+	s = reopen(t, b, s) // acknowledged events survive a restart
+	due, err := s.DueWebhookEvents(ctx, "jira", time.Now(), 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"d1", "d2", "d3"}, ids(due), "oldest first")
+	require.Equal(t, `{"webhookEvent":"jira:issue_updated","n":"d1"}`, string(due[0].Body), "the exact bytes")
+	require.True(t, t0.Add(time.Second).Equal(due[0].ReceivedAt))
+	require.Equal(t, "SUP-1", due[0].IssueKey)
+	require.Nil(t, due[0].ProcessedAt)
+	two, err := s.DueWebhookEvents(ctx, "jira", time.Now(), 2)
+	require.NoError(t, err)
+	require.Len(t, two, 2)
+
+	later := time.Now().Add(time.Hour)
+	require.NoError(t, s.RetryWebhookEvents(ctx, "jira", []store.WebhookRetry{{DeliveryID: "d2", At: later, Error: "jira 503"}}))
+	require.NoError(t, s.FinishWebhookEvents(ctx, "jira", []string{"d1"}, time.Now(), ""))
+	due, err = s.DueWebhookEvents(ctx, "jira", time.Now(), 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"d3"}, ids(due), "processed and put-off events are not due")
+	due, err = s.DueWebhookEvents(ctx, "jira", later.Add(time.Second), 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"d2", "d3"}, ids(due), "due again once its time passed")
+	require.Equal(t, 1, due[0].Attempts)
+	require.Equal(t, "jira 503", due[0].LastError)
+	require.NotNil(t, due[0].NextAttemptAt)
+
+	st, err := s.WebhookEventStats(ctx, "jira")
+	require.NoError(t, err)
+	require.Equal(t, 2, st.Pending)
+	require.Equal(t, 1, st.Retrying)
+	require.True(t, t0.Add(2*time.Second).Equal(*st.OldestPending))
+	require.True(t, t0.Add(3*time.Second).Equal(*st.LastReceived))
+	require.NotNil(t, st.LastProcessed)
+	empty, err := s.WebhookEventStats(ctx, "nobody")
+	require.NoError(t, err)
+	require.Equal(t, store.WebhookStats{}, *empty)
+
+	require.NoError(t, s.FinishWebhookEvents(ctx, "jira", []string{"d2", "d3"}, time.Now(), "gave up"))
+	n, err := s.PruneWebhookEvents(ctx, "jira", time.Now().Add(-time.Minute))
+	require.NoError(t, err)
+	require.Zero(t, n, "only events processed before the cut")
+	n, err = s.PruneWebhookEvents(ctx, "jira", time.Now().Add(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	require.NoError(t, s.AddWebhookEvent(ctx, ev("d1", time.Second)), "a pruned delivery id is free again")
+	st, err = s.WebhookEventStats(ctx, "jira_eng")
+	require.NoError(t, err)
+	require.Equal(t, 1, st.Pending, "other sources untouched")
 }
 
 func testNotFound(t *testing.T, b Backend) {
