@@ -191,6 +191,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)
 	}
+	if err := adminsvc.RecoverUploads(uploadDir(cfg)); err != nil {
+		return nil, err
+	}
 	if err := a.Jobs.Start(ctx); err != nil {
 		return nil, err
 	}
