@@ -377,8 +377,9 @@ func (k *crash) duringUpload(ctx context.Context) error {
 	halfway := make(chan struct{})
 	stall := make(chan struct{})
 	done := make(chan error, 1)
+	c := k.c // killAndCheck replaces k.c
 	go func() {
-		_, err := upload(ctx, k.c, k.admin, "late", false, func(w io.Writer) error {
+		_, err := upload(ctx, c, k.admin, "late", false, func(w io.Writer) error {
 			return writeCSV(w, k.e.Sizes.BigRows, 2, half, func() {
 				close(halfway)
 				<-stall // the client stalls: the server holds a half-written upload
@@ -390,7 +391,7 @@ func (k *crash) duringUpload(ctx context.Context) error {
 	select {
 	case <-halfway:
 	case err := <-done:
-		return fmt.Errorf("the upload ended before its body was half sent: %v", err)
+		return fmt.Errorf("the upload ended before its body was half sent: %w", err)
 	}
 	uploads := filepath.Join(k.s.DataDir, "uploads")
 	var seen string
@@ -412,8 +413,9 @@ func (k *crash) duringUpload(ctx context.Context) error {
 // the body is sent, the server extracts it to Parquet.
 func (k *crash) duringSync(ctx context.Context) error {
 	done := make(chan *Response, 1)
+	c := k.c // killAndCheck replaces k.c
 	go func() {
-		res, err := upload(ctx, k.c, k.admin, "events", true, func(w io.Writer) error { return writeCSV(w, k.e.Sizes.BigRows, 3, 0, nil) })
+		res, err := upload(ctx, c, k.admin, "events", true, func(w io.Writer) error { return writeCSV(w, k.e.Sizes.BigRows, 3, 0, nil) })
 		if err != nil {
 			res = &Response{Body: []byte(err.Error())}
 		}
@@ -443,9 +445,10 @@ func (k *crash) duringRebuild(ctx context.Context) error {
 	gen := filepath.Join(k.s.DataDir, "analytics", "gen")
 	for try := 1; ; try++ {
 		done := make(chan struct{})
+		c := k.c // killAndCheck replaces k.c
 		go func() {
 			defer close(done)
-			_, _ = k.c.Do(ctx, http.MethodPost, "/api/admin/rebuild", k.admin, "{}", nil)
+			_, _ = c.Do(ctx, http.MethodPost, "/api/admin/rebuild", k.admin, "{}", nil)
 		}()
 		var seen string
 		for seen == "" {

@@ -151,7 +151,7 @@ func (s *Server) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	for {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("%s exited during startup (%v); last lines of %s:\n%s", s.Name, s.waitErr, s.logPath, tail(s.logPath, 20))
+			return fmt.Errorf("%s exited during startup (%w); last lines of %s:\n%s", s.Name, s.waitErr, s.logPath, tail(s.logPath, 20))
 		case <-ctx.Done():
 			return ctx.Err()
 		default:

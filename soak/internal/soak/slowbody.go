@@ -84,7 +84,7 @@ limits:
 		req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{\"em",
 			slowTargets[c.target].path, host)
 		if _, err := conn.Write([]byte(req)); err != nil {
-			conn.Close()
+			_ = conn.Close()
 			return fmt.Errorf("connection %d: %w", i, err)
 		}
 		c.sent = time.Now()
@@ -187,7 +187,7 @@ func probeCap(ctx context.Context, src, addr string, n int) (refused, accepted i
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
-			c.Close()
+			_ = c.Close()
 		}
 	}()
 	for range n {

@@ -73,7 +73,7 @@ query:
 	var steps []string // RSS once each answer is held
 	defer func() {
 		for _, conn := range stalled {
-			conn.Close()
+			_ = conn.Close()
 		}
 	}()
 	for i := range perUser {
@@ -115,7 +115,7 @@ query:
 	growth := watch.Stop() - base
 
 	for _, conn := range stalled {
-		conn.Close()
+		_ = conn.Close()
 	}
 	stalled = nil
 	start := time.Now()
