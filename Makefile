@@ -75,3 +75,7 @@ clean: ## Remove build outputs
 .PHONY: bench
 bench: build ## Benchmark against in-process DuckDB; report in bench/out/report.md (BENCH_FLAGS="-only A,B")
 	$(GO) run -tags $(TAGS) ./bench/cmd/agnes-bench $(BENCH_FLAGS)
+
+.PHONY: soak
+soak: build ## Soak-and-fault suite against the real server; report in soak/out/report.md (SOAK_FLAGS="-only h1,crash")
+	$(GO) run -tags $(TAGS) ./soak/cmd/agnes-soak $(SOAK_FLAGS)

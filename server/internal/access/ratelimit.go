@@ -68,6 +68,7 @@ const (
 
 // AccountThrottle counts failed sign-ins per account.
 type AccountThrottle struct {
+	mu      sync.Mutex // get-or-create of an account's bucket
 	buckets *lru.Cache[string, *rate.Limiter]
 	now     func() time.Time
 }
@@ -77,28 +78,26 @@ func NewAccountThrottle() *AccountThrottle {
 	return &AccountThrottle{buckets: lru.New[string, *rate.Limiter](accountMemory), now: time.Now}
 }
 
-// Allowed reports whether the account may try to sign in now, or how long to wait.
-func (t *AccountThrottle) Allowed(account string) (time.Duration, bool) {
-	lim, ok := t.buckets.Get(account)
-	if !ok {
-		return 0, true
-	}
-	now := t.now()
-	if lim.TokensAt(now) >= 1 {
-		return 0, true
-	}
-	r := lim.ReserveN(now, 1)
-	wait := r.DelayFrom(now)
-	r.CancelAt(now)
-	return wait, false
-}
-
-// Failed records a failed sign-in of the account.
-func (t *AccountThrottle) Failed(account string) {
-	lim, ok := t.buckets.Get(account)
-	if !ok {
+// Attempt counts a sign-in attempt of the account as a failure before its
+// password is checked, so that concurrent attempts cannot all pass the
+// throttle while the first checks are still running, or says how long to
+// wait. Call undo when the attempt did not fail: it succeeded, or no
+// password was checked.
+func (t *AccountThrottle) Attempt(account string) (undo func(), wait time.Duration, ok bool) {
+	t.mu.Lock()
+	lim, found := t.buckets.Get(account)
+	if !found {
 		lim = rate.NewLimiter(rate.Every(AccountFailureWindow/AccountFailures), AccountFailures)
 		t.buckets.Put(account, lim)
 	}
-	lim.AllowN(t.now(), 1)
+	t.mu.Unlock()
+	now := t.now()
+	r := lim.ReserveN(now, 1)
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now)
+		return nil, wait, false
+	}
+	// Cancelled as of the moment it was taken: rate refuses to cancel a
+	// reservation later than it acted.
+	return func() { r.CancelAt(now) }, 0, true
 }

@@ -194,6 +194,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)
 	}
+	if err := adminsvc.RecoverUploads(uploadDir(cfg)); err != nil {
+		return nil, err
+	}
 	a.Jira, err = jiraserver.New(cfg.DataDir, a.Store, a.Analytics, a.Jobs, sources, jiraserver.Options{Log: log, Profile: a.Syncer.Profile})
 	if err != nil {
 		return nil, err

@@ -43,7 +43,7 @@ func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			rc := http.NewResponseController(w)
 			if err := rc.SetReadDeadline(time.Now().Add(timeout)); err == nil {
-				r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+				r.Body = &deadlineBody{ReadCloser: r.Body, header: w.Header(), lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -52,21 +52,33 @@ func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 
 type deadlineBody struct {
 	io.ReadCloser
-	once sync.Once
-	lift func()
+	header http.Header // the response's
+	once   sync.Once
+	lift   func()
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
 		b.once.Do(b.lift)
+	case err != nil:
+		// The rest of the body is still on the wire: the connection ends with
+		// the answer rather than waiting (up to idle_timeout) for another request.
+		b.header.Set("Connection", "close")
 	}
 	return n, err
 }
 
+// Close lifts the deadline only after closing: net/http's Close reads what
+// is left of a small unread body (to reuse the connection), and that read
+// must still end at the deadline. Lifting it first let a client that stalls
+// mid-body hold the connection for ever once the handler gave up on the body
+// (connect closes the body after a failed read).
 func (b *deadlineBody) Close() error {
+	err := b.ReadCloser.Close()
 	b.once.Do(b.lift)
-	return b.ReadCloser.Close()
+	return err
 }
 
 // precheckRPC applies the authentication part of an RPC's policy before

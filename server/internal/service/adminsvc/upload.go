@@ -72,6 +72,9 @@ func (u *Uploads) Route() route.Route {
 	return route.Route{Pattern: "POST /api/upload", Name: "data.upload", Policy: route.Admin, Handler: u.Serve}
 }
 
+// uploadTempPrefix names a stored upload until it is placed under its table's name.
+const uploadTempPrefix = "upload_tmp_"
+
 // form is what the multipart body said.
 type form struct {
 	name, description string
@@ -105,7 +108,7 @@ func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 		return nil, apierr.AlreadyExists("table '%s' already exists; send replace=true to replace its data", id)
 	}
 	final := id + f.kind.Ext()
-	restore, err := u.place(f.stored, final, existing)
+	restore, commit, err := u.place(f.stored, final, existing)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +127,7 @@ func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 		restore()
 		return nil, err
 	}
+	commit()
 	res := &UploadResult{ID: id, Name: cmp.Or(f.name, id), Status: "registered", JobID: job.ID}
 	if existing != nil {
 		res.Status = "replaced"
@@ -161,7 +165,7 @@ func (u *Uploads) read(r *http.Request) (*form, error) {
 				return f, apierr.InvalidArgument("send one file per upload")
 			}
 			f.stem = strings.TrimSuffix(filepath.Base(part.FileName()), filepath.Ext(part.FileName()))
-			tmp := "upload_tmp_" + randomHex()
+			tmp := uploadTempPrefix + randomHex()
 			name, kind, _, err := upload.Store(r.Context(), u.dir, tmp, part, u.max)
 			var big *upload.TooLargeError
 			var in *connectors.InputError
@@ -198,26 +202,76 @@ func (u *Uploads) read(r *http.Request) (*form, error) {
 }
 
 // place moves the stored upload to its final name, keeping the previous file of a
-// replaced table until the new one has synced; restore puts things back.
-func (u *Uploads) place(stored, final string, existing *store.RegisteredTable) (restore func(), err error) {
+// replaced table (<file>.before-replace) until the new one has synced; restore puts
+// things back, commit drops the previous file. One found at start belongs to a
+// replace that never finished (see RecoverUploads).
+func (u *Uploads) place(stored, final string, existing *store.RegisteredTable) (restore, commit func(), err error) {
 	dst := filepath.Join(u.dir, final)
 	backup := ""
 	if existing != nil {
 		old := filepath.Join(u.dir, existing.SourceTable)
-		backup = old + ".previous"
+		backup = old + previousSuffix
 		if err := os.Rename(old, backup); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := os.Rename(filepath.Join(u.dir, stored), dst); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return func() {
+	restore = func() {
 		_ = os.Remove(dst)
 		if backup != "" {
 			_ = os.Rename(backup, filepath.Join(u.dir, existing.SourceTable))
 		}
-	}, nil
+	}
+	commit = func() {
+		if backup != "" {
+			_ = os.Remove(backup)
+		}
+	}
+	return restore, commit, nil
+}
+
+// previousSuffix marks the file a replacing upload keeps until it has synced.
+// (Before it was committed, replaces kept "<file>.previous" for good: those are
+// left alone, since they may be older than the file in place.)
+const previousSuffix = ".before-replace"
+
+// RecoverUploads undoes, at start, what uploads cut short by a crash left in the
+// upload folder dir: bodies that never finished (.upload-*.tmp), files stored but
+// never placed (upload_tmp_*), and replacements that never synced (a
+// <file>.before-replace is put back, and the new file of that table removed), so that
+// no later sync publishes an upload whose uploader never got an answer. It runs
+// before any sync can.
+func RecoverUploads(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recover uploads: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, ".upload-") && strings.HasSuffix(name, ".tmp"), strings.HasPrefix(name, uploadTempPrefix):
+			errs = append(errs, os.Remove(filepath.Join(dir, name)))
+		case strings.HasSuffix(name, previousSuffix):
+			prev := strings.TrimSuffix(name, previousSuffix)
+			stem := strings.TrimSuffix(prev, filepath.Ext(prev))
+			for _, k := range []upload.Kind{upload.KindCSV, upload.KindParquet} {
+				if err := os.Remove(filepath.Join(dir, stem+k.Ext())); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, err)
+				}
+			}
+			errs = append(errs, os.Rename(filepath.Join(dir, name), filepath.Join(dir, prev)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("recover uploads: %w", err)
+	}
+	return nil
 }
 
 // sync runs the table's sync to its end and turns a failed extraction into the

@@ -140,31 +140,38 @@ func (s *Service) signIn(ctx context.Context, email, password string) (*store.Id
 		return nil, apierr.InvalidArgument("email and password are required")
 	}
 	account := store.NormalizeEmail(email)
-	if wait, ok := s.failures.Allowed(account); !ok {
+	undo, wait, ok := s.failures.Attempt(account)
+	if !ok {
 		err := connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
 			"too many failed sign-ins for this account (the limit is %d per %s); try again later",
 			access.AccountFailures, access.AccountFailureWindow))
 		err.Meta().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 		return nil, err
 	}
+	failed := false // the attempt counts as a failure unless it turns out not to be one
+	defer func() {
+		if !failed {
+			undo()
+		}
+	}()
 	c, err := s.store.CredentialsByEmail(ctx, email)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && c.PasswordHash == "") {
 		if _, err := service.HashError(auth.VerifyPasswordContext(ctx, password, dummyHash)); err != nil {
 			return nil, err
 		}
-		s.failures.Failed(account)
+		failed = true
 		s.audit(ctx, "", "auth.login", "error.unauthenticated", map[string]any{"email": account})
 		return nil, errBadCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
-	ok, err := service.HashError(auth.VerifyPasswordContext(ctx, password, c.PasswordHash))
+	ok, err = service.HashError(auth.VerifyPasswordContext(ctx, password, c.PasswordHash))
 	if errors.Is(err, context.Canceled) || connect.CodeOf(err) == connect.CodeUnavailable {
 		return nil, err
 	}
 	if err != nil || !ok {
-		s.failures.Failed(account)
+		failed = true
 		s.audit(ctx, c.ID, "auth.login", "error.unauthenticated", map[string]any{"email": c.Email})
 		return nil, errBadCredentials
 	}
