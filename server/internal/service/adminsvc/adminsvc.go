@@ -13,6 +13,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/service"
+	"github.com/agnesdata/agnes/server/internal/sources"
 	"github.com/agnesdata/agnes/server/internal/store"
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
@@ -34,13 +35,14 @@ type Service struct {
 	store   Store
 	version string
 	syncer  *syncer.Syncer
+	sources *sources.Monitor
 }
 
 var _ agnesv1connect.AdminServiceHandler = (*Service)(nil)
 
-// New returns the service.
-func New(st Store, version string, sy *syncer.Syncer) *Service {
-	return &Service{store: st, version: version, syncer: sy}
+// New returns the service; mon reports and checks the sources' health.
+func New(st Store, version string, sy *syncer.Syncer, mon *sources.Monitor) *Service {
+	return &Service{store: st, version: version, syncer: sy, sources: mon}
 }
 
 // RebuildAnalytics implements AdminService.
