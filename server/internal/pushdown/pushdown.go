@@ -124,8 +124,8 @@ func (p *Pushdown) Tables(ctx context.Context) (map[string]Table, error) {
 
 var (
 	projectRE = regexp.MustCompile(`^(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
-	datasetRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,1024}$`)
-	tableRE   = regexp.MustCompile(`^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd} $]{1,1024}$`)
+	datasetRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+	tableRE   = regexp.MustCompile(`^[\p{L}\p{M}\p{N}\p{Pc}\p{Pd} $]+$`)
 )
 
 // Ref is the BigQuery id (project.dataset.table) a registry row of a
