@@ -19,8 +19,9 @@ import (
 )
 
 // Scenarios, in the order they run. A–G and K run against the main server
-// over table big; H–J against a separate distribution server (dist.go).
-var Scenarios = []string{"A", "G", "B", "D", "C", "K", "E", "F", "H", "I", "J"}
+// over table big; H–J against a separate distribution server (dist.go); L
+// and M measure the company sources against fakes of their APIs (sources.go).
+var Scenarios = []string{"A", "G", "B", "D", "C", "K", "E", "F", "H", "I", "J", "L", "M"}
 
 // Config is one benchmark run.
 type Config struct {
@@ -52,6 +53,8 @@ type Config struct {
 	WarmDownload              int // I
 	ItersDownload             int
 	Pulls                     int // J
+	ItersExport               int // L
+	WarmRemote, ItersRemote   int // M
 
 	Logf func(format string, args ...any)
 }
@@ -121,6 +124,11 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 	if cfg.wantDist() {
 		if err := r.runDist(ctx); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.wantSources() {
+		if err := r.runSources(ctx); err != nil {
 			return rep, err
 		}
 	}
