@@ -137,7 +137,8 @@ func TestKeboolaEndToEnd(t *testing.T) {
 		body  map[string]any
 		field string
 	}{
-		{map[string]any{"name": "o1", "source": "kbc_sales", "bucket": "in.c-crm", "source_table": "orders", "sync_strategy": "incremental"}, "primary_key"},
+		{map[string]any{"name": "o1", "source": "kbc_sales", "bucket": "in.c-crm", "source_table": "orders",
+			"where_filters": []map[string]any{{"column": "status", "operator": "like", "values": []string{"x"}}}}, "where_filters"},
 		{map[string]any{"name": "o2", "source": "kbc_sales", "source_table": "orders"}, "source_table"},
 		{map[string]any{"name": "o3", "source": "kbc_sales", "bucket": "in.c-crm", "source_table": "orders", "query_mode": "remote"}, "query_mode"},
 	} {

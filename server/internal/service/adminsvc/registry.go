@@ -123,8 +123,8 @@ func (s *Service) validate(t *store.RegisteredTable) error {
 }
 
 // validateSource checks what only some source types allow: Keboola tables
-// name a Keboola table and need a primary key to merge changes; BigQuery
-// tables are remote or materialized whole; other types are local.
+// name a Keboola table; BigQuery tables are remote or materialized whole;
+// other types are local.
 func validateSource(t *store.RegisteredTable, conn connectors.Connector) error {
 	if t.SourceType != bigquery.Type && t.QueryMode != "local" {
 		return fieldError("query_mode", "%s is only for BigQuery sources; %s tables are local", t.QueryMode, t.SourceType)
@@ -138,9 +138,9 @@ func validateSource(t *store.RegisteredTable, conn connectors.Connector) error {
 		case strings.Count(id, ".") != 2 || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") || strings.Contains(id, ".."):
 			return fieldError("source_table", "bucket %q and source_table %q give %q, which is not a Keboola table id (stage.c-bucket.table, e.g. in.c-crm.orders)",
 				t.Bucket, t.SourceTable, id)
-		case t.SyncStrategy != connectors.StrategyFullRefresh && len(t.PrimaryKey) == 0:
-			return fieldError("primary_key", "is required for the %s strategy of a Keboola table: changes are merged by it", t.SyncStrategy)
 		}
+		// A primary key for incremental and partitioned syncs may come from
+		// Keboola's table itself; the sync says so when neither has one.
 	case bigquery.Type:
 		bq, _ := conn.(*bigquery.Connector)
 		switch {
