@@ -152,6 +152,7 @@ func TestKeboolaEndToEnd(t *testing.T) {
 	register(t, s, map[string]any{"name": "orders", "source_type": "keboola", "source": "kbc_sales", "bucket": "in.c-crm",
 		"source_table": "orders", "sync_strategy": "incremental", "primary_key": []string{"id"}, "incremental_window_days": 2,
 		"where_filters": []map[string]any{{"column": "status", "operator": "ne", "values": []string{"cancelled"}}}})
+	f.MaintenanceOnNextPolls(1) // a 503 with Retry-After while the job is polled: waited out
 	job := syncNow(t, s, "orders")
 	require.Equal(t, agnesv1.SyncJobState_SYNC_JOB_STATE_SUCCEEDED, job.GetState(), "%v", job)
 	require.EqualValues(t, 3, job.GetTables()[0].GetRows())
@@ -196,6 +197,12 @@ func TestKeboolaEndToEnd(t *testing.T) {
 	man, err = s.Clients(ts.GRPC, s.UserToken).Sync.GetManifest(ctx, &agnesv1.GetManifestRequest{})
 	require.NoError(t, err)
 	hash = man.GetTables()["orders"].GetHash()
+
+	// Nothing changed since (the window's rows are merged again, an empty
+	// delta would be an empty manifest): the data stays as it is.
+	job = syncNow(t, s, "orders")
+	require.Equal(t, agnesv1.SyncJobState_SYNC_JOB_STATE_SUCCEEDED, job.GetState(), "%v", job)
+	require.Len(t, queryStrings(t, s, s.UserToken, `SELECT id FROM orders`), 4)
 
 	// An export job that ends in error: the sync fails with Keboola's message and
 	// exceptionId, and the last good data stays served under the same hash.
@@ -242,6 +249,18 @@ func TestKeboolaSourcesSideBySide(t *testing.T) {
 	})
 	ctx := context.Background()
 	admin := s.Clients(ts.Connect, s.AdminToken)
+
+	// The start checked every source in the background, without holding it up.
+	require.Eventually(t, func() bool {
+		list, err := admin.Admin.ListSources(ctx, &agnesv1.ListSourcesRequest{})
+		require.NoError(t, err)
+		for _, src := range list.GetSources() {
+			if src.GetName() == "kbc_broken" {
+				return src.GetHealth() == "error"
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "the start-up check of kbc_broken")
 
 	register(t, s, map[string]any{"name": "orders", "source": "kbc_sales", "bucket": "in.c-crm", "source_table": "orders"})
 	register(t, s, map[string]any{"name": "invoices", "source": "kbc_finance", "source_table": "out.c-finance.invoices"})
