@@ -324,7 +324,7 @@ func upstream(err error) error {
 }
 
 // quota counts the bytes each user's remote queries scan per UTC day, in
-// memory: a restart forgets today's counts (see ADR 0017).
+// memory: a restart forgets today's counts (see ADR 0020).
 type quota struct {
 	mu   sync.Mutex
 	day  string
