@@ -34,6 +34,7 @@ func main() {
 		parquet string
 		files   string
 		fdir    string
+		export  string
 	)
 	flag.StringVar(&cfg.ServerBin, "server", "bin/agnes-server", "agnes-server binary (make build)")
 	flag.StringVar(&cfg.AgnesBin, "agnes", "bin/agnes", "agnes CLI binary (make build), for J")
@@ -65,12 +66,24 @@ func main() {
 	flag.IntVar(&cfg.ItersDownload, "iters-download", 30, "I: timed rounds of the 200 MB download (Agnes and http.FileServer each)")
 	flag.IntVar(&cfg.WarmDownload, "warm-download", 3, "I: warm-up rounds")
 	flag.IntVar(&cfg.Pulls, "pulls", 5, "J: rounds of change one table, rebuild, agnes pull")
+	flag.IntVar(&cfg.ItersExport, "iters-export", 3, "L: rounds of the 1 M-row Keboola export and of DuckDB's COPY")
+	flag.IntVar(&cfg.ItersRemote, "iters-remote", 200, "M: timed rounds of the remote BigQuery query")
+	flag.IntVar(&cfg.WarmRemote, "warm-remote", 20, "M: warm-up rounds")
 	flag.BoolVar(&quick, "quick", false, "few iterations everywhere (a smoke test of the harness, not a measurement)")
 	flag.StringVar(&plain, "serve-plain", "", "internal: serve the plain DuckDB-over-HTTP baseline on this address")
 	flag.StringVar(&parquet, "plain-parquet", "", "internal: the Parquet file of the plain server")
 	flag.StringVar(&files, "serve-files", "", "internal: serve the http.FileServer baseline (I) on this address")
 	flag.StringVar(&fdir, "files-dir", "", "internal: the directory of the file server")
+	flag.StringVar(&export, "export-keboola", "", "internal: run scenario M's export once into this folder (the memory measurement)")
 	flag.Parse()
+
+	if export != "" {
+		if err := harness.ExportKeboola(export); err != nil {
+			fmt.Fprintln(os.Stderr, "export:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if files != "" {
 		if err := harness.ServeFiles(files, fdir); err != nil {
@@ -100,13 +113,15 @@ func run(cfg harness.Config, only string, quick bool) int {
 		cfg.ItersManifest, cfg.WarmManifest = 30, 3
 		cfg.ItersDownload, cfg.WarmDownload = 3, 1
 		cfg.Pulls = 2
+		cfg.ItersExport = 1
+		cfg.ItersRemote, cfg.WarmRemote = 30, 3
 	}
 	if cfg.Connect != harness.HTTP1 && cfg.Connect != harness.H2C {
 		return fail(fmt.Errorf("-connect %q: want h1 or h2c", cfg.Connect))
 	}
 	if cfg.Rows < 1000 || cfg.Small < 0 || cfg.ItersAgg < 1 || cfg.ItersSelect1 < 1 || cfg.ItersStream < 1 ||
 		cfg.ItersSmall < 1 || cfg.Cancels < 1 || cfg.Rebuilds < 1 || cfg.Clients < 1 ||
-		cfg.ItersManifest < 1 || cfg.ItersDownload < 1 || cfg.Pulls < 1 || cfg.WarmManifest < 0 || cfg.WarmDownload < 0 {
+		cfg.ItersManifest < 1 || cfg.ItersDownload < 1 || cfg.Pulls < 1 || cfg.ItersExport < 1 || cfg.ItersRemote < 1 || cfg.WarmRemote < 0 || cfg.WarmManifest < 0 || cfg.WarmDownload < 0 {
 		return fail(fmt.Errorf("-rows must be ≥ 1000 and iteration counts ≥ 1"))
 	}
 	if only != "" {

@@ -20,8 +20,9 @@ import (
 
 // Scenarios, in the order they run. A–G and K run against the main server
 // over table big; H–J against a separate distribution server (dist.go); L
-// against a server with a Jira source over a fake Jira (jira.go).
-var Scenarios = []string{"A", "G", "B", "D", "C", "K", "E", "F", "H", "I", "J", "L"}
+// against a server with a Jira source over a fake Jira (jira.go); M and N
+// measure Keboola and BigQuery against fakes of their APIs (sources.go).
+var Scenarios = []string{"A", "G", "B", "D", "C", "K", "E", "F", "H", "I", "J", "L", "M", "N"}
 
 // Config is one benchmark run.
 type Config struct {
@@ -53,6 +54,8 @@ type Config struct {
 	WarmDownload              int // I
 	ItersDownload             int
 	Pulls                     int // J
+	ItersExport               int // L
+	WarmRemote, ItersRemote   int // M
 
 	Logf func(format string, args ...any)
 }
@@ -139,6 +142,11 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			r.logf("scenario L: ERROR: %v", err)
 		} else {
 			r.logf("scenario L done in %s", time.Since(t).Round(time.Millisecond))
+		}
+	}
+	if cfg.wantSources() {
+		if err := r.runSources(ctx); err != nil {
+			return rep, err
 		}
 	}
 	return rep, nil

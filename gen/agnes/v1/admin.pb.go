@@ -3115,7 +3115,9 @@ type DiscoveredTable struct {
 	// Primary key columns.
 	PrimaryKey []string `protobuf:"bytes,8,rep,name=primary_key,json=primaryKey,proto3" json:"primary_key,omitempty"`
 	// Whether a registry row already exists for it.
-	Registered    bool `protobuf:"varint,9,opt,name=registered,proto3" json:"registered,omitempty"`
+	Registered bool `protobuf:"varint,9,opt,name=registered,proto3" json:"registered,omitempty"`
+	// The source_table to register it with (with bucket).
+	SourceTable   string `protobuf:"bytes,10,opt,name=source_table,json=sourceTable,proto3" json:"source_table,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3213,6 +3215,399 @@ func (x *DiscoveredTable) GetRegistered() bool {
 	return false
 }
 
+func (x *DiscoveredTable) GetSourceTable() string {
+	if x != nil {
+		return x.SourceTable
+	}
+	return ""
+}
+
+// ListSourcesRequest is empty.
+type ListSourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesRequest) Reset() {
+	*x = ListSourcesRequest{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesRequest) ProtoMessage() {}
+
+func (x *ListSourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListSourcesRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{57}
+}
+
+// SourceInfo is a configured source instance and its health.
+type SourceInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Instance name (the registry's source and the extract folder).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Connector type: "demo", "upload", "keboola", "bigquery", "jira".
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// "ok", "error" (see message), "unchecked" (no check has finished yet) or
+	// "local" (a built-in source with no upstream to check).
+	Health string `protobuf:"bytes,3,opt,name=health,proto3" json:"health,omitempty"`
+	// What the last check found, e.g. "Keboola rejected the token for source kbc_sales".
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// When the last check finished.
+	CheckedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	// Registered tables of this source.
+	Tables        int32 `protobuf:"varint,6,opt,name=tables,proto3" json:"tables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SourceInfo) Reset() {
+	*x = SourceInfo{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SourceInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SourceInfo) ProtoMessage() {}
+
+func (x *SourceInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SourceInfo.ProtoReflect.Descriptor instead.
+func (*SourceInfo) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *SourceInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SourceInfo) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *SourceInfo) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *SourceInfo) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SourceInfo) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
+func (x *SourceInfo) GetTables() int32 {
+	if x != nil {
+		return x.Tables
+	}
+	return 0
+}
+
+// ListSourcesResponse lists the sources.
+type ListSourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sources ordered by name.
+	Sources       []*SourceInfo `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSourcesResponse) Reset() {
+	*x = ListSourcesResponse{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSourcesResponse) ProtoMessage() {}
+
+func (x *ListSourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListSourcesResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ListSourcesResponse) GetSources() []*SourceInfo {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+// VerifySourceRequest names a source.
+type VerifySourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Source instance name.
+	Source        string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifySourceRequest) Reset() {
+	*x = VerifySourceRequest{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifySourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifySourceRequest) ProtoMessage() {}
+
+func (x *VerifySourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifySourceRequest.ProtoReflect.Descriptor instead.
+func (*VerifySourceRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *VerifySourceRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// VerifySourceResponse is the check's outcome.
+type VerifySourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The source with its fresh health.
+	Source        *SourceInfo `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifySourceResponse) Reset() {
+	*x = VerifySourceResponse{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifySourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifySourceResponse) ProtoMessage() {}
+
+func (x *VerifySourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifySourceResponse.ProtoReflect.Descriptor instead.
+func (*VerifySourceResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *VerifySourceResponse) GetSource() *SourceInfo {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+// PushColumnDescriptionRequest names a registered table's column and its text.
+type PushColumnDescriptionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Registry id.
+	TableId string `protobuf:"bytes,1,opt,name=table_id,json=tableId,proto3" json:"table_id,omitempty"`
+	// Column name as in the source.
+	Column string `protobuf:"bytes,2,opt,name=column,proto3" json:"column,omitempty"`
+	// The description (at most 4000 characters; empty clears it).
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushColumnDescriptionRequest) Reset() {
+	*x = PushColumnDescriptionRequest{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushColumnDescriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushColumnDescriptionRequest) ProtoMessage() {}
+
+func (x *PushColumnDescriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushColumnDescriptionRequest.ProtoReflect.Descriptor instead.
+func (*PushColumnDescriptionRequest) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *PushColumnDescriptionRequest) GetTableId() string {
+	if x != nil {
+		return x.TableId
+	}
+	return ""
+}
+
+func (x *PushColumnDescriptionRequest) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *PushColumnDescriptionRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// PushColumnDescriptionResponse says where the description went.
+type PushColumnDescriptionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Source instance written to.
+	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	// The source's own id of the column, e.g. "in.c-crm.orders.status".
+	ColumnId      string `protobuf:"bytes,2,opt,name=column_id,json=columnId,proto3" json:"column_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushColumnDescriptionResponse) Reset() {
+	*x = PushColumnDescriptionResponse{}
+	mi := &file_agnes_v1_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushColumnDescriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushColumnDescriptionResponse) ProtoMessage() {}
+
+func (x *PushColumnDescriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agnes_v1_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushColumnDescriptionResponse.ProtoReflect.Descriptor instead.
+func (*PushColumnDescriptionResponse) Descriptor() ([]byte, []int) {
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *PushColumnDescriptionResponse) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PushColumnDescriptionResponse) GetColumnId() string {
+	if x != nil {
+		return x.ColumnId
+	}
+	return ""
+}
+
 // DiscoverTablesResponse lists what the source offers.
 type DiscoverTablesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3228,7 +3623,7 @@ type DiscoverTablesResponse struct {
 
 func (x *DiscoverTablesResponse) Reset() {
 	*x = DiscoverTablesResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[57]
+	mi := &file_agnes_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3240,7 +3635,7 @@ func (x *DiscoverTablesResponse) String() string {
 func (*DiscoverTablesResponse) ProtoMessage() {}
 
 func (x *DiscoverTablesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[57]
+	mi := &file_agnes_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3253,7 +3648,7 @@ func (x *DiscoverTablesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoverTablesResponse.ProtoReflect.Descriptor instead.
 func (*DiscoverTablesResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DiscoverTablesResponse) GetTables() []*DiscoveredTable {
@@ -3329,7 +3724,7 @@ type RegisteredTable struct {
 
 func (x *RegisteredTable) Reset() {
 	*x = RegisteredTable{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[58]
+	mi := &file_agnes_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3736,7 @@ func (x *RegisteredTable) String() string {
 func (*RegisteredTable) ProtoMessage() {}
 
 func (x *RegisteredTable) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[58]
+	mi := &file_agnes_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3749,7 @@ func (x *RegisteredTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisteredTable.ProtoReflect.Descriptor instead.
 func (*RegisteredTable) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RegisteredTable) GetId() string {
@@ -3521,7 +3916,7 @@ type WhereFilter struct {
 
 func (x *WhereFilter) Reset() {
 	*x = WhereFilter{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	mi := &file_agnes_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3533,7 +3928,7 @@ func (x *WhereFilter) String() string {
 func (*WhereFilter) ProtoMessage() {}
 
 func (x *WhereFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[59]
+	mi := &file_agnes_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3546,7 +3941,7 @@ func (x *WhereFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhereFilter.ProtoReflect.Descriptor instead.
 func (*WhereFilter) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *WhereFilter) GetColumn() string {
@@ -3586,7 +3981,7 @@ type ListRegistryRequest struct {
 
 func (x *ListRegistryRequest) Reset() {
 	*x = ListRegistryRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[60]
+	mi := &file_agnes_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3598,7 +3993,7 @@ func (x *ListRegistryRequest) String() string {
 func (*ListRegistryRequest) ProtoMessage() {}
 
 func (x *ListRegistryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[60]
+	mi := &file_agnes_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3611,7 +4006,7 @@ func (x *ListRegistryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistryRequest.ProtoReflect.Descriptor instead.
 func (*ListRegistryRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 // ListRegistryResponse lists the registry.
@@ -3627,7 +4022,7 @@ type ListRegistryResponse struct {
 
 func (x *ListRegistryResponse) Reset() {
 	*x = ListRegistryResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[61]
+	mi := &file_agnes_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3639,7 +4034,7 @@ func (x *ListRegistryResponse) String() string {
 func (*ListRegistryResponse) ProtoMessage() {}
 
 func (x *ListRegistryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[61]
+	mi := &file_agnes_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3652,7 +4047,7 @@ func (x *ListRegistryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegistryResponse.ProtoReflect.Descriptor instead.
 func (*ListRegistryResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListRegistryResponse) GetTables() []*RegisteredTable {
@@ -3713,7 +4108,7 @@ type RegisterTableRequest struct {
 
 func (x *RegisterTableRequest) Reset() {
 	*x = RegisterTableRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[62]
+	mi := &file_agnes_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3725,7 +4120,7 @@ func (x *RegisterTableRequest) String() string {
 func (*RegisterTableRequest) ProtoMessage() {}
 
 func (x *RegisterTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[62]
+	mi := &file_agnes_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3738,7 +4133,7 @@ func (x *RegisterTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTableRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTableRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RegisterTableRequest) GetName() string {
@@ -3875,7 +4270,7 @@ type RegisterTableResponse struct {
 
 func (x *RegisterTableResponse) Reset() {
 	*x = RegisterTableResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[63]
+	mi := &file_agnes_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3887,7 +4282,7 @@ func (x *RegisterTableResponse) String() string {
 func (*RegisterTableResponse) ProtoMessage() {}
 
 func (x *RegisterTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[63]
+	mi := &file_agnes_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3900,7 +4295,7 @@ func (x *RegisterTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTableResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTableResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RegisterTableResponse) GetId() string {
@@ -3969,7 +4364,7 @@ type UpdateRegisteredTableRequest struct {
 
 func (x *UpdateRegisteredTableRequest) Reset() {
 	*x = UpdateRegisteredTableRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[64]
+	mi := &file_agnes_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4376,7 @@ func (x *UpdateRegisteredTableRequest) String() string {
 func (*UpdateRegisteredTableRequest) ProtoMessage() {}
 
 func (x *UpdateRegisteredTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[64]
+	mi := &file_agnes_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4389,7 @@ func (x *UpdateRegisteredTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegisteredTableRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRegisteredTableRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UpdateRegisteredTableRequest) GetTableId() string {
@@ -4136,7 +4531,7 @@ type UpdateRegisteredTableResponse struct {
 
 func (x *UpdateRegisteredTableResponse) Reset() {
 	*x = UpdateRegisteredTableResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[65]
+	mi := &file_agnes_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4148,7 +4543,7 @@ func (x *UpdateRegisteredTableResponse) String() string {
 func (*UpdateRegisteredTableResponse) ProtoMessage() {}
 
 func (x *UpdateRegisteredTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[65]
+	mi := &file_agnes_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4161,7 +4556,7 @@ func (x *UpdateRegisteredTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRegisteredTableResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRegisteredTableResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *UpdateRegisteredTableResponse) GetId() string {
@@ -4189,7 +4584,7 @@ type DeleteRegisteredTableRequest struct {
 
 func (x *DeleteRegisteredTableRequest) Reset() {
 	*x = DeleteRegisteredTableRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[66]
+	mi := &file_agnes_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4201,7 +4596,7 @@ func (x *DeleteRegisteredTableRequest) String() string {
 func (*DeleteRegisteredTableRequest) ProtoMessage() {}
 
 func (x *DeleteRegisteredTableRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[66]
+	mi := &file_agnes_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4214,7 +4609,7 @@ func (x *DeleteRegisteredTableRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegisteredTableRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRegisteredTableRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *DeleteRegisteredTableRequest) GetTableId() string {
@@ -4233,7 +4628,7 @@ type DeleteRegisteredTableResponse struct {
 
 func (x *DeleteRegisteredTableResponse) Reset() {
 	*x = DeleteRegisteredTableResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[67]
+	mi := &file_agnes_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4245,7 +4640,7 @@ func (x *DeleteRegisteredTableResponse) String() string {
 func (*DeleteRegisteredTableResponse) ProtoMessage() {}
 
 func (x *DeleteRegisteredTableResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[67]
+	mi := &file_agnes_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4258,7 +4653,7 @@ func (x *DeleteRegisteredTableResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRegisteredTableResponse.ProtoReflect.Descriptor instead.
 func (*DeleteRegisteredTableResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 // RebuildAnalyticsRequest is empty.
@@ -4270,7 +4665,7 @@ type RebuildAnalyticsRequest struct {
 
 func (x *RebuildAnalyticsRequest) Reset() {
 	*x = RebuildAnalyticsRequest{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[68]
+	mi := &file_agnes_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4282,7 +4677,7 @@ func (x *RebuildAnalyticsRequest) String() string {
 func (*RebuildAnalyticsRequest) ProtoMessage() {}
 
 func (x *RebuildAnalyticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[68]
+	mi := &file_agnes_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4295,7 +4690,7 @@ func (x *RebuildAnalyticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildAnalyticsRequest.ProtoReflect.Descriptor instead.
 func (*RebuildAnalyticsRequest) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 // RebuildProblem is one source or table the rebuild skipped.
@@ -4313,7 +4708,7 @@ type RebuildProblem struct {
 
 func (x *RebuildProblem) Reset() {
 	*x = RebuildProblem{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[69]
+	mi := &file_agnes_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4325,7 +4720,7 @@ func (x *RebuildProblem) String() string {
 func (*RebuildProblem) ProtoMessage() {}
 
 func (x *RebuildProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[69]
+	mi := &file_agnes_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4338,7 +4733,7 @@ func (x *RebuildProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProblem.ProtoReflect.Descriptor instead.
 func (*RebuildProblem) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *RebuildProblem) GetSource() string {
@@ -4381,7 +4776,7 @@ type RebuildAnalyticsResponse struct {
 
 func (x *RebuildAnalyticsResponse) Reset() {
 	*x = RebuildAnalyticsResponse{}
-	mi := &file_agnes_v1_admin_proto_msgTypes[70]
+	mi := &file_agnes_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4393,7 +4788,7 @@ func (x *RebuildAnalyticsResponse) String() string {
 func (*RebuildAnalyticsResponse) ProtoMessage() {}
 
 func (x *RebuildAnalyticsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agnes_v1_admin_proto_msgTypes[70]
+	mi := &file_agnes_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4406,7 +4801,7 @@ func (x *RebuildAnalyticsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildAnalyticsResponse.ProtoReflect.Descriptor instead.
 func (*RebuildAnalyticsResponse) Descriptor() ([]byte, []int) {
-	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_agnes_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *RebuildAnalyticsResponse) GetGeneration() int64 {
@@ -4638,7 +5033,7 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2\x17.agnes.v1.AccessRequestR\arequest\"I\n" +
 	"\x15DiscoverTablesRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x18\n" +
-	"\adataset\x18\x02 \x01(\tR\adataset\"\x86\x02\n" +
+	"\adataset\x18\x02 \x01(\tR\adataset\"\xa9\x02\n" +
 	"\x0fDiscoveredTable\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -4652,7 +5047,32 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"primaryKey\x12\x1e\n" +
 	"\n" +
 	"registered\x18\t \x01(\bR\n" +
-	"registered\"y\n" +
+	"registered\x12!\n" +
+	"\fsource_table\x18\n" +
+	" \x01(\tR\vsourceTable\"\x14\n" +
+	"\x12ListSourcesRequest\"\xb9\x01\n" +
+	"\n" +
+	"SourceInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x16\n" +
+	"\x06health\x18\x03 \x01(\tR\x06health\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"checked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x12\x16\n" +
+	"\x06tables\x18\x06 \x01(\x05R\x06tables\"E\n" +
+	"\x13ListSourcesResponse\x12.\n" +
+	"\asources\x18\x01 \x03(\v2\x14.agnes.v1.SourceInfoR\asources\"-\n" +
+	"\x13VerifySourceRequest\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\"D\n" +
+	"\x14VerifySourceResponse\x12,\n" +
+	"\x06source\x18\x01 \x01(\v2\x14.agnes.v1.SourceInfoR\x06source\"s\n" +
+	"\x1cPushColumnDescriptionRequest\x12\x19\n" +
+	"\btable_id\x18\x01 \x01(\tR\atableId\x12\x16\n" +
+	"\x06column\x18\x02 \x01(\tR\x06column\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"T\n" +
+	"\x1dPushColumnDescriptionResponse\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1b\n" +
+	"\tcolumn_id\x18\x02 \x01(\tR\bcolumnId\"y\n" +
 	"\x16DiscoverTablesResponse\x121\n" +
 	"\x06tables\x18\x01 \x03(\v2\x19.agnes.v1.DiscoveredTableR\x06tables\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x16\n" +
@@ -4773,7 +5193,7 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\x05views\x18\x03 \x01(\x05R\x05views\x124\n" +
 	"\bproblems\x18\x04 \x03(\v2\x18.agnes.v1.RebuildProblemR\bproblems\x12\x1f\n" +
 	"\vduration_ms\x18\x05 \x01(\x03R\n" +
-	"durationMs2\x82!\n" +
+	"durationMs2\xae$\n" +
 	"\fAdminService\x12_\n" +
 	"\tGetHealth\x12\x1a.agnes.v1.GetHealthRequest\x1a\x1b.agnes.v1.GetHealthResponse\"\x19\xca\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\r\x12\v/api/health\x12e\n" +
 	"\tListUsers\x12\x1a.agnes.v1.ListUsersRequest\x1a\x1b.agnes.v1.ListUsersResponse\"\x1f\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02\x13b\x05users\x12\n" +
@@ -4807,7 +5227,10 @@ const file_agnes_v1_admin_proto_rawDesc = "" +
 	"\x13CreateAccessRequest\x12$.agnes.v1.CreateAccessRequestRequest\x1a%.agnes.v1.CreateAccessRequestResponse\"3\xca\xf3\x18\x02\b\x02\xd0\xf3\x18\xc9\x01\x82\xd3\xe4\x93\x02\":\x01*b\arequest\"\x14/api/access-requests\x12\x8d\x01\n" +
 	"\x12ListAccessRequests\x12#.agnes.v1.ListAccessRequestsRequest\x1a$.agnes.v1.ListAccessRequestsResponse\",\xca\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02 b\brequests\x12\x14/api/access-requests\x12\xa6\x01\n" +
 	"\x13ReviewAccessRequest\x12$.agnes.v1.ReviewAccessRequestRequest\x1a%.agnes.v1.ReviewAccessRequestResponse\"B\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x026:\x01*b\arequest\"(/api/access-requests/{request_id}/review\x12}\n" +
-	"\x0eDiscoverTables\x12\x1f.agnes.v1.DiscoverTablesRequest\x1a .agnes.v1.DiscoverTablesResponse\"(\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/admin/discover-tables\x12p\n" +
+	"\x0eDiscoverTables\x12\x1f.agnes.v1.DiscoverTablesRequest\x1a .agnes.v1.DiscoverTablesResponse\"(\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/admin/discover-tables\x12l\n" +
+	"\vListSources\x12\x1c.agnes.v1.ListSourcesRequest\x1a\x1d.agnes.v1.ListSourcesResponse\" \xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02\x14\x12\x12/api/admin/sources\x12\x82\x01\n" +
+	"\fVerifySource\x12\x1d.agnes.v1.VerifySourceRequest\x1a\x1e.agnes.v1.VerifySourceResponse\"3\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02':\x01*\"\"/api/admin/sources/{source}/verify\x12\xb6\x01\n" +
+	"\x15PushColumnDescription\x12&.agnes.v1.PushColumnDescriptionRequest\x1a'.agnes.v1.PushColumnDescriptionResponse\"L\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02@:\x01*\";/api/admin/registry/{table_id}/columns/{column}/description\x12p\n" +
 	"\fListRegistry\x12\x1d.agnes.v1.ListRegistryRequest\x1a\x1e.agnes.v1.ListRegistryResponse\"!\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02\x15\x12\x13/api/admin/registry\x12\x81\x01\n" +
 	"\rRegisterTable\x12\x1e.agnes.v1.RegisterTableRequest\x1a\x1f.agnes.v1.RegisterTableResponse\"/\xca\xf3\x18\x02\b\x03\xd0\xf3\x18\xc9\x01\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/admin/register-table\x12\x99\x01\n" +
 	"\x15UpdateRegisteredTable\x12&.agnes.v1.UpdateRegisteredTableRequest\x1a'.agnes.v1.UpdateRegisteredTableResponse\"/\xca\xf3\x18\x02\b\x03\x82\xd3\xe4\x93\x02#:\x01*\x1a\x1e/api/admin/registry/{table_id}\x12\x9b\x01\n" +
@@ -4826,7 +5249,7 @@ func file_agnes_v1_admin_proto_rawDescGZIP() []byte {
 	return file_agnes_v1_admin_proto_rawDescData
 }
 
-var file_agnes_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_agnes_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_agnes_v1_admin_proto_goTypes = []any{
 	(*GetHealthRequest)(nil),               // 0: agnes.v1.GetHealthRequest
 	(*GetHealthResponse)(nil),              // 1: agnes.v1.GetHealthResponse
@@ -4885,123 +5308,139 @@ var file_agnes_v1_admin_proto_goTypes = []any{
 	(*ReviewAccessRequestResponse)(nil),    // 54: agnes.v1.ReviewAccessRequestResponse
 	(*DiscoverTablesRequest)(nil),          // 55: agnes.v1.DiscoverTablesRequest
 	(*DiscoveredTable)(nil),                // 56: agnes.v1.DiscoveredTable
-	(*DiscoverTablesResponse)(nil),         // 57: agnes.v1.DiscoverTablesResponse
-	(*RegisteredTable)(nil),                // 58: agnes.v1.RegisteredTable
-	(*WhereFilter)(nil),                    // 59: agnes.v1.WhereFilter
-	(*ListRegistryRequest)(nil),            // 60: agnes.v1.ListRegistryRequest
-	(*ListRegistryResponse)(nil),           // 61: agnes.v1.ListRegistryResponse
-	(*RegisterTableRequest)(nil),           // 62: agnes.v1.RegisterTableRequest
-	(*RegisterTableResponse)(nil),          // 63: agnes.v1.RegisterTableResponse
-	(*UpdateRegisteredTableRequest)(nil),   // 64: agnes.v1.UpdateRegisteredTableRequest
-	(*UpdateRegisteredTableResponse)(nil),  // 65: agnes.v1.UpdateRegisteredTableResponse
-	(*DeleteRegisteredTableRequest)(nil),   // 66: agnes.v1.DeleteRegisteredTableRequest
-	(*DeleteRegisteredTableResponse)(nil),  // 67: agnes.v1.DeleteRegisteredTableResponse
-	(*RebuildAnalyticsRequest)(nil),        // 68: agnes.v1.RebuildAnalyticsRequest
-	(*RebuildProblem)(nil),                 // 69: agnes.v1.RebuildProblem
-	(*RebuildAnalyticsResponse)(nil),       // 70: agnes.v1.RebuildAnalyticsResponse
-	(*User)(nil),                           // 71: agnes.v1.User
-	(*EffectiveGrant)(nil),                 // 72: agnes.v1.EffectiveGrant
-	(*timestamppb.Timestamp)(nil),          // 73: google.protobuf.Timestamp
+	(*ListSourcesRequest)(nil),             // 57: agnes.v1.ListSourcesRequest
+	(*SourceInfo)(nil),                     // 58: agnes.v1.SourceInfo
+	(*ListSourcesResponse)(nil),            // 59: agnes.v1.ListSourcesResponse
+	(*VerifySourceRequest)(nil),            // 60: agnes.v1.VerifySourceRequest
+	(*VerifySourceResponse)(nil),           // 61: agnes.v1.VerifySourceResponse
+	(*PushColumnDescriptionRequest)(nil),   // 62: agnes.v1.PushColumnDescriptionRequest
+	(*PushColumnDescriptionResponse)(nil),  // 63: agnes.v1.PushColumnDescriptionResponse
+	(*DiscoverTablesResponse)(nil),         // 64: agnes.v1.DiscoverTablesResponse
+	(*RegisteredTable)(nil),                // 65: agnes.v1.RegisteredTable
+	(*WhereFilter)(nil),                    // 66: agnes.v1.WhereFilter
+	(*ListRegistryRequest)(nil),            // 67: agnes.v1.ListRegistryRequest
+	(*ListRegistryResponse)(nil),           // 68: agnes.v1.ListRegistryResponse
+	(*RegisterTableRequest)(nil),           // 69: agnes.v1.RegisterTableRequest
+	(*RegisterTableResponse)(nil),          // 70: agnes.v1.RegisterTableResponse
+	(*UpdateRegisteredTableRequest)(nil),   // 71: agnes.v1.UpdateRegisteredTableRequest
+	(*UpdateRegisteredTableResponse)(nil),  // 72: agnes.v1.UpdateRegisteredTableResponse
+	(*DeleteRegisteredTableRequest)(nil),   // 73: agnes.v1.DeleteRegisteredTableRequest
+	(*DeleteRegisteredTableResponse)(nil),  // 74: agnes.v1.DeleteRegisteredTableResponse
+	(*RebuildAnalyticsRequest)(nil),        // 75: agnes.v1.RebuildAnalyticsRequest
+	(*RebuildProblem)(nil),                 // 76: agnes.v1.RebuildProblem
+	(*RebuildAnalyticsResponse)(nil),       // 77: agnes.v1.RebuildAnalyticsResponse
+	(*User)(nil),                           // 78: agnes.v1.User
+	(*EffectiveGrant)(nil),                 // 79: agnes.v1.EffectiveGrant
+	(*timestamppb.Timestamp)(nil),          // 80: google.protobuf.Timestamp
 }
 var file_agnes_v1_admin_proto_depIdxs = []int32{
-	71, // 0: agnes.v1.ListUsersResponse.users:type_name -> agnes.v1.User
-	71, // 1: agnes.v1.GetUserResponse.user:type_name -> agnes.v1.User
-	71, // 2: agnes.v1.CreateUserResponse.user:type_name -> agnes.v1.User
-	71, // 3: agnes.v1.UpdateUserResponse.user:type_name -> agnes.v1.User
-	71, // 4: agnes.v1.DeactivateUserResponse.user:type_name -> agnes.v1.User
-	71, // 5: agnes.v1.ActivateUserResponse.user:type_name -> agnes.v1.User
-	72, // 6: agnes.v1.GetUserEffectiveAccessResponse.items:type_name -> agnes.v1.EffectiveGrant
-	73, // 7: agnes.v1.Group.created_at:type_name -> google.protobuf.Timestamp
+	78, // 0: agnes.v1.ListUsersResponse.users:type_name -> agnes.v1.User
+	78, // 1: agnes.v1.GetUserResponse.user:type_name -> agnes.v1.User
+	78, // 2: agnes.v1.CreateUserResponse.user:type_name -> agnes.v1.User
+	78, // 3: agnes.v1.UpdateUserResponse.user:type_name -> agnes.v1.User
+	78, // 4: agnes.v1.DeactivateUserResponse.user:type_name -> agnes.v1.User
+	78, // 5: agnes.v1.ActivateUserResponse.user:type_name -> agnes.v1.User
+	79, // 6: agnes.v1.GetUserEffectiveAccessResponse.items:type_name -> agnes.v1.EffectiveGrant
+	80, // 7: agnes.v1.Group.created_at:type_name -> google.protobuf.Timestamp
 	20, // 8: agnes.v1.ListGroupsResponse.groups:type_name -> agnes.v1.Group
 	20, // 9: agnes.v1.GetGroupResponse.group:type_name -> agnes.v1.Group
 	20, // 10: agnes.v1.CreateGroupResponse.group:type_name -> agnes.v1.Group
 	20, // 11: agnes.v1.UpdateGroupResponse.group:type_name -> agnes.v1.Group
-	73, // 12: agnes.v1.GroupMember.added_at:type_name -> google.protobuf.Timestamp
+	80, // 12: agnes.v1.GroupMember.added_at:type_name -> google.protobuf.Timestamp
 	31, // 13: agnes.v1.ListGroupMembersResponse.members:type_name -> agnes.v1.GroupMember
 	31, // 14: agnes.v1.AddGroupMemberResponse.member:type_name -> agnes.v1.GroupMember
 	38, // 15: agnes.v1.ListResourceTypesResponse.resource_types:type_name -> agnes.v1.ResourceType
-	73, // 16: agnes.v1.Grant.assigned_at:type_name -> google.protobuf.Timestamp
+	80, // 16: agnes.v1.Grant.assigned_at:type_name -> google.protobuf.Timestamp
 	41, // 17: agnes.v1.ListGrantsResponse.grants:type_name -> agnes.v1.Grant
 	41, // 18: agnes.v1.CreateGrantResponse.grant:type_name -> agnes.v1.Grant
-	73, // 19: agnes.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
-	73, // 20: agnes.v1.AccessRequest.reviewed_at:type_name -> google.protobuf.Timestamp
+	80, // 19: agnes.v1.AccessRequest.created_at:type_name -> google.protobuf.Timestamp
+	80, // 20: agnes.v1.AccessRequest.reviewed_at:type_name -> google.protobuf.Timestamp
 	48, // 21: agnes.v1.CreateAccessRequestResponse.request:type_name -> agnes.v1.AccessRequest
 	48, // 22: agnes.v1.ListAccessRequestsResponse.requests:type_name -> agnes.v1.AccessRequest
 	48, // 23: agnes.v1.ReviewAccessRequestResponse.request:type_name -> agnes.v1.AccessRequest
-	56, // 24: agnes.v1.DiscoverTablesResponse.tables:type_name -> agnes.v1.DiscoveredTable
-	73, // 25: agnes.v1.RegisteredTable.registered_at:type_name -> google.protobuf.Timestamp
-	59, // 26: agnes.v1.RegisteredTable.where_filters:type_name -> agnes.v1.WhereFilter
-	58, // 27: agnes.v1.ListRegistryResponse.tables:type_name -> agnes.v1.RegisteredTable
-	59, // 28: agnes.v1.RegisterTableRequest.where_filters:type_name -> agnes.v1.WhereFilter
-	59, // 29: agnes.v1.UpdateRegisteredTableRequest.where_filters:type_name -> agnes.v1.WhereFilter
-	69, // 30: agnes.v1.RebuildAnalyticsResponse.problems:type_name -> agnes.v1.RebuildProblem
-	0,  // 31: agnes.v1.AdminService.GetHealth:input_type -> agnes.v1.GetHealthRequest
-	2,  // 32: agnes.v1.AdminService.ListUsers:input_type -> agnes.v1.ListUsersRequest
-	4,  // 33: agnes.v1.AdminService.GetUser:input_type -> agnes.v1.GetUserRequest
-	6,  // 34: agnes.v1.AdminService.CreateUser:input_type -> agnes.v1.CreateUserRequest
-	8,  // 35: agnes.v1.AdminService.UpdateUser:input_type -> agnes.v1.UpdateUserRequest
-	10, // 36: agnes.v1.AdminService.DeleteUser:input_type -> agnes.v1.DeleteUserRequest
-	12, // 37: agnes.v1.AdminService.SetUserPassword:input_type -> agnes.v1.SetUserPasswordRequest
-	14, // 38: agnes.v1.AdminService.DeactivateUser:input_type -> agnes.v1.DeactivateUserRequest
-	16, // 39: agnes.v1.AdminService.ActivateUser:input_type -> agnes.v1.ActivateUserRequest
-	18, // 40: agnes.v1.AdminService.GetUserEffectiveAccess:input_type -> agnes.v1.GetUserEffectiveAccessRequest
-	21, // 41: agnes.v1.AdminService.ListGroups:input_type -> agnes.v1.ListGroupsRequest
-	23, // 42: agnes.v1.AdminService.GetGroup:input_type -> agnes.v1.GetGroupRequest
-	25, // 43: agnes.v1.AdminService.CreateGroup:input_type -> agnes.v1.CreateGroupRequest
-	27, // 44: agnes.v1.AdminService.UpdateGroup:input_type -> agnes.v1.UpdateGroupRequest
-	29, // 45: agnes.v1.AdminService.DeleteGroup:input_type -> agnes.v1.DeleteGroupRequest
-	32, // 46: agnes.v1.AdminService.ListGroupMembers:input_type -> agnes.v1.ListGroupMembersRequest
-	34, // 47: agnes.v1.AdminService.AddGroupMember:input_type -> agnes.v1.AddGroupMemberRequest
-	36, // 48: agnes.v1.AdminService.RemoveGroupMember:input_type -> agnes.v1.RemoveGroupMemberRequest
-	39, // 49: agnes.v1.AdminService.ListResourceTypes:input_type -> agnes.v1.ListResourceTypesRequest
-	42, // 50: agnes.v1.AdminService.ListGrants:input_type -> agnes.v1.ListGrantsRequest
-	44, // 51: agnes.v1.AdminService.CreateGrant:input_type -> agnes.v1.CreateGrantRequest
-	46, // 52: agnes.v1.AdminService.DeleteGrant:input_type -> agnes.v1.DeleteGrantRequest
-	49, // 53: agnes.v1.AdminService.CreateAccessRequest:input_type -> agnes.v1.CreateAccessRequestRequest
-	51, // 54: agnes.v1.AdminService.ListAccessRequests:input_type -> agnes.v1.ListAccessRequestsRequest
-	53, // 55: agnes.v1.AdminService.ReviewAccessRequest:input_type -> agnes.v1.ReviewAccessRequestRequest
-	55, // 56: agnes.v1.AdminService.DiscoverTables:input_type -> agnes.v1.DiscoverTablesRequest
-	60, // 57: agnes.v1.AdminService.ListRegistry:input_type -> agnes.v1.ListRegistryRequest
-	62, // 58: agnes.v1.AdminService.RegisterTable:input_type -> agnes.v1.RegisterTableRequest
-	64, // 59: agnes.v1.AdminService.UpdateRegisteredTable:input_type -> agnes.v1.UpdateRegisteredTableRequest
-	66, // 60: agnes.v1.AdminService.DeleteRegisteredTable:input_type -> agnes.v1.DeleteRegisteredTableRequest
-	68, // 61: agnes.v1.AdminService.RebuildAnalytics:input_type -> agnes.v1.RebuildAnalyticsRequest
-	1,  // 62: agnes.v1.AdminService.GetHealth:output_type -> agnes.v1.GetHealthResponse
-	3,  // 63: agnes.v1.AdminService.ListUsers:output_type -> agnes.v1.ListUsersResponse
-	5,  // 64: agnes.v1.AdminService.GetUser:output_type -> agnes.v1.GetUserResponse
-	7,  // 65: agnes.v1.AdminService.CreateUser:output_type -> agnes.v1.CreateUserResponse
-	9,  // 66: agnes.v1.AdminService.UpdateUser:output_type -> agnes.v1.UpdateUserResponse
-	11, // 67: agnes.v1.AdminService.DeleteUser:output_type -> agnes.v1.DeleteUserResponse
-	13, // 68: agnes.v1.AdminService.SetUserPassword:output_type -> agnes.v1.SetUserPasswordResponse
-	15, // 69: agnes.v1.AdminService.DeactivateUser:output_type -> agnes.v1.DeactivateUserResponse
-	17, // 70: agnes.v1.AdminService.ActivateUser:output_type -> agnes.v1.ActivateUserResponse
-	19, // 71: agnes.v1.AdminService.GetUserEffectiveAccess:output_type -> agnes.v1.GetUserEffectiveAccessResponse
-	22, // 72: agnes.v1.AdminService.ListGroups:output_type -> agnes.v1.ListGroupsResponse
-	24, // 73: agnes.v1.AdminService.GetGroup:output_type -> agnes.v1.GetGroupResponse
-	26, // 74: agnes.v1.AdminService.CreateGroup:output_type -> agnes.v1.CreateGroupResponse
-	28, // 75: agnes.v1.AdminService.UpdateGroup:output_type -> agnes.v1.UpdateGroupResponse
-	30, // 76: agnes.v1.AdminService.DeleteGroup:output_type -> agnes.v1.DeleteGroupResponse
-	33, // 77: agnes.v1.AdminService.ListGroupMembers:output_type -> agnes.v1.ListGroupMembersResponse
-	35, // 78: agnes.v1.AdminService.AddGroupMember:output_type -> agnes.v1.AddGroupMemberResponse
-	37, // 79: agnes.v1.AdminService.RemoveGroupMember:output_type -> agnes.v1.RemoveGroupMemberResponse
-	40, // 80: agnes.v1.AdminService.ListResourceTypes:output_type -> agnes.v1.ListResourceTypesResponse
-	43, // 81: agnes.v1.AdminService.ListGrants:output_type -> agnes.v1.ListGrantsResponse
-	45, // 82: agnes.v1.AdminService.CreateGrant:output_type -> agnes.v1.CreateGrantResponse
-	47, // 83: agnes.v1.AdminService.DeleteGrant:output_type -> agnes.v1.DeleteGrantResponse
-	50, // 84: agnes.v1.AdminService.CreateAccessRequest:output_type -> agnes.v1.CreateAccessRequestResponse
-	52, // 85: agnes.v1.AdminService.ListAccessRequests:output_type -> agnes.v1.ListAccessRequestsResponse
-	54, // 86: agnes.v1.AdminService.ReviewAccessRequest:output_type -> agnes.v1.ReviewAccessRequestResponse
-	57, // 87: agnes.v1.AdminService.DiscoverTables:output_type -> agnes.v1.DiscoverTablesResponse
-	61, // 88: agnes.v1.AdminService.ListRegistry:output_type -> agnes.v1.ListRegistryResponse
-	63, // 89: agnes.v1.AdminService.RegisterTable:output_type -> agnes.v1.RegisterTableResponse
-	65, // 90: agnes.v1.AdminService.UpdateRegisteredTable:output_type -> agnes.v1.UpdateRegisteredTableResponse
-	67, // 91: agnes.v1.AdminService.DeleteRegisteredTable:output_type -> agnes.v1.DeleteRegisteredTableResponse
-	70, // 92: agnes.v1.AdminService.RebuildAnalytics:output_type -> agnes.v1.RebuildAnalyticsResponse
-	62, // [62:93] is the sub-list for method output_type
-	31, // [31:62] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	80, // 24: agnes.v1.SourceInfo.checked_at:type_name -> google.protobuf.Timestamp
+	58, // 25: agnes.v1.ListSourcesResponse.sources:type_name -> agnes.v1.SourceInfo
+	58, // 26: agnes.v1.VerifySourceResponse.source:type_name -> agnes.v1.SourceInfo
+	56, // 27: agnes.v1.DiscoverTablesResponse.tables:type_name -> agnes.v1.DiscoveredTable
+	80, // 28: agnes.v1.RegisteredTable.registered_at:type_name -> google.protobuf.Timestamp
+	66, // 29: agnes.v1.RegisteredTable.where_filters:type_name -> agnes.v1.WhereFilter
+	65, // 30: agnes.v1.ListRegistryResponse.tables:type_name -> agnes.v1.RegisteredTable
+	66, // 31: agnes.v1.RegisterTableRequest.where_filters:type_name -> agnes.v1.WhereFilter
+	66, // 32: agnes.v1.UpdateRegisteredTableRequest.where_filters:type_name -> agnes.v1.WhereFilter
+	76, // 33: agnes.v1.RebuildAnalyticsResponse.problems:type_name -> agnes.v1.RebuildProblem
+	0,  // 34: agnes.v1.AdminService.GetHealth:input_type -> agnes.v1.GetHealthRequest
+	2,  // 35: agnes.v1.AdminService.ListUsers:input_type -> agnes.v1.ListUsersRequest
+	4,  // 36: agnes.v1.AdminService.GetUser:input_type -> agnes.v1.GetUserRequest
+	6,  // 37: agnes.v1.AdminService.CreateUser:input_type -> agnes.v1.CreateUserRequest
+	8,  // 38: agnes.v1.AdminService.UpdateUser:input_type -> agnes.v1.UpdateUserRequest
+	10, // 39: agnes.v1.AdminService.DeleteUser:input_type -> agnes.v1.DeleteUserRequest
+	12, // 40: agnes.v1.AdminService.SetUserPassword:input_type -> agnes.v1.SetUserPasswordRequest
+	14, // 41: agnes.v1.AdminService.DeactivateUser:input_type -> agnes.v1.DeactivateUserRequest
+	16, // 42: agnes.v1.AdminService.ActivateUser:input_type -> agnes.v1.ActivateUserRequest
+	18, // 43: agnes.v1.AdminService.GetUserEffectiveAccess:input_type -> agnes.v1.GetUserEffectiveAccessRequest
+	21, // 44: agnes.v1.AdminService.ListGroups:input_type -> agnes.v1.ListGroupsRequest
+	23, // 45: agnes.v1.AdminService.GetGroup:input_type -> agnes.v1.GetGroupRequest
+	25, // 46: agnes.v1.AdminService.CreateGroup:input_type -> agnes.v1.CreateGroupRequest
+	27, // 47: agnes.v1.AdminService.UpdateGroup:input_type -> agnes.v1.UpdateGroupRequest
+	29, // 48: agnes.v1.AdminService.DeleteGroup:input_type -> agnes.v1.DeleteGroupRequest
+	32, // 49: agnes.v1.AdminService.ListGroupMembers:input_type -> agnes.v1.ListGroupMembersRequest
+	34, // 50: agnes.v1.AdminService.AddGroupMember:input_type -> agnes.v1.AddGroupMemberRequest
+	36, // 51: agnes.v1.AdminService.RemoveGroupMember:input_type -> agnes.v1.RemoveGroupMemberRequest
+	39, // 52: agnes.v1.AdminService.ListResourceTypes:input_type -> agnes.v1.ListResourceTypesRequest
+	42, // 53: agnes.v1.AdminService.ListGrants:input_type -> agnes.v1.ListGrantsRequest
+	44, // 54: agnes.v1.AdminService.CreateGrant:input_type -> agnes.v1.CreateGrantRequest
+	46, // 55: agnes.v1.AdminService.DeleteGrant:input_type -> agnes.v1.DeleteGrantRequest
+	49, // 56: agnes.v1.AdminService.CreateAccessRequest:input_type -> agnes.v1.CreateAccessRequestRequest
+	51, // 57: agnes.v1.AdminService.ListAccessRequests:input_type -> agnes.v1.ListAccessRequestsRequest
+	53, // 58: agnes.v1.AdminService.ReviewAccessRequest:input_type -> agnes.v1.ReviewAccessRequestRequest
+	55, // 59: agnes.v1.AdminService.DiscoverTables:input_type -> agnes.v1.DiscoverTablesRequest
+	57, // 60: agnes.v1.AdminService.ListSources:input_type -> agnes.v1.ListSourcesRequest
+	60, // 61: agnes.v1.AdminService.VerifySource:input_type -> agnes.v1.VerifySourceRequest
+	62, // 62: agnes.v1.AdminService.PushColumnDescription:input_type -> agnes.v1.PushColumnDescriptionRequest
+	67, // 63: agnes.v1.AdminService.ListRegistry:input_type -> agnes.v1.ListRegistryRequest
+	69, // 64: agnes.v1.AdminService.RegisterTable:input_type -> agnes.v1.RegisterTableRequest
+	71, // 65: agnes.v1.AdminService.UpdateRegisteredTable:input_type -> agnes.v1.UpdateRegisteredTableRequest
+	73, // 66: agnes.v1.AdminService.DeleteRegisteredTable:input_type -> agnes.v1.DeleteRegisteredTableRequest
+	75, // 67: agnes.v1.AdminService.RebuildAnalytics:input_type -> agnes.v1.RebuildAnalyticsRequest
+	1,  // 68: agnes.v1.AdminService.GetHealth:output_type -> agnes.v1.GetHealthResponse
+	3,  // 69: agnes.v1.AdminService.ListUsers:output_type -> agnes.v1.ListUsersResponse
+	5,  // 70: agnes.v1.AdminService.GetUser:output_type -> agnes.v1.GetUserResponse
+	7,  // 71: agnes.v1.AdminService.CreateUser:output_type -> agnes.v1.CreateUserResponse
+	9,  // 72: agnes.v1.AdminService.UpdateUser:output_type -> agnes.v1.UpdateUserResponse
+	11, // 73: agnes.v1.AdminService.DeleteUser:output_type -> agnes.v1.DeleteUserResponse
+	13, // 74: agnes.v1.AdminService.SetUserPassword:output_type -> agnes.v1.SetUserPasswordResponse
+	15, // 75: agnes.v1.AdminService.DeactivateUser:output_type -> agnes.v1.DeactivateUserResponse
+	17, // 76: agnes.v1.AdminService.ActivateUser:output_type -> agnes.v1.ActivateUserResponse
+	19, // 77: agnes.v1.AdminService.GetUserEffectiveAccess:output_type -> agnes.v1.GetUserEffectiveAccessResponse
+	22, // 78: agnes.v1.AdminService.ListGroups:output_type -> agnes.v1.ListGroupsResponse
+	24, // 79: agnes.v1.AdminService.GetGroup:output_type -> agnes.v1.GetGroupResponse
+	26, // 80: agnes.v1.AdminService.CreateGroup:output_type -> agnes.v1.CreateGroupResponse
+	28, // 81: agnes.v1.AdminService.UpdateGroup:output_type -> agnes.v1.UpdateGroupResponse
+	30, // 82: agnes.v1.AdminService.DeleteGroup:output_type -> agnes.v1.DeleteGroupResponse
+	33, // 83: agnes.v1.AdminService.ListGroupMembers:output_type -> agnes.v1.ListGroupMembersResponse
+	35, // 84: agnes.v1.AdminService.AddGroupMember:output_type -> agnes.v1.AddGroupMemberResponse
+	37, // 85: agnes.v1.AdminService.RemoveGroupMember:output_type -> agnes.v1.RemoveGroupMemberResponse
+	40, // 86: agnes.v1.AdminService.ListResourceTypes:output_type -> agnes.v1.ListResourceTypesResponse
+	43, // 87: agnes.v1.AdminService.ListGrants:output_type -> agnes.v1.ListGrantsResponse
+	45, // 88: agnes.v1.AdminService.CreateGrant:output_type -> agnes.v1.CreateGrantResponse
+	47, // 89: agnes.v1.AdminService.DeleteGrant:output_type -> agnes.v1.DeleteGrantResponse
+	50, // 90: agnes.v1.AdminService.CreateAccessRequest:output_type -> agnes.v1.CreateAccessRequestResponse
+	52, // 91: agnes.v1.AdminService.ListAccessRequests:output_type -> agnes.v1.ListAccessRequestsResponse
+	54, // 92: agnes.v1.AdminService.ReviewAccessRequest:output_type -> agnes.v1.ReviewAccessRequestResponse
+	64, // 93: agnes.v1.AdminService.DiscoverTables:output_type -> agnes.v1.DiscoverTablesResponse
+	59, // 94: agnes.v1.AdminService.ListSources:output_type -> agnes.v1.ListSourcesResponse
+	61, // 95: agnes.v1.AdminService.VerifySource:output_type -> agnes.v1.VerifySourceResponse
+	63, // 96: agnes.v1.AdminService.PushColumnDescription:output_type -> agnes.v1.PushColumnDescriptionResponse
+	68, // 97: agnes.v1.AdminService.ListRegistry:output_type -> agnes.v1.ListRegistryResponse
+	70, // 98: agnes.v1.AdminService.RegisterTable:output_type -> agnes.v1.RegisterTableResponse
+	72, // 99: agnes.v1.AdminService.UpdateRegisteredTable:output_type -> agnes.v1.UpdateRegisteredTableResponse
+	74, // 100: agnes.v1.AdminService.DeleteRegisteredTable:output_type -> agnes.v1.DeleteRegisteredTableResponse
+	77, // 101: agnes.v1.AdminService.RebuildAnalytics:output_type -> agnes.v1.RebuildAnalyticsResponse
+	68, // [68:102] is the sub-list for method output_type
+	34, // [34:68] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_agnes_v1_admin_proto_init() }
@@ -5014,14 +5453,14 @@ func file_agnes_v1_admin_proto_init() {
 	file_agnes_v1_options_proto_init()
 	file_agnes_v1_admin_proto_msgTypes[8].OneofWrappers = []any{}
 	file_agnes_v1_admin_proto_msgTypes[27].OneofWrappers = []any{}
-	file_agnes_v1_admin_proto_msgTypes[64].OneofWrappers = []any{}
+	file_agnes_v1_admin_proto_msgTypes[71].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agnes_v1_admin_proto_rawDesc), len(file_agnes_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   71,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,9 @@ const (
 	AdminService_ListAccessRequests_FullMethodName     = "/agnes.v1.AdminService/ListAccessRequests"
 	AdminService_ReviewAccessRequest_FullMethodName    = "/agnes.v1.AdminService/ReviewAccessRequest"
 	AdminService_DiscoverTables_FullMethodName         = "/agnes.v1.AdminService/DiscoverTables"
+	AdminService_ListSources_FullMethodName            = "/agnes.v1.AdminService/ListSources"
+	AdminService_VerifySource_FullMethodName           = "/agnes.v1.AdminService/VerifySource"
+	AdminService_PushColumnDescription_FullMethodName  = "/agnes.v1.AdminService/PushColumnDescription"
 	AdminService_ListRegistry_FullMethodName           = "/agnes.v1.AdminService/ListRegistry"
 	AdminService_RegisterTable_FullMethodName          = "/agnes.v1.AdminService/RegisterTable"
 	AdminService_UpdateRegisteredTable_FullMethodName  = "/agnes.v1.AdminService/UpdateRegisteredTable"
@@ -124,6 +127,22 @@ type AdminServiceClient interface {
 	// DiscoverTables lists the tables a source offers for registration.
 	// Errors: InvalidArgument (unknown source); Unavailable (source unreachable).
 	DiscoverTables(ctx context.Context, in *DiscoverTablesRequest, opts ...grpc.CallOption) (*DiscoverTablesResponse, error)
+	// ListSources lists the configured source instances with their connector type and
+	// the outcome of their last credential check (on start, or VerifySource); never a
+	// credential.
+	ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error)
+	// VerifySource checks a source's credentials against its upstream now (Keboola:
+	// token verification; BigQuery: a dry run; Jira: the current user). A refused
+	// credential or an unreachable upstream is an answer (health "error" with the
+	// upstream's message), not an RPC error. Errors: NotFound (no such source).
+	VerifySource(ctx context.Context, in *VerifySourceRequest, opts ...grpc.CallOption) (*VerifySourceResponse, error)
+	// PushColumnDescription writes a column's description back to the table's source
+	// (Keboola: the column's KBC.description metadata, provider "user").
+	// Errors: NotFound (table not registered, or the source has no such table or
+	// column); InvalidArgument (bad column name, a source that keeps no descriptions);
+	// FailedPrecondition (the source refused its credentials); Unavailable (the
+	// source could not be reached).
+	PushColumnDescription(ctx context.Context, in *PushColumnDescriptionRequest, opts ...grpc.CallOption) (*PushColumnDescriptionResponse, error)
 	// ListRegistry lists registered tables with their last sync error.
 	ListRegistry(ctx context.Context, in *ListRegistryRequest, opts ...grpc.CallOption) (*ListRegistryResponse, error)
 	// RegisterTable registers a table. Its id (a slug of the name) is the one key for
@@ -409,6 +428,36 @@ func (c *adminServiceClient) DiscoverTables(ctx context.Context, in *DiscoverTab
 	return out, nil
 }
 
+func (c *adminServiceClient) ListSources(ctx context.Context, in *ListSourcesRequest, opts ...grpc.CallOption) (*ListSourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSourcesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) VerifySource(ctx context.Context, in *VerifySourceRequest, opts ...grpc.CallOption) (*VerifySourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifySourceResponse)
+	err := c.cc.Invoke(ctx, AdminService_VerifySource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) PushColumnDescription(ctx context.Context, in *PushColumnDescriptionRequest, opts ...grpc.CallOption) (*PushColumnDescriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PushColumnDescriptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_PushColumnDescription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListRegistry(ctx context.Context, in *ListRegistryRequest, opts ...grpc.CallOption) (*ListRegistryResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListRegistryResponse)
@@ -531,6 +580,22 @@ type AdminServiceServer interface {
 	// DiscoverTables lists the tables a source offers for registration.
 	// Errors: InvalidArgument (unknown source); Unavailable (source unreachable).
 	DiscoverTables(context.Context, *DiscoverTablesRequest) (*DiscoverTablesResponse, error)
+	// ListSources lists the configured source instances with their connector type and
+	// the outcome of their last credential check (on start, or VerifySource); never a
+	// credential.
+	ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error)
+	// VerifySource checks a source's credentials against its upstream now (Keboola:
+	// token verification; BigQuery: a dry run; Jira: the current user). A refused
+	// credential or an unreachable upstream is an answer (health "error" with the
+	// upstream's message), not an RPC error. Errors: NotFound (no such source).
+	VerifySource(context.Context, *VerifySourceRequest) (*VerifySourceResponse, error)
+	// PushColumnDescription writes a column's description back to the table's source
+	// (Keboola: the column's KBC.description metadata, provider "user").
+	// Errors: NotFound (table not registered, or the source has no such table or
+	// column); InvalidArgument (bad column name, a source that keeps no descriptions);
+	// FailedPrecondition (the source refused its credentials); Unavailable (the
+	// source could not be reached).
+	PushColumnDescription(context.Context, *PushColumnDescriptionRequest) (*PushColumnDescriptionResponse, error)
 	// ListRegistry lists registered tables with their last sync error.
 	ListRegistry(context.Context, *ListRegistryRequest) (*ListRegistryResponse, error)
 	// RegisterTable registers a table. Its id (a slug of the name) is the one key for
@@ -633,6 +698,15 @@ func (UnimplementedAdminServiceServer) ReviewAccessRequest(context.Context, *Rev
 }
 func (UnimplementedAdminServiceServer) DiscoverTables(context.Context, *DiscoverTablesRequest) (*DiscoverTablesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DiscoverTables not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSources(context.Context, *ListSourcesRequest) (*ListSourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSources not implemented")
+}
+func (UnimplementedAdminServiceServer) VerifySource(context.Context, *VerifySourceRequest) (*VerifySourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifySource not implemented")
+}
+func (UnimplementedAdminServiceServer) PushColumnDescription(context.Context, *PushColumnDescriptionRequest) (*PushColumnDescriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PushColumnDescription not implemented")
 }
 func (UnimplementedAdminServiceServer) ListRegistry(context.Context, *ListRegistryRequest) (*ListRegistryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRegistry not implemented")
@@ -1138,6 +1212,60 @@ func _AdminService_DiscoverTables_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListSources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSources(ctx, req.(*ListSourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_VerifySource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifySourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).VerifySource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_VerifySource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).VerifySource(ctx, req.(*VerifySourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_PushColumnDescription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PushColumnDescriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PushColumnDescription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PushColumnDescription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PushColumnDescription(ctx, req.(*PushColumnDescriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListRegistry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListRegistryRequest)
 	if err := dec(in); err != nil {
@@ -1338,6 +1466,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DiscoverTables",
 			Handler:    _AdminService_DiscoverTables_Handler,
+		},
+		{
+			MethodName: "ListSources",
+			Handler:    _AdminService_ListSources_Handler,
+		},
+		{
+			MethodName: "VerifySource",
+			Handler:    _AdminService_VerifySource_Handler,
+		},
+		{
+			MethodName: "PushColumnDescription",
+			Handler:    _AdminService_PushColumnDescription_Handler,
 		},
 		{
 			MethodName: "ListRegistry",

@@ -53,6 +53,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/jobs"
 	"github.com/agnesdata/agnes/server/internal/mail"
 	"github.com/agnesdata/agnes/server/internal/oidc"
+	"github.com/agnesdata/agnes/server/internal/pushdown"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/route"
@@ -61,6 +62,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/service/catalogsvc"
 	"github.com/agnesdata/agnes/server/internal/service/querysvc"
 	"github.com/agnesdata/agnes/server/internal/service/syncsvc"
+	"github.com/agnesdata/agnes/server/internal/sources"
 	"github.com/agnesdata/agnes/server/internal/sqlguard"
 	"github.com/agnesdata/agnes/server/internal/store"
 	"github.com/agnesdata/agnes/server/internal/store/cached"
@@ -119,7 +121,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		}
 	}()
 
-	sources, err := Sources(cfg, os.Getenv)
+	instances, err := Sources(cfg, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -190,14 +192,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	}
 	a.closers = append(a.closers, prof.Close)
 	a.Jobs = jobs.New(a.Store, jobs.Options{Node: cfg.Node, Log: log})
-	a.Syncer = syncer.New(cfg.DataDir, a.Store, a.Analytics, prof, a.Jobs, log, sources...)
+	a.Syncer = syncer.New(cfg.DataDir, a.Store, a.Analytics, prof, a.Jobs, log, instances...)
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)
 	}
 	if err := adminsvc.RecoverUploads(uploadDir(cfg)); err != nil {
 		return nil, err
 	}
-	a.Jira, err = jiraserver.New(cfg.DataDir, a.Store, a.Analytics, a.Jobs, sources, jiraserver.Options{Log: log, Profile: a.Syncer.Profile})
+	a.Jira, err = jiraserver.New(cfg.DataDir, a.Store, a.Analytics, a.Jobs, instances, jiraserver.Options{Log: log, Profile: a.Syncer.Profile})
 	if err != nil {
 		return nil, err
 	}
@@ -211,14 +213,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 			return nil, fmt.Errorf("demo data: %w", err)
 		}
 	}
-	guard, err := newSandbox(a)
+	guard, parser, err := newSandbox(a)
 	if err != nil {
 		return nil, err
 	}
+	remote := pushdown.New(a.Store, a.Syncer, parser, pushdown.Limits{
+		MaxScanBytes: cfg.Query.RemoteMaxScanBytes, DailyBytes: cfg.Query.RemoteDailyBytes})
 	queries := querysvc.New(a.Analytics.Engine, guard, querysvc.Limits{
 		MaxRows: cfg.Query.MaxRows, MaxBytes: cfg.Query.MaxBytes, Timeout: cfg.Query.Timeout,
 		PerUser: cfg.Query.PerUserConcurrency, MaxBodyBytes: cfg.MaxBodyBytes, AnswerMemory: answerMemory,
-	})
+	}, remote)
+	health := sources.New(a.Syncer, log)
+	a.verifySources(health)
 
 	signin, err := a.signInOptions(cfg, log)
 	if err != nil {
@@ -229,7 +235,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	mount(agnesv1connect.NewAuthServiceHandler(auths, opts...))
 	rest := restjson.New(services)
 	syncs := syncsvc.New(cfg.DataDir, a.Store, a.Syncer, rest)
-	admin := adminsvc.New(a.Store, Version, a.Syncer, auths)
+	admin := adminsvc.New(a.Store, Version, a.Syncer, auths, health)
 	mount(agnesv1connect.NewAdminServiceHandler(admin, opts...))
 	// Query results (Arrow IPC) and Parquet chunks are already compact: gzip would cost
 	// more CPU than it saves, so these two services do not offer it.
@@ -416,15 +422,29 @@ func Sources(cfg config.Config, getenv func(string) string) ([]syncer.Source, er
 
 func uploadDir(cfg config.Config) string { return filepath.Join(cfg.DataDir, "uploads") }
 
-// newSandbox opens the private in-memory DuckDB the SQL sandbox parses with.
-func newSandbox(a *App) (*sqlguard.Checker, error) {
+// newSandbox opens the private in-memory DuckDB the SQL sandbox parses with
+// (the pushdown's translation parses with it too).
+func newSandbox(a *App) (*sqlguard.Checker, *sql.DB, error) {
 	connector, err := duckdb.NewConnector("", nil)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox parser: %w", err)
+		return nil, nil, fmt.Errorf("sandbox parser: %w", err)
 	}
 	db := sql.OpenDB(connector)
 	a.closers = append(a.closers, db.Close)
-	return sqlguard.New(db, sqlguard.Limits{BuilderSize: a.cfg.Query.MaxBuilderSize}), nil
+	return sqlguard.New(db, sqlguard.Limits{BuilderSize: a.cfg.Query.MaxBuilderSize}), db, nil
+}
+
+// verifySources checks every source's credentials in the background: the
+// outcome is logged and shown by ListSources; an unreachable source never
+// holds up or fails the start. Close waits for the checks to stop.
+func (a *App) verifySources(health *sources.Monitor) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		health.VerifyAll(ctx)
+	}()
+	a.closers = append(a.closers, func() error { cancel(); <-done; return nil })
 }
 
 // inMemoryConn serves the Connect handlers on an in-memory listener and dials it: the

@@ -240,6 +240,14 @@ type Query struct {
 	// (AGNES_QUERY_MAX_BUILDER_SIZE). DuckDB does not count these against its
 	// memory limit, and computes 2,048 rows at a time.
 	MaxBuilderSize int64 `yaml:"max_builder_size"`
+	// RemoteMaxScanBytes refuses (400) a query pushed down to BigQuery (tables
+	// of query_mode remote) whose dry run estimates more bytes; BigQuery also
+	// enforces it as maximumBytesBilled (AGNES_QUERY_REMOTE_MAX_SCAN_BYTES; 0: no cap).
+	RemoteMaxScanBytes int64 `yaml:"remote_max_scan_bytes"`
+	// RemoteDailyBytes is what one user's pushed-down queries may scan per UTC
+	// day, by their dry-run estimates; over it they get 429
+	// (AGNES_QUERY_REMOTE_DAILY_BYTES; 0: no quota).
+	RemoteDailyBytes int64 `yaml:"remote_daily_bytes"`
 }
 
 // Default is the embedded default a newcomer runs with.
@@ -271,6 +279,8 @@ func Default() Config {
 			MaxBuilderSize:     100_000,
 			MaxWait:            30 * time.Second,
 			MaxTempSize:        "20GB",
+			RemoteMaxScanBytes: 5 << 30,
+			RemoteDailyBytes:   50 << 30,
 		},
 	}
 }
@@ -371,6 +381,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	integer("AGNES_QUERY_MAX_ROWS", &c.Query.MaxRows)
 	integer("AGNES_QUERY_MAX_BYTES", &c.Query.MaxBytes)
 	integer("AGNES_QUERY_MAX_BUILDER_SIZE", &c.Query.MaxBuilderSize)
+	integer("AGNES_QUERY_REMOTE_MAX_SCAN_BYTES", &c.Query.RemoteMaxScanBytes)
+	integer("AGNES_QUERY_REMOTE_DAILY_BYTES", &c.Query.RemoteDailyBytes)
 	slots, queue, threads := int64(c.Query.PerUserSlots), int64(c.Query.MaxQueue), int64(c.Query.Threads)
 	integer("AGNES_QUERY_PER_USER_SLOTS", &slots)
 	integer("AGNES_QUERY_MAX_QUEUE", &queue)
@@ -477,6 +489,9 @@ func (c Config) Validate() error {
 	if c.Query.MaxRows < 1 || c.Query.MaxBytes < 1 || c.Query.Timeout <= 0 || c.Query.PerUserConcurrency < 1 || c.Query.MaxBuilderSize < 1 ||
 		c.Query.PerUserSlots < 0 || c.Query.MaxQueue < 0 || c.Query.MaxWait <= 0 || c.Query.Threads < 0 || c.Query.AnswerMemory < 0 {
 		errs = append(errs, errors.New("query limits must be positive"))
+	}
+	if c.Query.RemoteMaxScanBytes < 0 || c.Query.RemoteDailyBytes < 0 {
+		errs = append(errs, errors.New("query.remote_max_scan_bytes and query.remote_daily_bytes must not be negative (0 turns them off)"))
 	}
 	if !c.SchedulerToken.IsZero() && len(c.SchedulerToken.Reveal()) < 32 {
 		errs = append(errs, errors.New("scheduler_token (SCHEDULER_API_TOKEN) must be at least 32 characters"))

@@ -180,6 +180,12 @@ func (s *Syncer) extractSource(ctx context.Context, p *progress, src string, tab
 			fail(t, fmt.Sprintf("source %q is of type %s, not %s", src, conn.Type(), t.SourceType))
 			continue
 		}
+		if t.QueryMode == "remote" {
+			// Its data stays at the source: queries are pushed down, nothing is extracted.
+			p.setTable(t.ID, func(tp *TableProgress) { tp.State, tp.Step = store.JobSucceeded, "" })
+			p.publish(s.log)
+			continue
+		}
 		p.setTable(t.ID, func(tp *TableProgress) { tp.State, tp.Step = store.JobRunning, "extract" })
 		p.publish(s.log)
 		et, err := conn.Extract(ctx, Spec(t), w)

@@ -102,6 +102,15 @@ const (
 	// AdminServiceDiscoverTablesProcedure is the fully-qualified name of the AdminService's
 	// DiscoverTables RPC.
 	AdminServiceDiscoverTablesProcedure = "/agnes.v1.AdminService/DiscoverTables"
+	// AdminServiceListSourcesProcedure is the fully-qualified name of the AdminService's ListSources
+	// RPC.
+	AdminServiceListSourcesProcedure = "/agnes.v1.AdminService/ListSources"
+	// AdminServiceVerifySourceProcedure is the fully-qualified name of the AdminService's VerifySource
+	// RPC.
+	AdminServiceVerifySourceProcedure = "/agnes.v1.AdminService/VerifySource"
+	// AdminServicePushColumnDescriptionProcedure is the fully-qualified name of the AdminService's
+	// PushColumnDescription RPC.
+	AdminServicePushColumnDescriptionProcedure = "/agnes.v1.AdminService/PushColumnDescription"
 	// AdminServiceListRegistryProcedure is the fully-qualified name of the AdminService's ListRegistry
 	// RPC.
 	AdminServiceListRegistryProcedure = "/agnes.v1.AdminService/ListRegistry"
@@ -186,6 +195,22 @@ type AdminServiceClient interface {
 	// DiscoverTables lists the tables a source offers for registration.
 	// Errors: InvalidArgument (unknown source); Unavailable (source unreachable).
 	DiscoverTables(context.Context, *v1.DiscoverTablesRequest) (*v1.DiscoverTablesResponse, error)
+	// ListSources lists the configured source instances with their connector type and
+	// the outcome of their last credential check (on start, or VerifySource); never a
+	// credential.
+	ListSources(context.Context, *v1.ListSourcesRequest) (*v1.ListSourcesResponse, error)
+	// VerifySource checks a source's credentials against its upstream now (Keboola:
+	// token verification; BigQuery: a dry run; Jira: the current user). A refused
+	// credential or an unreachable upstream is an answer (health "error" with the
+	// upstream's message), not an RPC error. Errors: NotFound (no such source).
+	VerifySource(context.Context, *v1.VerifySourceRequest) (*v1.VerifySourceResponse, error)
+	// PushColumnDescription writes a column's description back to the table's source
+	// (Keboola: the column's KBC.description metadata, provider "user").
+	// Errors: NotFound (table not registered, or the source has no such table or
+	// column); InvalidArgument (bad column name, a source that keeps no descriptions);
+	// FailedPrecondition (the source refused its credentials); Unavailable (the
+	// source could not be reached).
+	PushColumnDescription(context.Context, *v1.PushColumnDescriptionRequest) (*v1.PushColumnDescriptionResponse, error)
 	// ListRegistry lists registered tables with their last sync error.
 	ListRegistry(context.Context, *v1.ListRegistryRequest) (*v1.ListRegistryResponse, error)
 	// RegisterTable registers a table. Its id (a slug of the name) is the one key for
@@ -370,6 +395,24 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("DiscoverTables")),
 			connect.WithClientOptions(opts...),
 		),
+		listSources: connect.NewClient[v1.ListSourcesRequest, v1.ListSourcesResponse](
+			httpClient,
+			baseURL+AdminServiceListSourcesProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListSources")),
+			connect.WithClientOptions(opts...),
+		),
+		verifySource: connect.NewClient[v1.VerifySourceRequest, v1.VerifySourceResponse](
+			httpClient,
+			baseURL+AdminServiceVerifySourceProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("VerifySource")),
+			connect.WithClientOptions(opts...),
+		),
+		pushColumnDescription: connect.NewClient[v1.PushColumnDescriptionRequest, v1.PushColumnDescriptionResponse](
+			httpClient,
+			baseURL+AdminServicePushColumnDescriptionProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("PushColumnDescription")),
+			connect.WithClientOptions(opts...),
+		),
 		listRegistry: connect.NewClient[v1.ListRegistryRequest, v1.ListRegistryResponse](
 			httpClient,
 			baseURL+AdminServiceListRegistryProcedure,
@@ -431,6 +474,9 @@ type adminServiceClient struct {
 	listAccessRequests     *connect.Client[v1.ListAccessRequestsRequest, v1.ListAccessRequestsResponse]
 	reviewAccessRequest    *connect.Client[v1.ReviewAccessRequestRequest, v1.ReviewAccessRequestResponse]
 	discoverTables         *connect.Client[v1.DiscoverTablesRequest, v1.DiscoverTablesResponse]
+	listSources            *connect.Client[v1.ListSourcesRequest, v1.ListSourcesResponse]
+	verifySource           *connect.Client[v1.VerifySourceRequest, v1.VerifySourceResponse]
+	pushColumnDescription  *connect.Client[v1.PushColumnDescriptionRequest, v1.PushColumnDescriptionResponse]
 	listRegistry           *connect.Client[v1.ListRegistryRequest, v1.ListRegistryResponse]
 	registerTable          *connect.Client[v1.RegisterTableRequest, v1.RegisterTableResponse]
 	updateRegisteredTable  *connect.Client[v1.UpdateRegisteredTableRequest, v1.UpdateRegisteredTableResponse]
@@ -672,6 +718,33 @@ func (c *adminServiceClient) DiscoverTables(ctx context.Context, req *v1.Discove
 	return nil, err
 }
 
+// ListSources calls agnes.v1.AdminService.ListSources.
+func (c *adminServiceClient) ListSources(ctx context.Context, req *v1.ListSourcesRequest) (*v1.ListSourcesResponse, error) {
+	response, err := c.listSources.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// VerifySource calls agnes.v1.AdminService.VerifySource.
+func (c *adminServiceClient) VerifySource(ctx context.Context, req *v1.VerifySourceRequest) (*v1.VerifySourceResponse, error) {
+	response, err := c.verifySource.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PushColumnDescription calls agnes.v1.AdminService.PushColumnDescription.
+func (c *adminServiceClient) PushColumnDescription(ctx context.Context, req *v1.PushColumnDescriptionRequest) (*v1.PushColumnDescriptionResponse, error) {
+	response, err := c.pushColumnDescription.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ListRegistry calls agnes.v1.AdminService.ListRegistry.
 func (c *adminServiceClient) ListRegistry(ctx context.Context, req *v1.ListRegistryRequest) (*v1.ListRegistryResponse, error) {
 	response, err := c.listRegistry.CallUnary(ctx, connect.NewRequest(req))
@@ -784,6 +857,22 @@ type AdminServiceHandler interface {
 	// DiscoverTables lists the tables a source offers for registration.
 	// Errors: InvalidArgument (unknown source); Unavailable (source unreachable).
 	DiscoverTables(context.Context, *v1.DiscoverTablesRequest) (*v1.DiscoverTablesResponse, error)
+	// ListSources lists the configured source instances with their connector type and
+	// the outcome of their last credential check (on start, or VerifySource); never a
+	// credential.
+	ListSources(context.Context, *v1.ListSourcesRequest) (*v1.ListSourcesResponse, error)
+	// VerifySource checks a source's credentials against its upstream now (Keboola:
+	// token verification; BigQuery: a dry run; Jira: the current user). A refused
+	// credential or an unreachable upstream is an answer (health "error" with the
+	// upstream's message), not an RPC error. Errors: NotFound (no such source).
+	VerifySource(context.Context, *v1.VerifySourceRequest) (*v1.VerifySourceResponse, error)
+	// PushColumnDescription writes a column's description back to the table's source
+	// (Keboola: the column's KBC.description metadata, provider "user").
+	// Errors: NotFound (table not registered, or the source has no such table or
+	// column); InvalidArgument (bad column name, a source that keeps no descriptions);
+	// FailedPrecondition (the source refused its credentials); Unavailable (the
+	// source could not be reached).
+	PushColumnDescription(context.Context, *v1.PushColumnDescriptionRequest) (*v1.PushColumnDescriptionResponse, error)
 	// ListRegistry lists registered tables with their last sync error.
 	ListRegistry(context.Context, *v1.ListRegistryRequest) (*v1.ListRegistryResponse, error)
 	// RegisterTable registers a table. Its id (a slug of the name) is the one key for
@@ -964,6 +1053,24 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("DiscoverTables")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceListSourcesHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceListSourcesProcedure,
+		svc.ListSources,
+		connect.WithSchema(adminServiceMethods.ByName("ListSources")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceVerifySourceHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceVerifySourceProcedure,
+		svc.VerifySource,
+		connect.WithSchema(adminServiceMethods.ByName("VerifySource")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServicePushColumnDescriptionHandler := connect.NewUnaryHandlerSimple(
+		AdminServicePushColumnDescriptionProcedure,
+		svc.PushColumnDescription,
+		connect.WithSchema(adminServiceMethods.ByName("PushColumnDescription")),
+		connect.WithHandlerOptions(opts...),
+	)
 	adminServiceListRegistryHandler := connect.NewUnaryHandlerSimple(
 		AdminServiceListRegistryProcedure,
 		svc.ListRegistry,
@@ -1048,6 +1155,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceReviewAccessRequestHandler.ServeHTTP(w, r)
 		case AdminServiceDiscoverTablesProcedure:
 			adminServiceDiscoverTablesHandler.ServeHTTP(w, r)
+		case AdminServiceListSourcesProcedure:
+			adminServiceListSourcesHandler.ServeHTTP(w, r)
+		case AdminServiceVerifySourceProcedure:
+			adminServiceVerifySourceHandler.ServeHTTP(w, r)
+		case AdminServicePushColumnDescriptionProcedure:
+			adminServicePushColumnDescriptionHandler.ServeHTTP(w, r)
 		case AdminServiceListRegistryProcedure:
 			adminServiceListRegistryHandler.ServeHTTP(w, r)
 		case AdminServiceRegisterTableProcedure:
@@ -1169,6 +1282,18 @@ func (UnimplementedAdminServiceHandler) ReviewAccessRequest(context.Context, *v1
 
 func (UnimplementedAdminServiceHandler) DiscoverTables(context.Context, *v1.DiscoverTablesRequest) (*v1.DiscoverTablesResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AdminService.DiscoverTables is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListSources(context.Context, *v1.ListSourcesRequest) (*v1.ListSourcesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AdminService.ListSources is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) VerifySource(context.Context, *v1.VerifySourceRequest) (*v1.VerifySourceResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AdminService.VerifySource is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) PushColumnDescription(context.Context, *v1.PushColumnDescriptionRequest) (*v1.PushColumnDescriptionResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("agnes.v1.AdminService.PushColumnDescription is not implemented"))
 }
 
 func (UnimplementedAdminServiceHandler) ListRegistry(context.Context, *v1.ListRegistryRequest) (*v1.ListRegistryResponse, error) {

@@ -1595,6 +1595,13 @@ export declare type DiscoveredTable = Message<"agnes.v1.DiscoveredTable"> & {
    * @generated from field: bool registered = 9;
    */
   registered: boolean;
+
+  /**
+   * The source_table to register it with (with bucket).
+   *
+   * @generated from field: string source_table = 10;
+   */
+  sourceTable: string;
 };
 
 /**
@@ -1602,6 +1609,197 @@ export declare type DiscoveredTable = Message<"agnes.v1.DiscoveredTable"> & {
  * Use `create(DiscoveredTableSchema)` to create a new message.
  */
 export declare const DiscoveredTableSchema: GenMessage<DiscoveredTable>;
+
+/**
+ * ListSourcesRequest is empty.
+ *
+ * @generated from message agnes.v1.ListSourcesRequest
+ */
+export declare type ListSourcesRequest = Message<"agnes.v1.ListSourcesRequest"> & {
+};
+
+/**
+ * Describes the message agnes.v1.ListSourcesRequest.
+ * Use `create(ListSourcesRequestSchema)` to create a new message.
+ */
+export declare const ListSourcesRequestSchema: GenMessage<ListSourcesRequest>;
+
+/**
+ * SourceInfo is a configured source instance and its health.
+ *
+ * @generated from message agnes.v1.SourceInfo
+ */
+export declare type SourceInfo = Message<"agnes.v1.SourceInfo"> & {
+  /**
+   * Instance name (the registry's source and the extract folder).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Connector type: "demo", "upload", "keboola", "bigquery", "jira".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * "ok", "error" (see message), "unchecked" (no check has finished yet) or
+   * "local" (a built-in source with no upstream to check).
+   *
+   * @generated from field: string health = 3;
+   */
+  health: string;
+
+  /**
+   * What the last check found, e.g. "Keboola rejected the token for source kbc_sales".
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * When the last check finished.
+   *
+   * @generated from field: google.protobuf.Timestamp checked_at = 5;
+   */
+  checkedAt?: Timestamp | undefined;
+
+  /**
+   * Registered tables of this source.
+   *
+   * @generated from field: int32 tables = 6;
+   */
+  tables: number;
+};
+
+/**
+ * Describes the message agnes.v1.SourceInfo.
+ * Use `create(SourceInfoSchema)` to create a new message.
+ */
+export declare const SourceInfoSchema: GenMessage<SourceInfo>;
+
+/**
+ * ListSourcesResponse lists the sources.
+ *
+ * @generated from message agnes.v1.ListSourcesResponse
+ */
+export declare type ListSourcesResponse = Message<"agnes.v1.ListSourcesResponse"> & {
+  /**
+   * Sources ordered by name.
+   *
+   * @generated from field: repeated agnes.v1.SourceInfo sources = 1;
+   */
+  sources: SourceInfo[];
+};
+
+/**
+ * Describes the message agnes.v1.ListSourcesResponse.
+ * Use `create(ListSourcesResponseSchema)` to create a new message.
+ */
+export declare const ListSourcesResponseSchema: GenMessage<ListSourcesResponse>;
+
+/**
+ * VerifySourceRequest names a source.
+ *
+ * @generated from message agnes.v1.VerifySourceRequest
+ */
+export declare type VerifySourceRequest = Message<"agnes.v1.VerifySourceRequest"> & {
+  /**
+   * Source instance name.
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+};
+
+/**
+ * Describes the message agnes.v1.VerifySourceRequest.
+ * Use `create(VerifySourceRequestSchema)` to create a new message.
+ */
+export declare const VerifySourceRequestSchema: GenMessage<VerifySourceRequest>;
+
+/**
+ * VerifySourceResponse is the check's outcome.
+ *
+ * @generated from message agnes.v1.VerifySourceResponse
+ */
+export declare type VerifySourceResponse = Message<"agnes.v1.VerifySourceResponse"> & {
+  /**
+   * The source with its fresh health.
+   *
+   * @generated from field: agnes.v1.SourceInfo source = 1;
+   */
+  source?: SourceInfo | undefined;
+};
+
+/**
+ * Describes the message agnes.v1.VerifySourceResponse.
+ * Use `create(VerifySourceResponseSchema)` to create a new message.
+ */
+export declare const VerifySourceResponseSchema: GenMessage<VerifySourceResponse>;
+
+/**
+ * PushColumnDescriptionRequest names a registered table's column and its text.
+ *
+ * @generated from message agnes.v1.PushColumnDescriptionRequest
+ */
+export declare type PushColumnDescriptionRequest = Message<"agnes.v1.PushColumnDescriptionRequest"> & {
+  /**
+   * Registry id.
+   *
+   * @generated from field: string table_id = 1;
+   */
+  tableId: string;
+
+  /**
+   * Column name as in the source.
+   *
+   * @generated from field: string column = 2;
+   */
+  column: string;
+
+  /**
+   * The description (at most 4000 characters; empty clears it).
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message agnes.v1.PushColumnDescriptionRequest.
+ * Use `create(PushColumnDescriptionRequestSchema)` to create a new message.
+ */
+export declare const PushColumnDescriptionRequestSchema: GenMessage<PushColumnDescriptionRequest>;
+
+/**
+ * PushColumnDescriptionResponse says where the description went.
+ *
+ * @generated from message agnes.v1.PushColumnDescriptionResponse
+ */
+export declare type PushColumnDescriptionResponse = Message<"agnes.v1.PushColumnDescriptionResponse"> & {
+  /**
+   * Source instance written to.
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * The source's own id of the column, e.g. "in.c-crm.orders.status".
+   *
+   * @generated from field: string column_id = 2;
+   */
+  columnId: string;
+};
+
+/**
+ * Describes the message agnes.v1.PushColumnDescriptionResponse.
+ * Use `create(PushColumnDescriptionResponseSchema)` to create a new message.
+ */
+export declare const PushColumnDescriptionResponseSchema: GenMessage<PushColumnDescriptionResponse>;
 
 /**
  * DiscoverTablesResponse lists what the source offers.
@@ -2622,6 +2820,46 @@ export declare const AdminService: GenService<{
     methodKind: "unary";
     input: typeof DiscoverTablesRequestSchema;
     output: typeof DiscoverTablesResponseSchema;
+  },
+  /**
+   * ListSources lists the configured source instances with their connector type and
+   * the outcome of their last credential check (on start, or VerifySource); never a
+   * credential.
+   *
+   * @generated from rpc agnes.v1.AdminService.ListSources
+   */
+  listSources: {
+    methodKind: "unary";
+    input: typeof ListSourcesRequestSchema;
+    output: typeof ListSourcesResponseSchema;
+  },
+  /**
+   * VerifySource checks a source's credentials against its upstream now (Keboola:
+   * token verification; BigQuery: a dry run; Jira: the current user). A refused
+   * credential or an unreachable upstream is an answer (health "error" with the
+   * upstream's message), not an RPC error. Errors: NotFound (no such source).
+   *
+   * @generated from rpc agnes.v1.AdminService.VerifySource
+   */
+  verifySource: {
+    methodKind: "unary";
+    input: typeof VerifySourceRequestSchema;
+    output: typeof VerifySourceResponseSchema;
+  },
+  /**
+   * PushColumnDescription writes a column's description back to the table's source
+   * (Keboola: the column's KBC.description metadata, provider "user").
+   * Errors: NotFound (table not registered, or the source has no such table or
+   * column); InvalidArgument (bad column name, a source that keeps no descriptions);
+   * FailedPrecondition (the source refused its credentials); Unavailable (the
+   * source could not be reached).
+   *
+   * @generated from rpc agnes.v1.AdminService.PushColumnDescription
+   */
+  pushColumnDescription: {
+    methodKind: "unary";
+    input: typeof PushColumnDescriptionRequestSchema;
+    output: typeof PushColumnDescriptionResponseSchema;
   },
   /**
    * ListRegistry lists registered tables with their last sync error.

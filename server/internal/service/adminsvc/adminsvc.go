@@ -13,6 +13,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/service"
+	"github.com/agnesdata/agnes/server/internal/sources"
 	"github.com/agnesdata/agnes/server/internal/store"
 	"github.com/agnesdata/agnes/server/internal/syncer"
 )
@@ -35,6 +36,7 @@ type Service struct {
 	version string
 	syncer  *syncer.Syncer
 	invites Inviter
+	sources *sources.Monitor
 }
 
 var _ agnesv1connect.AdminServiceHandler = (*Service)(nil)
@@ -44,9 +46,9 @@ type Inviter interface {
 	Invite(ctx context.Context, userID string) (url string, sent bool, err error)
 }
 
-// New returns the service.
-func New(st Store, version string, sy *syncer.Syncer, invites Inviter) *Service {
-	return &Service{store: st, version: version, syncer: sy, invites: invites}
+// New returns the service; mon reports and checks the sources' health.
+func New(st Store, version string, sy *syncer.Syncer, invites Inviter, mon *sources.Monitor) *Service {
+	return &Service{store: st, version: version, syncer: sy, invites: invites, sources: mon}
 }
 
 // RebuildAnalytics implements AdminService.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"regexp"
 	"slices"
@@ -13,10 +14,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/agnesdata/agnes/connectors"
+	"github.com/agnesdata/agnes/connectors/bigquery"
+	"github.com/agnesdata/agnes/connectors/keboola"
 	"github.com/agnesdata/agnes/connectors/upload"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/orchestrator/schedule"
 	"github.com/agnesdata/agnes/server/internal/apierr"
+	"github.com/agnesdata/agnes/server/internal/pushdown"
+	"github.com/agnesdata/agnes/server/internal/sources"
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
@@ -86,7 +91,8 @@ func (s *Service) validate(t *store.RegisteredTable) error {
 		return fieldError("partition_by", "is required for the partitioned strategy")
 	case t.SyncStrategy == connectors.StrategyPartitioned && t.QueryMode == "remote":
 		return fieldError("query_mode", "a partitioned table cannot be remote")
-	case t.SyncStrategy == connectors.StrategyIncremental && t.IncrementalColumn == "":
+	case t.SyncStrategy == connectors.StrategyIncremental && t.IncrementalColumn == "" && t.SourceType != keboola.Type:
+		// Keboola's incremental exports select changes by its own _timestamp.
 		return fieldError("incremental_column", "is required for the incremental strategy")
 	case t.PartitionBy != "" && !identifierRE.MatchString(t.PartitionBy):
 		return fieldError("partition_by", "must be a column name")
@@ -111,6 +117,43 @@ func (s *Service) validate(t *store.RegisteredTable) error {
 	for _, c := range t.PrimaryKey {
 		if !identifierRE.MatchString(c) {
 			return fieldError("primary_key", "%q is not a column name", c)
+		}
+	}
+	return validateSource(t, conn)
+}
+
+// validateSource checks what only some source types allow: Keboola tables
+// name a Keboola table; BigQuery tables are remote or materialized whole;
+// other types are local.
+func validateSource(t *store.RegisteredTable, conn connectors.Connector) error {
+	if t.SourceType != bigquery.Type && t.QueryMode != "local" {
+		return fieldError("query_mode", "%s is only for BigQuery sources; %s tables are local", t.QueryMode, t.SourceType)
+	}
+	switch t.SourceType {
+	case keboola.Type:
+		id := keboolaTableID(t)
+		switch {
+		case t.SourceTable == "":
+			return fieldError("source_table", "is required: the Keboola table's name (with bucket, e.g. in.c-crm) or its full id, e.g. in.c-crm.orders")
+		case strings.Count(id, ".") != 2 || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") || strings.Contains(id, ".."):
+			return fieldError("source_table", "bucket %q and source_table %q give %q, which is not a Keboola table id (stage.c-bucket.table, e.g. in.c-crm.orders)",
+				t.Bucket, t.SourceTable, id)
+		}
+		// A primary key for incremental and partitioned syncs may come from
+		// Keboola's table itself; the sync says so when neither has one.
+	case bigquery.Type:
+		bq, _ := conn.(*bigquery.Connector)
+		switch {
+		case len(t.WhereFilters) > 0:
+			return fieldError("where_filters", "are applied by Keboola exports only; for BigQuery write the filter into source_query (query_mode materialized)")
+		case t.SyncStrategy != connectors.StrategyFullRefresh:
+			return fieldError("sync_strategy", "BigQuery tables are materialized whole (full_refresh) or stay remote")
+		case t.QueryMode == "materialized" && t.SourceQuery != "":
+			return nil
+		case bq != nil:
+			if _, err := pushdown.Ref(bq.Settings().Project, t); err != nil {
+				return apierr.InvalidArgument("%s", err.Error())
+			}
 		}
 	}
 	return nil
@@ -295,7 +338,11 @@ func (s *Service) DiscoverTables(ctx context.Context, req *agnesv1.DiscoverTable
 	}
 	found, err := conn.Discover(ctx)
 	if err != nil {
-		return nil, apierr.Unavailable("discovery in %s failed", req.GetSource())
+		slog.WarnContext(ctx, "discovery failed", "source", req.GetSource(), "err", err)
+		if errors.Is(err, keboola.ErrTokenRejected) {
+			return nil, apierr.FailedPrecondition("%s", sources.Message(err))
+		}
+		return nil, apierr.Unavailable("discovery in %s failed: %s", req.GetSource(), sources.Message(err))
 	}
 	tables, err := s.store.ListTables(ctx)
 	if err != nil {
@@ -307,10 +354,20 @@ func (s *Service) DiscoverTables(ctx context.Context, req *agnesv1.DiscoverTable
 	}
 	out := &agnesv1.DiscoverTablesResponse{Source: req.GetSource(), Tables: []*agnesv1.DiscoveredTable{}}
 	for _, d := range found {
+		if req.GetDataset() != "" && d.Bucket != req.GetDataset() {
+			continue
+		}
 		out.Tables = append(out.Tables, &agnesv1.DiscoveredTable{Id: d.ID, Name: d.Name, Bucket: d.Bucket,
-			Description: d.Description, Columns: d.Columns, RowCount: d.Rows, SizeBytes: d.SizeBytes,
-			PrimaryKey: d.PrimaryKey, Registered: known[d.ID]})
+			SourceTable: d.SourceTable, Description: d.Description, Columns: nonNil(d.Columns), RowCount: d.Rows,
+			SizeBytes: d.SizeBytes, PrimaryKey: nonNil(d.PrimaryKey), Registered: known[d.ID]})
 	}
 	out.Count = int32(len(out.Tables))
 	return out, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/agnesdata/agnes/server/internal/apierr"
 	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/engine"
+	"github.com/agnesdata/agnes/server/internal/pushdown"
 	"github.com/agnesdata/agnes/server/internal/reqctx"
 	"github.com/agnesdata/agnes/server/internal/restjson"
 	"github.com/agnesdata/agnes/server/internal/sqlguard"
@@ -52,10 +53,13 @@ type Service struct {
 	json   *restjson.Marshaler // REST request bodies
 	// answers is the server's budget for held unary answers (nil: none).
 	answers *semaphore.Weighted
+	// remote runs queries over remote tables at their source (nil: none).
+	remote *pushdown.Pushdown
 }
 
-// New returns the service.
-func New(eng *engine.Engine, guard *sqlguard.Checker, limits Limits) *Service {
+// New returns the service; remote (may be nil) serves the tables of
+// query_mode remote.
+func New(eng *engine.Engine, guard *sqlguard.Checker, limits Limits, remote *pushdown.Pushdown) *Service {
 	if limits.MaxBytes <= 0 {
 		limits.MaxBytes = math.MaxInt64
 	}
@@ -63,7 +67,7 @@ func New(eng *engine.Engine, guard *sqlguard.Checker, limits Limits) *Service {
 		limits.MaxBodyBytes = 10 << 20
 	}
 	services := []protoreflect.ServiceDescriptor{agnesv1.File_agnes_v1_query_proto.Services().ByName("QueryService")}
-	s := &Service{engine: eng, guard: guard, limits: limits, checks: newCheckCache(4096), json: restjson.New(services)}
+	s := &Service{engine: eng, guard: guard, limits: limits, checks: newCheckCache(4096), json: restjson.New(services), remote: remote}
 	if limits.AnswerMemory > 0 {
 		s.answers = semaphore.NewWeighted(limits.AnswerMemory)
 	}
@@ -79,49 +83,91 @@ const (
 )
 
 // catalog lets the sandbox resolve table references against the views of the
-// engine's current generation.
-type catalog struct{ e *engine.Engine }
+// engine's current generation and the remote tables of the registry.
+type catalog struct {
+	e      *engine.Engine
+	remote map[string]pushdown.Table // by lower-case id
+}
 
-func (c catalog) View(name string) (string, bool) { return c.e.LookupView(name) }
+func (c catalog) View(name string) (string, bool) {
+	if v, ok := c.e.LookupView(name); ok {
+		return v, true
+	}
+	t, ok := c.remote[strings.ToLower(name)]
+	return t.ID, ok
+}
+
+// target is where an authorized query runs: on the engine (sql), or pushed
+// down to the source of its remote tables (the user's query as written).
+type target struct {
+	sql    string
+	remote []pushdown.Table
+}
 
 // authorize is the sandbox (layers 1–2) and table RBAC (layer 3); the engine's
-// hardened DuckDB settings are layer 4. It returns the SQL to run: the query,
-// or the query with its list and string builders guarded.
-func (s *Service) authorize(ctx context.Context, query string) (string, error) {
+// hardened DuckDB settings are layer 4. It returns what to run: the query, or
+// the query with its list and string builders guarded; or, for a query whose
+// tables are all remote tables of one source, that query and those tables
+// (remote queries pass the same sandbox and RBAC, then BigQuery's own limits).
+func (s *Service) authorize(ctx context.Context, query string) (target, error) {
 	if strings.TrimSpace(query) == "" {
-		return "", apierr.InvalidArgument("sql is required")
+		return target{}, apierr.InvalidArgument("sql is required")
 	}
 	if len(query) > maxSQLBytes {
-		return "", apierr.InvalidArgument("sql is longer than the limit of %d bytes", maxSQLBytes)
+		return target{}, apierr.InvalidArgument("sql is longer than the limit of %d bytes", maxSQLBytes)
 	}
 	p := auth.FromContext(ctx)
-	checked, err := s.check(ctx, query)
+	var remotes map[string]pushdown.Table
+	if s.remote != nil {
+		var err error
+		if remotes, err = s.remote.Tables(ctx); err != nil {
+			return target{}, err
+		}
+	}
+	checked, err := s.check(ctx, query, remotes)
 	var rejected *sqlguard.Error
 	switch {
 	case errors.As(err, &rejected) && rejected.Reason == sqlguard.UnknownTable && !p.IsAdmin:
 		// The same answer as a table that exists but is not granted: a user
 		// learns nothing about which tables exist.
-		return "", access.CheckResource(p, store.ResourceTable, rejected.Name)
+		return target{}, access.CheckResource(p, store.ResourceTable, rejected.Name)
 	case errors.As(err, &rejected):
-		return "", apierr.InvalidArgument("%s", rejected.Message)
+		return target{}, apierr.InvalidArgument("%s", rejected.Message)
 	case err != nil:
-		return "", err
+		return target{}, err
 	}
 	for _, table := range checked.Tables {
 		if err := access.CheckResource(p, store.ResourceTable, table); err != nil {
-			return "", err
+			return target{}, err
 		}
 	}
-	return checked.SQL, nil
+	if len(remotes) == 0 {
+		return target{sql: checked.SQL}, nil
+	}
+	tables, missing, err := pushdown.Split(checked.Tables, remotes, func(name string) bool {
+		_, ok := s.engine.LookupView(name)
+		return ok
+	})
+	switch {
+	case err != nil:
+		return target{}, apierr.InvalidArgument("%s", err.Error())
+	case missing != "": // unregistered since the verdict was cached
+		return target{}, apierr.InvalidArgument("unknown table '%s'", missing)
+	case len(tables) > 0:
+		return target{sql: query, remote: tables}, nil
+	}
+	return target{sql: checked.SQL}, nil
 }
 
-// check runs the sandbox (or reuses its verdict for this text and generation).
-func (s *Service) check(ctx context.Context, query string) (sqlguard.Checked, error) {
+// check runs the sandbox (or reuses its verdict for this text and generation;
+// a cached verdict naming a remote table since unregistered is caught by
+// authorize).
+func (s *Service) check(ctx context.Context, query string, remotes map[string]pushdown.Table) (sqlguard.Checked, error) {
 	gen := s.engine.Generation()
 	if checked, ok := s.checks.get(query, gen); ok {
 		return checked, nil
 	}
-	checked, err := s.guard.Check(ctx, query, catalog{s.engine})
+	checked, err := s.guard.Check(ctx, query, catalog{s.engine, remotes})
 	var rejected *sqlguard.Error
 	if errors.As(err, &rejected) {
 		return checked, err
@@ -164,7 +210,7 @@ func (s *Service) queryError(err error) error {
 	case errors.Is(err, engine.ErrNotLoaded), errors.Is(err, engine.ErrClosed):
 		return connect.NewError(connect.CodeUnavailable, errors.New("the analytics database is not available yet"))
 	}
-	return err
+	return remoteError(err)
 }
 
 // retryAfter adds a Retry-After hint to a 429 or 503.
@@ -181,7 +227,7 @@ func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form) 
 	if req.GetLimit() < 0 {
 		return nil, apierr.InvalidArgument("limit must not be negative, got %d", req.GetLimit())
 	}
-	query, err := s.authorize(ctx, req.GetSql())
+	tgt, err := s.authorize(ctx, req.GetSql())
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +249,7 @@ func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form) 
 	if !reqctx.From(ctx).AfterResponse(done) {
 		defer done()
 	}
-	sum, err := s.engine.RunArrow(ctx, query, opts, a)
+	sum, err := s.run(ctx, tgt, opts, a)
 	if derr := a.drain(); err == nil || errors.Is(err, errAnswerFull) {
 		err = derr
 	}
@@ -281,7 +327,7 @@ func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, o
 	if req.GetBatchRows() < 0 || req.GetBatchRows() > maxBatchRows {
 		return apierr.InvalidArgument("batch_rows must be between 0 and %d, got %d", maxBatchRows, req.GetBatchRows())
 	}
-	query, err := s.authorize(ctx, req.GetSql())
+	tgt, err := s.authorize(ctx, req.GetSql())
 	if err != nil {
 		return err
 	}
@@ -300,7 +346,7 @@ func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, o
 		}
 		sink = &rowStream{out: out, frame: out.frame(), rows: rows}
 	}
-	sum, err := s.engine.RunArrow(ctx, query, s.options(ctx, req.GetLimit()), sink)
+	sum, err := s.run(ctx, tgt, s.options(ctx, req.GetLimit()), sink)
 	if derr := sink.drain(); err == nil { // the rows are sent before the summary
 		err = derr
 	}
