@@ -19,6 +19,7 @@ import (
 
 	"github.com/agnesdata/agnes/client/sdk"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // Scenarios H, I and J run against their own server ("agnes-dist") over the
@@ -516,7 +517,7 @@ func (d *dist) download(ctx context.Context) error {
 			if token != "" {
 				req.Header.Set("Authorization", "Bearer "+token)
 			}
-			t0, _ := readCPUTicks(pid)
+			t0, _ := procfs.CPUTicks(pid)
 			start := time.Now()
 			res, err := c.Do(req)
 			if err != nil {
@@ -535,9 +536,9 @@ func (d *dist) download(ctx context.Context) error {
 			if n != d.data.BulkBytes {
 				return fmt.Errorf("got %d bytes, want %d", n, d.data.BulkBytes)
 			}
-			t1, _ := readCPUTicks(pid)
+			t1, _ := procfs.CPUTicks(pid)
 			a := stats[name]
-			a.cpu = append(a.cpu, float64(t1-t0)/clockTicks)
+			a.cpu = append(a.cpu, float64(t1-t0)/procfs.ClockTicks)
 			a.ttfb = append(a.ttfb, ttfb)
 			a.enc = res.Header.Get("Content-Encoding")
 			if res.Uncompressed {

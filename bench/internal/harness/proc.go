@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // proc is a child process the harness started: an Agnes server or the plain
@@ -167,7 +169,7 @@ func (p *proc) Alive() bool {
 }
 
 // RSS is the child's resident set size in bytes.
-func (p *proc) RSS() (int64, error) { return readRSS(p.Pid) }
+func (p *proc) RSS() (int64, error) { return procfs.RSS(p.Pid) }
 
 // tail returns the last n lines of a file.
 func tail(path string, n int) string {

@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // Scenarios, in the order they run. A–G and K run against the main server
@@ -96,14 +98,14 @@ func (c Config) wantMain() bool {
 func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	started := time.Now()
 	rep = &Report{Started: started.UTC(), Machine: machineInfo(cfg.ServerBin)}
-	steal0, _ := readStealTicks()
+	steal0, _ := procfs.StealTicks()
 	defer func() {
 		took := time.Since(started)
 		rep.Took = took.Round(time.Second).String()
 		// On a shared VM the host takes CPU time away in bursts; how much it
 		// took says how far to trust this run's figures.
-		if steal1, err := readStealTicks(); err == nil {
-			stolen := float64(steal1-steal0) / clockTicks
+		if steal1, err := procfs.StealTicks(); err == nil {
+			stolen := float64(steal1-steal0) / procfs.ClockTicks
 			rep.Machine = append(rep.Machine, [2]string{"CPU time taken by the host (steal)", fmt.Sprintf("%.1f s, %.1f%% of the CPU time of the run", stolen, 100*stolen/(took.Seconds()*float64(runtime.NumCPU())))})
 		}
 	}()

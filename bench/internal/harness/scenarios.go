@@ -17,6 +17,7 @@ import (
 
 	"github.com/agnesdata/agnes/client/sdk"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 func queryReq(sql string) *agnesv1.QueryRequest { return &agnesv1.QueryRequest{Sql: sql} }
@@ -228,22 +229,22 @@ func (r *run) bigScan(ctx context.Context) error {
 			if server {
 				pid = r.main.Pid
 			}
-			base, err := readRSS(pid)
+			base, err := procfs.RSS(pid)
 			if err != nil {
 				return err
 			}
-			srv0, _ := readCPUTicks(r.main.Pid)
-			own0, _ := readCPUTicks(os.Getpid())
-			smp := sampleRSS(pid, 20*time.Millisecond)
+			srv0, _ := procfs.CPUTicks(r.main.Pid)
+			own0, _ := procfs.CPUTicks(os.Getpid())
+			smp := procfs.WatchRSS(pid, 20*time.Millisecond)
 			res, err := fn(ctx)
-			peak, _ := smp.Stop()
-			srv1, _ := readCPUTicks(r.main.Pid)
-			own1, _ := readCPUTicks(os.Getpid())
+			peak := smp.Stop()
+			srv1, _ := procfs.CPUTicks(r.main.Pid)
+			own1, _ := procfs.CPUTicks(os.Getpid())
 			a := stats[name]
 			a.growth, a.peak, a.bytes = append(a.growth, peak-base), append(a.peak, peak), res.Bytes
-			a.harnessCPU = append(a.harnessCPU, float64(own1-own0)/clockTicks)
+			a.harnessCPU = append(a.harnessCPU, float64(own1-own0)/procfs.ClockTicks)
 			if server {
-				a.serverCPU = append(a.serverCPU, float64(srv1-srv0)/clockTicks)
+				a.serverCPU = append(a.serverCPU, float64(srv1-srv0)/procfs.ClockTicks)
 			}
 			if err == nil && (res.Rows != r.data.Rows || res.Truncated) {
 				err = fmt.Errorf("got %d rows (truncated %v), want %d", res.Rows, res.Truncated, r.data.Rows)
@@ -374,7 +375,7 @@ func pairedWithPrep(ctx context.Context, base variant, vs []variant, iters int, 
 						return out, pairs, rerun, fmt.Errorf("%s: prepare: %w", v.name, err)
 					}
 				}
-				steal0, _ := readStealTicks()
+				steal0, _ := procfs.StealTicks()
 				start := time.Now()
 				b, err := timed(base)
 				if err != nil {
@@ -384,8 +385,8 @@ func pairedWithPrep(ctx context.Context, base variant, vs []variant, iters int, 
 				if err != nil {
 					return out, pairs, rerun, err
 				}
-				steal1, _ := readStealTicks()
-				p := pair{ratio: ratio(d, b), steal: float64(steal1-steal0) / clockTicks / (time.Since(start).Seconds() * float64(runtime.NumCPU()))}
+				steal1, _ := procfs.StealTicks()
+				p := pair{ratio: ratio(d, b), steal: float64(steal1-steal0) / procfs.ClockTicks / (time.Since(start).Seconds() * float64(runtime.NumCPU()))}
 				if p.steal > maxSteal && rerun < iters {
 					rerun++
 					for _, u := range []variant{base, v} {
@@ -455,7 +456,7 @@ func (r *run) cancels(ctx context.Context) error {
 	pid := r.main.Pid
 	c := r.a.Connect(r.cfg.Connect)
 
-	ticks0, err := readCPUTicks(pid)
+	ticks0, err := procfs.CPUTicks(pid)
 	if err != nil {
 		return err
 	}
@@ -535,7 +536,7 @@ func (r *run) cancels(ctx context.Context) error {
 		codeList = append(codeList, fmt.Sprintf("%s ×%d", k, v))
 	}
 	slices.Sort(codeList)
-	busy := float64(cpu.At(tCancel)-ticks0) / clockTicks
+	busy := float64(cpu.At(tCancel)-ticks0) / procfs.ClockTicks
 	r.rep.note("E: %d queries (%q) launched at once over %s, each cancelled by its client %s after its launch; cancels from %s to %s after launch; the server used %.2f s of CPU before the first cancel; client outcomes: %s; %d SELECT 1 probes until one answered within %s (slowest %s). Idle = server CPU time grows ≤ %d ticks over %s and a SELECT 1 answers within %s; measured from the first cancel.",
 		r.cfg.Cancels, cancelSQL, transportName(r.cfg.Connect), r.cfg.CancelAfter, tCancel.Sub(launched).Round(time.Millisecond), tLast.Sub(launched).Round(time.Millisecond),
 		busy, strings.Join(codeList, ", "), len(probes), prompt, ms(slices.Max(probes)), maxTicks, window, prompt)

@@ -20,6 +20,7 @@ import (
 	"github.com/agnesdata/agnes/connectors/extract"
 	"github.com/agnesdata/agnes/connectors/keboola"
 	"github.com/agnesdata/agnes/connectors/keboola/kbcfake"
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // Scenarios M and N measure the company sources against fakes of their
@@ -193,9 +194,9 @@ func (r *run) exportRSS(ctx context.Context, f *kbcfake.Server, dir string) (int
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
-	rss := sampleRSS(cmd.Process.Pid, 5*time.Millisecond)
+	rss := procfs.WatchRSS(cmd.Process.Pid, 5*time.Millisecond)
 	err := cmd.Wait()
-	peak, _ := rss.Stop()
+	peak := rss.Stop()
 	if err != nil {
 		return 0, fmt.Errorf("export process: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}

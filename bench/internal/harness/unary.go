@@ -18,6 +18,7 @@ import (
 	"github.com/agnesdata/agnes/client/sdk"
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/gen/agnes/v1/agnesv1connect"
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // Scenario K: a unary answer of 1 M rows × 9 columns, through POST
@@ -179,13 +180,13 @@ func (r *run) unary(ctx context.Context) error {
 	measure := func(name string, fn func(context.Context) (StreamResult, error)) variant {
 		stats[name] = &acc{}
 		return variant{name: name, run: func(ctx context.Context) error {
-			base, err := readRSS(r.main.Pid)
+			base, err := procfs.RSS(r.main.Pid)
 			if err != nil {
 				return err
 			}
-			smp := sampleRSS(r.main.Pid, 20*time.Millisecond)
+			smp := procfs.WatchRSS(r.main.Pid, 20*time.Millisecond)
 			res, err := check(fn(ctx))
-			peak, _ := smp.Stop()
+			peak := smp.Stop()
 			a := stats[name]
 			a.growth, a.bytes = append(a.growth, peak-base), res.Bytes
 			return err

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // heavySQL is an endless cross join (10¹⁶ rows) that only the query time
@@ -74,7 +76,7 @@ query:
 		})
 	}
 	time.Sleep(1500 * time.Millisecond) // the heavy queries take their slots and the CPUs
-	cpu0, err := readCPU(s.Pid())
+	cpu0, err := procfs.CPU(s.Pid())
 	if err != nil {
 		return err
 	}
@@ -83,7 +85,7 @@ query:
 	if err != nil {
 		return err
 	}
-	cpu1, err := readCPU(s.Pid())
+	cpu1, err := procfs.CPU(s.Pid())
 	if err != nil {
 		return err
 	}
@@ -158,12 +160,12 @@ func truncate(s string, n int) string {
 func waitQuiet(pid int, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	for time.Since(start) < timeout {
-		c0, err := readCPU(pid)
+		c0, err := procfs.CPU(pid)
 		if err != nil {
 			return 0, err
 		}
 		time.Sleep(500 * time.Millisecond)
-		c1, err := readCPU(pid)
+		c1, err := procfs.CPU(pid)
 		if err != nil {
 			return 0, err
 		}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // memoryLimit is the DuckDB memory_limit of H1: DuckDB reads "1GB" as 10⁹ bytes.
@@ -89,7 +91,7 @@ query:
 	if err != nil {
 		return err
 	}
-	watch := watchRSS(s.Pid())
+	watch := procfs.WatchRSS(s.Pid(), 20*time.Millisecond)
 	defer watch.Stop()
 	t := e.sc.table("Queries (in order, one at a time, user without grants)", "query", "SQL", "HTTP", "answer", "took", "peak RSS growth so far")
 	var refusedOK, refusedN, boundedOK, boundedN int

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // Server is agnes-server running as a child process: the real binary, its
@@ -187,7 +189,7 @@ func (s *Server) Alive() bool {
 func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
 // RSS is the server's resident set size in bytes.
-func (s *Server) RSS() (int64, error) { return readRSS(s.Pid()) }
+func (s *Server) RSS() (int64, error) { return procfs.RSS(s.Pid()) }
 
 // Kill ends the server with SIGKILL, as a crash or the OOM killer would.
 func (s *Server) Kill() error {

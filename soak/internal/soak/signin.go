@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // accountFailures is the server's per-account throttle: failed sign-ins
@@ -100,7 +103,7 @@ trusted_proxies: ["127.0.0.1"]
 	if err != nil {
 		return err
 	}
-	watch := watchRSS(s.Pid())
+	watch := procfs.WatchRSS(s.Pid(), 20*time.Millisecond)
 	defer watch.Stop()
 
 	oneIP := burst(ctx, c, n, func(int) (string, string, string) {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // slowTarget is where a slow-body connection sends its request.
@@ -66,7 +68,7 @@ limits:
 	if err != nil {
 		return err
 	}
-	watch := watchRSS(s.Pid())
+	watch := procfs.WatchRSS(s.Pid(), 20*time.Millisecond)
 	defer watch.Stop()
 
 	host := strings.TrimPrefix(s.URL, "http://")

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/agnesdata/agnes/internal/procfs"
 )
 
 // runStacked: a client sends unary queries with large answers and never
@@ -64,7 +66,7 @@ query:
 	if err != nil {
 		return err
 	}
-	watch := watchRSS(s.Pid())
+	watch := procfs.WatchRSS(s.Pid(), 20*time.Millisecond)
 	defer watch.Stop()
 
 	host := strings.TrimPrefix(s.URL, "http://")
