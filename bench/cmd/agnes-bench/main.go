@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&cfg.ItersDownload, "iters-download", 30, "I: timed rounds of the 200 MB download (Agnes and http.FileServer each)")
 	flag.IntVar(&cfg.WarmDownload, "warm-download", 3, "I: warm-up rounds")
 	flag.IntVar(&cfg.Pulls, "pulls", 5, "J: rounds of change one table, rebuild, agnes pull")
-	flag.IntVar(&cfg.ItersExport, "iters-export", 3, "L: rounds of the 1 M-row Keboola export and of DuckDB's COPY")
+	flag.IntVar(&cfg.ItersExport, "iters-export", 3, "M: rounds of the 1 M-row Keboola export and of DuckDB's COPY")
 	flag.IntVar(&cfg.ItersRemote, "iters-remote", 200, "M: timed rounds of the remote BigQuery query")
 	flag.IntVar(&cfg.WarmRemote, "warm-remote", 20, "M: warm-up rounds")
 	flag.BoolVar(&quick, "quick", false, "few iterations everywhere (a smoke test of the harness, not a measurement)")
