@@ -81,7 +81,7 @@ func (r *run) jiraBurst(ctx context.Context) error {
 	a := NewAgnes(srv.URL, srv.Token)
 	sender := &jirafake.Sender{URL: srv.URL + "/api/jira/webhook", Secret: jiraSecret,
 		Client: &http.Client{Transport: newTransport(HTTP1), Timeout: time.Minute}}
-	r.rep.Machine = append(r.rep.Machine, [2]string{"Jira server (K)", fmt.Sprintf(
+	r.rep.Machine = append(r.rep.Machine, [2]string{"Jira server (L)", fmt.Sprintf(
 		"bin/agnes-server serve, pid %d, a Jira source over the fake Jira Cloud in the harness process, start-up %s, log %s",
 		srv.Pid, time.Since(t0).Round(time.Millisecond), srv.LogPath)})
 
