@@ -140,17 +140,9 @@ func (r *run) runDist(ctx context.Context) error {
 		if _, ok := waitCPUQuiet(srv.Pid, 300*time.Millisecond, 1, 20*time.Second); !ok {
 			r.logf("note: distribution server CPU not quiet after 20 s, going on")
 		}
-		r.logf("scenario %s ...", s.name)
-		t := time.Now()
-		if err := s.fn(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			r.rep.errorRow(s.name, err)
-			r.logf("scenario %s: ERROR: %v", s.name, err)
-			continue
+		if err := r.scenario(ctx, s.fn, s.name); err != nil {
+			return err
 		}
-		r.logf("scenario %s done in %s", s.name, time.Since(t).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -131,19 +131,8 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}
 	if cfg.want("L") {
-		if err := ctx.Err(); err != nil {
+		if err := r.scenario(ctx, r.jiraBurst, "L"); err != nil {
 			return rep, err
-		}
-		r.logf("scenario L ...")
-		t := time.Now()
-		if err := r.jiraBurst(ctx); err != nil {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			rep.errorRow("L", err)
-			r.logf("scenario L: ERROR: %v", err)
-		} else {
-			r.logf("scenario L done in %s", time.Since(t).Round(time.Millisecond))
 		}
 	}
 	if cfg.wantSources() {
@@ -152,6 +141,32 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}
 	return rep, nil
+}
+
+// scenario runs one measurement (or several measured together), logged and
+// timed. A failure becomes an error row for each of names and the run goes
+// on; only the run's own end (ctx) stops it.
+func (r *run) scenario(ctx context.Context, fn func(context.Context) error, names ...string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	name := strings.Join(names, "+")
+	r.logf("scenario %s ...", name)
+	t := time.Now()
+	if err := fn(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for _, n := range names {
+			if r.cfg.want(n) {
+				r.rep.errorRow(n, err)
+			}
+		}
+		r.logf("scenario %s: ERROR: %v", name, err)
+		return nil
+	}
+	r.logf("scenario %s done in %s", name, time.Since(t).Round(time.Millisecond))
+	return nil
 }
 
 // runMain runs scenarios A–G and K against the main server over table big.
@@ -231,22 +246,9 @@ func (r *run) runMain(ctx context.Context) (err error) {
 			return fmt.Errorf("the server exited; last lines of %s:\n%s", r.main.LogPath, tail(r.main.LogPath, 20))
 		}
 		r.settle()
-		name := strings.Join(s.names, "+")
-		r.logf("scenario %s ...", name)
-		t := time.Now()
-		if err := s.fn(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			for _, n := range s.names {
-				if cfg.want(n) {
-					rep.errorRow(n, err)
-				}
-			}
-			r.logf("scenario %s: ERROR: %v", name, err)
-			continue
+		if err := r.scenario(ctx, s.fn, s.names...); err != nil {
+			return err
 		}
-		r.logf("scenario %s done in %s", name, time.Since(t).Round(time.Millisecond))
 	}
 	seen := map[string]map[string]string{}
 	for _, a := range append(r.retired, r.a) {

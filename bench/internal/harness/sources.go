@@ -47,20 +47,9 @@ func (r *run) runSources(ctx context.Context) error {
 		if !r.cfg.want(s.name) {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
+		if err := r.scenario(ctx, s.fn, s.name); err != nil {
 			return err
 		}
-		r.logf("scenario %s ...", s.name)
-		t := time.Now()
-		if err := s.fn(ctx); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			r.rep.errorRow(s.name, err)
-			r.logf("scenario %s: ERROR: %v", s.name, err)
-			continue
-		}
-		r.logf("scenario %s done in %s", s.name, time.Since(t).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -113,7 +102,7 @@ func (r *run) keboolaExport(ctx context.Context) error {
 		return err
 	}
 	// Memory: one export in a process of its own, which does nothing else.
-	peak, err := r.exportRSS(ctx, f, filepath.Join(work, "kbc_child"))
+	mem, err := r.exportRSS(ctx, f, filepath.Join(work, "kbc_child"))
 	if err != nil {
 		return err
 	}
@@ -157,10 +146,12 @@ func (r *run) keboolaExport(ctx context.Context) error {
 	r.rep.add(Row{Scenario: "M. Keboola sliced export, 1M rows in 8 gzip CSV slices", Metric: "throughput p50, connector / DuckDB COPY",
 		Agnes: fmt.Sprintf("%.0f rows/s", conn), Baseline: fmt.Sprintf("%.0f rows/s", cp), Ratio: fmt.Sprintf("%.2f×", x),
 		Target: "≥ 0.8×", Result: passIf(x >= 0.8)})
-	r.rep.add(Row{Scenario: "M. Keboola sliced export, 1M rows in 8 gzip CSV slices", Metric: "peak RSS of a process running one export",
-		Agnes: mb(peak), Baseline: "—", Ratio: "—", Target: "≤ 256 MB", Result: passIf(peak <= 256<<20)})
-	r.rep.note("M: the memory row is the whole peak RSS (Go runtime, DuckDB, downloads) of a child process that runs one export "+
-		"and nothing else, so its growth over an idle process is smaller still; the slices are %s of gzip CSV.", mb(sliceBytes))
+	growth := mem.peak - mem.base
+	r.rep.add(Row{Scenario: "M. Keboola sliced export, 1M rows in 8 gzip CSV slices", Metric: "peak RSS growth of a process running one export (its whole peak in Baseline)",
+		Agnes: mb(growth), Baseline: mb(mem.peak), Ratio: "—", Target: "≤ 256 MB", Result: passIf(growth <= 256<<20)})
+	r.rep.note("M: the memory row is measured in a child process that runs one export and nothing else: its peak RSS "+
+		"(sampled every 5 ms) less its RSS just before the export began (connector built, DuckDB not yet opened); "+
+		"the slices are %s of gzip CSV.", mb(sliceBytes))
 	return nil
 }
 
@@ -183,33 +174,47 @@ func exportOnce(ctx context.Context, c *keboola.Connector, dir string) error {
 	return err
 }
 
+// exportMemory is the RSS of the export's child process: before the export
+// and at its peak.
+type exportMemory struct{ base, peak int64 }
+
 // exportRSS runs one export in a child process (ExportKeboola) and returns
-// its peak RSS.
-func (r *run) exportRSS(ctx context.Context, f *kbcfake.Server, dir string) (int64, error) {
+// its RSS before the export (which the child prints) and at the peak.
+func (r *run) exportRSS(ctx context.Context, f *kbcfake.Server, dir string) (exportMemory, error) {
 	cmd := exec.CommandContext(ctx, r.cfg.Exe, "-export-keboola", dir)
 	cmd.Env = append(os.Environ(), "AGNES_BENCH_KBC_URL="+f.URL(), "AGNES_BENCH_KBC_TOKEN="+f.Token(),
 		"AGNES_BENCH_KBC_GCS="+f.GCSEndpoint())
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return exportMemory{}, err
 	}
 	rss := procfs.WatchRSS(cmd.Process.Pid, 5*time.Millisecond)
 	err := cmd.Wait()
 	peak := rss.Stop()
 	if err != nil {
-		return 0, fmt.Errorf("export process: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+		return exportMemory{}, fmt.Errorf("export process: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	return peak, nil
+	var base int64
+	if _, err := fmt.Sscanf(stdout.String(), "rss-before-export %d", &base); err != nil || base <= 0 {
+		return exportMemory{}, fmt.Errorf("export process: no RSS before the export in %q", stdout.String())
+	}
+	return exportMemory{base: base, peak: max(peak, base)}, nil
 }
 
 // ExportKeboola is scenario M's child process: one export of the bench
-// table from the fake named by the environment into dir.
+// table from the fake named by the environment into dir. It prints its RSS
+// just before the export begins.
 func ExportKeboola(dir string) error {
 	c, err := exportConnector(os.Getenv("AGNES_BENCH_KBC_URL"), os.Getenv("AGNES_BENCH_KBC_TOKEN"), os.Getenv("AGNES_BENCH_KBC_GCS"))
 	if err != nil {
 		return err
 	}
+	base, err := procfs.RSS(os.Getpid())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rss-before-export %d\n", base)
 	return exportOnce(context.Background(), c, dir)
 }
 

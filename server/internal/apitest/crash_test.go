@@ -18,8 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
-	"github.com/agnesdata/agnes/server/internal/auth"
-	"github.com/agnesdata/agnes/server/internal/store/duckdbstore"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -86,18 +84,7 @@ func TestKillDuringSync(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	ctx := context.Background()
 
-	// Seed users offline, as an operator would before the first start.
-	st, err := duckdbstore.Open(ctx, filepath.Join(dataDir, "state", "system.duckdb"))
-	require.NoError(t, err)
-	hash, err := auth.HashPassword("password123")
-	require.NoError(t, err)
-	admin, err := st.Bootstrap(ctx, "admin@example.com", "Admin", hash)
-	require.NoError(t, err)
-	require.NoError(t, st.Close())
-	issuer, err := auth.NewIssuer([]byte(ts.Secret))
-	require.NoError(t, err)
-	token, _, err := issuer.Session(admin.ID, admin.Email)
-	require.NoError(t, err)
+	token := seedOfflineAdmin(t, dataDir)
 
 	uploads := filepath.Join(dataDir, "uploads")
 	require.NoError(t, os.MkdirAll(uploads, 0o755))

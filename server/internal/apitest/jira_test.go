@@ -15,9 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/agnesdata/agnes/connectors/jira/jirafake"
-	"github.com/agnesdata/agnes/server/internal/auth"
 	"github.com/agnesdata/agnes/server/internal/config"
-	"github.com/agnesdata/agnes/server/internal/store/duckdbstore"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
 
@@ -90,17 +88,7 @@ func TestJiraKilledServerLosesNoEvent(t *testing.T) {
 	}
 	ctx := context.Background()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	st, err := duckdbstore.Open(ctx, filepath.Join(dataDir, "state", "system.duckdb"))
-	require.NoError(t, err)
-	hash, err := auth.HashPassword("password123")
-	require.NoError(t, err)
-	admin, err := st.Bootstrap(ctx, "admin@example.com", "Admin", hash)
-	require.NoError(t, err)
-	require.NoError(t, st.Close())
-	issuer, err := auth.NewIssuer([]byte(ts.Secret))
-	require.NoError(t, err)
-	token, _, err := issuer.Session(admin.ID, admin.Email)
-	require.NoError(t, err)
+	token := seedOfflineAdmin(t, dataDir)
 	summaries := func(url string) string {
 		req, err := http.NewRequest(http.MethodPost, url+"/api/query", strings.NewReader(`{"sql":"SELECT string_agg(issue_key || '=' || summary, ',' ORDER BY issue_key) FROM issues"}`))
 		require.NoError(t, err)

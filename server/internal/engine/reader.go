@@ -21,17 +21,7 @@ type OpenReader func(ctx context.Context, maxRows int64) (array.RecordReader, []
 // is ErrTimeout or ErrCanceled.
 func (e *Engine) RunReader(ctx context.Context, opts RunOptions, open OpenReader, sink ArrowSink) (Summary, error) {
 	start := time.Now()
-	lim := limits{rows: opts.MaxRows, bytes: opts.MaxBytes}
-	if lim.rows <= 0 {
-		lim.rows = e.opts.MaxRows
-	}
-	if lim.bytes <= 0 {
-		lim.bytes = e.opts.MaxBytes
-	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = e.opts.Timeout
-	}
+	lim, timeout := e.bounds(opts)
 	if !opts.Admitted {
 		done, err := e.admit(opts.User)
 		if err != nil {

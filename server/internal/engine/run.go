@@ -169,17 +169,7 @@ type execFunc func(ctx context.Context, st *stream, lim limits, sum *Summary) er
 // error translation.
 func (e *Engine) run(ctx context.Context, query string, opts RunOptions, exec execFunc) (Summary, error) {
 	start := time.Now()
-	lim := limits{rows: opts.MaxRows, bytes: opts.MaxBytes}
-	if lim.rows <= 0 {
-		lim.rows = e.opts.MaxRows
-	}
-	if lim.bytes <= 0 {
-		lim.bytes = e.opts.MaxBytes
-	}
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = e.opts.Timeout
-	}
+	lim, timeout := e.bounds(opts)
 
 	if !opts.Admitted {
 		done, err := e.admit(opts.User)
@@ -269,6 +259,23 @@ func rerunnable(err error) bool {
 		}
 	}
 	return false
+}
+
+// bounds are opts' row, byte and time limits, the engine's where opts
+// leave one unset.
+func (e *Engine) bounds(opts RunOptions) (limits, time.Duration) {
+	lim := limits{rows: opts.MaxRows, bytes: opts.MaxBytes}
+	if lim.rows <= 0 {
+		lim.rows = e.opts.MaxRows
+	}
+	if lim.bytes <= 0 {
+		lim.bytes = e.opts.MaxBytes
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = e.opts.Timeout
+	}
+	return lim, timeout
 }
 
 // maxRememberedSQL keeps huge one-off queries out of the verdict cache.
