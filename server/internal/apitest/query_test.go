@@ -119,6 +119,29 @@ func TestQuerySandboxThroughTheAPI(t *testing.T) {
 	}
 }
 
+// A list or string builder whose size is known only when the row is computed
+// runs with a runtime size check (query.max_builder_size): within the limit the
+// answer and its column names are those of the query as written; over it, a
+// 400 naming the limit.
+func TestGuardedBuildersThroughTheAPI(t *testing.T) {
+	s := shop(t)
+	res := s.REST(t, http.MethodPost, "/api/query", s.UserToken, map[string]any{
+		"sql": `SELECT customer_id, repeat('x', customer_id) FROM orders WHERE id = 3`})
+	require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	var body struct {
+		Columns []string `json:"columns"`
+		Rows    [][]any  `json:"rows"`
+	}
+	res.JSON(t, &body)
+	require.Equal(t, []string{"customer_id", "repeat('x', customer_id)"}, body.Columns)
+	require.Equal(t, [][]any{{3.0, "xxx"}}, body.Rows)
+
+	res = s.REST(t, http.MethodPost, "/api/query", s.UserToken, map[string]any{
+		"sql": `SELECT max(length(list_resize([1], customer_id * 100000000))) FROM orders`})
+	require.Equal(t, http.StatusBadRequest, res.Status, "%s", res.Body)
+	require.Contains(t, string(res.Body), "query.max_builder_size")
+}
+
 func TestQueryStreamArrowAndJSON(t *testing.T) {
 	s := shop(t)
 	ctx := context.Background()

@@ -92,3 +92,32 @@ func TestBuildersWithRuntimeSizesAreGuarded(t *testing.T) {
 	require.NoError(t, rows.Close())
 	assert.Equal(t, []string{"r"}, cols)
 }
+
+// A guarded call keeps the column names DuckDB gives the query as written:
+// the guard's rewritten SQL never shows in the result.
+func TestGuardedBuildersKeepColumnNames(t *testing.T) {
+	db := openDuckDB(t)
+	c := sqlguard.New(db, sqlguard.Limits{BuilderSize: 1000})
+	cat := testCatalog{"t": "t"}
+	_, err := db.Exec(`CREATE TABLE t AS SELECT * FROM (VALUES (1, 'ab', 3)) v(id, s, n)`)
+	require.NoError(t, err)
+	columns := func(q string) []string {
+		rows, err := db.Query(q)
+		require.NoError(t, err, q)
+		defer rows.Close()
+		cols, err := rows.Columns()
+		require.NoError(t, err)
+		return cols
+	}
+	for _, q := range []string{
+		"SELECT id, repeat(s, n), sum(length(lpad(s, n, '.'))) OVER () FROM t",
+		"SELECT * FROM (SELECT repeat(s, n), list_resize([1], n) FROM t)",
+		"SELECT repeat(s, n) FROM t UNION ALL SELECT repeat(s, n + 1) FROM t",
+		"WITH x AS (SELECT rpad(s, n, '-') FROM t) SELECT * FROM x",
+	} {
+		checked, err := c.Check(t.Context(), q, cat)
+		require.NoError(t, err, q)
+		require.NotEqual(t, q, checked.SQL, "guarded")
+		assert.Equal(t, columns(q), columns(checked.SQL), q)
+	}
+}

@@ -197,6 +197,9 @@ func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked
 	slices.Sort(tables)
 	out := Checked{Tables: tables, SQL: query}
 	if len(w.guards) > 0 {
+		if err := c.keepNames(ctx, statements[0]); err != nil {
+			return Checked{}, err
+		}
 		for _, call := range w.guards {
 			if err := c.guardCall(ctx, call, c.limits.BuilderSize); err != nil {
 				return Checked{}, err
@@ -209,8 +212,77 @@ func (c *Checker) Check(ctx context.Context, query string, cat Catalog) (Checked
 	return out, nil
 }
 
+// keepNames gives every unaliased select-list entry that holds a builder the
+// name DuckDB would have given it (its own SQL text), so that a guarded call
+// does not name the result's column after the guard's rewritten SQL.
+func (c *Checker) keepNames(ctx context.Context, v any) error {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			if err := c.keepNames(ctx, e); err != nil {
+				return err
+			}
+		}
+	case object:
+		if list, ok := x.get("select_list").([]any); ok && x.str("type") == "SELECT_NODE" {
+			for _, e := range list {
+				entry, _ := e.(object)
+				if entry == nil || entry.str("alias") != "" || !containsBuilder(entry) {
+					continue
+				}
+				name, err := c.expressionText(ctx, entry)
+				if err != nil {
+					return err
+				}
+				entry.set("alias", name)
+			}
+		}
+		for _, m := range x {
+			if err := c.keepNames(ctx, m.value); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// expressionText is DuckDB's SQL text of an expression node.
+func (c *Checker) expressionText(ctx context.Context, expr object) (string, error) {
+	raw, err := c.serialized(ctx, "SELECT NULL")
+	if err != nil {
+		return "", err
+	}
+	if !selectNode(raw).set("select_list", []any{expr}) {
+		return "", errors.New("sqlguard: SELECT NULL has no select list")
+	}
+	text, err := c.deserialize(ctx, raw)
+	if err != nil {
+		return "", err
+	}
+	name, ok := strings.CutPrefix(text, "SELECT ")
+	if !ok {
+		return "", fmt.Errorf("sqlguard: unexpected expression text %q", text)
+	}
+	return name, nil
+}
+
 // parseExpression parses "SELECT <expr>" and returns the expression's node.
 func (c *Checker) parseExpression(ctx context.Context, query string) (object, error) {
+	env, err := c.serialized(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	list, _ := selectNode(env).get("select_list").([]any)
+	if len(list) != 1 {
+		return nil, fmt.Errorf("cannot parse %q: not one expression", query)
+	}
+	expr, _ := list[0].(object)
+	return expr, nil
+}
+
+// serialized is json_serialize_sql's envelope of a query the checker writes
+// itself (an error in it is the checker's).
+func (c *Checker) serialized(ctx context.Context, query string) (object, error) {
 	var raw []byte
 	if err := c.db.QueryRowContext(ctx, serializeSQL, query).Scan(&raw); err != nil {
 		return nil, err
@@ -220,17 +292,21 @@ func (c *Checker) parseExpression(ctx context.Context, query string) (object, er
 		return nil, err
 	}
 	env, _ := v.(object)
-	stmts, _ := env.get("statements").([]any)
-	if env.get("error") != false || len(stmts) != 1 {
+	if env.get("error") != false {
 		return nil, fmt.Errorf("cannot parse %q: %s", query, env.str("error_message"))
 	}
-	node, _ := stmts[0].(object).get("node").(object)
-	list, _ := node.get("select_list").([]any)
-	if len(list) != 1 {
-		return nil, fmt.Errorf("cannot parse %q: not one expression", query)
+	return env, nil
+}
+
+// selectNode is the node of an envelope's one statement.
+func selectNode(env object) object {
+	stmts, _ := env.get("statements").([]any)
+	if len(stmts) != 1 {
+		return nil
 	}
-	expr, _ := list[0].(object)
-	return expr, nil
+	stmt, _ := stmts[0].(object)
+	node, _ := stmt.get("node").(object)
+	return node
 }
 
 // deserialize turns a (rewritten) parse tree back into SQL, with DuckDB's own
