@@ -43,7 +43,17 @@ func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			rc := http.NewResponseController(w)
 			if err := rc.SetReadDeadline(time.Now().Add(timeout)); err == nil {
-				r.Body = &deadlineBody{ReadCloser: r.Body, header: w.Header(), lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+				b := &deadlineBody{ReadCloser: r.Body, header: w.Header(), lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+				if r.ProtoMajor == 1 {
+					// Until the body is read to its end, an answer (a refusal
+					// before the body is read) ends the connection: net/http
+					// would otherwise read what is left of the body before
+					// answering, and wait for a client that stalls until the
+					// deadline. At the end of the body the connection is kept.
+					w.Header().Set("Connection", "close")
+					b.closeUntilEOF = true
+				}
+				r.Body = b
 			}
 		}
 		next.ServeHTTP(w, r)
@@ -52,9 +62,10 @@ func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 
 type deadlineBody struct {
 	io.ReadCloser
-	header http.Header // the response's
-	once   sync.Once
-	lift   func()
+	header        http.Header // the response's
+	once          sync.Once
+	lift          func()
+	closeUntilEOF bool // "Connection: close" was set for want of the body's end
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -62,6 +73,10 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	switch {
 	case errors.Is(err, io.EOF):
 		b.once.Do(b.lift)
+		if b.closeUntilEOF {
+			b.closeUntilEOF = false
+			b.header.Del("Connection")
+		}
 	case err != nil:
 		// The rest of the body is still on the wire: the connection ends with
 		// the answer rather than waiting (up to idle_timeout) for another request.
@@ -101,7 +116,9 @@ func precheckRPC(policies access.Policies, publicMax int64, next http.Handler) h
 				ce = connect.NewError(connect.CodeInternal, errors.New("internal error"))
 			}
 			record(r.Context(), r.URL.Path, err)
-			discardBody(r)
+			if r.ProtoMajor >= 2 {
+				discardBody(r) // HTTP/1 ends the connection instead (bodyDeadline)
+			}
 			_ = errs.Write(w, r, ce)
 			return
 		}
