@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/agnesdata/agnes/connectors/jira/jirafake"
+	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/server/internal/config"
 	ts "github.com/agnesdata/agnes/server/internal/testserver"
 )
@@ -127,4 +128,24 @@ func TestJiraKilledServerLosesNoEvent(t *testing.T) {
 	srv = startServer(t, bin, dataDir)
 	require.Eventually(t, func() bool { return summaries(srv.url) == key+"=second,"+other+"=new" }, time.Minute, 50*time.Millisecond,
 		"the events acknowledged before the kill were processed after the restart")
+}
+
+// TestJiraSyncOfARegisteredTableRunsTheCheck: a sync of a registered Jira
+// table does not extract beside the webhooks' writes: it runs the source's
+// consistency check, which brings in what no webhook announced.
+func TestJiraSyncOfARegisteredTableRunsTheCheck(t *testing.T) {
+	f := jirafake.New(t, jirafake.Options{Start: time.Now().Add(-24 * time.Hour)})
+	s := ts.New(t, ts.WithConfig(func(c *config.Config) {
+		c.Sources = map[string]map[string]any{"jira": {"type": "jira", "base_url": f.URL(), "email": f.Email(),
+			"api_token": f.Token(), "webhook_secret": "whsec-1", "project": "SUP"}}
+	}))
+	key := f.CreateIssue(jirafake.NewIssue{Summary: "never announced"})
+	f.AddComment(key, jirafake.Agent, "and a comment", nil)
+	f.Advance(10 * time.Minute) // older than the last minutes the check leaves to webhooks in flight
+	register(t, s, map[string]any{"name": "issues", "source_type": "jira", "source_table": "issues"})
+	job := syncNow(t, s, "issues")
+	require.Equal(t, agnesv1.SyncJobState_SYNC_JOB_STATE_SUCCEEDED, job.GetState(), "%v", job)
+	require.Equal(t, [][]string{{key}}, queryStrings(t, s, s.AdminToken, "SELECT issue_key FROM issues"))
+	// The check repaired the issue in all six tables, not only the one synced.
+	require.Equal(t, [][]string{{key, "1"}}, queryStrings(t, s, s.AdminToken, "SELECT issue_key, count(*) FROM comments GROUP BY ALL"))
 }

@@ -204,6 +204,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Jira.Close)
+	a.Syncer.HandOver(jira.Type, a.Jira.Resync)
 	if err := a.Jobs.Start(ctx); err != nil {
 		return nil, err
 	}

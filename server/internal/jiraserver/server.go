@@ -323,6 +323,27 @@ func (s *Server) Check(ctx context.Context, source string) (string, error) {
 	return s.submitNow(ctx, source, KindCheck)
 }
 
+// Resync runs a consistency check of a source now and waits for it (a check
+// already under way is waited for instead): what a sync of a registered Jira
+// table does (syncer.HandOver), since the tables are written here only.
+func (s *Server) Resync(ctx context.Context, source string) error {
+	id, err := s.Check(ctx, source)
+	if busy := (*store.BusyError)(nil); errors.As(err, &busy) {
+		id, err = busy.JobID, nil
+	}
+	if err != nil {
+		return err
+	}
+	j, err := s.runner.Wait(ctx, id)
+	switch {
+	case err != nil:
+		return err
+	case j.State == store.JobFailed || j.State == store.JobCancelled:
+		return fmt.Errorf("jira consistency check %s %s: %s", id, j.State, j.Error)
+	}
+	return nil
+}
+
 func (s *Server) submitNow(ctx context.Context, source, kind string) (string, error) {
 	x, err := s.site(source)
 	if err != nil {

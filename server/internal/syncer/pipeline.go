@@ -139,6 +139,32 @@ func (s *Syncer) runSync(ctx context.Context, task *jobs.Task) error {
 	return nil
 }
 
+// resync runs a handed-over source's own refresh for its tables (HandOver).
+func (s *Syncer) resync(ctx context.Context, p *progress, src, typ string, tables []*store.RegisteredTable,
+	resync Resync, fail func(*store.RegisteredTable, string)) int {
+	var mine []*store.RegisteredTable
+	for _, t := range tables {
+		if t.SourceType != typ {
+			fail(t, fmt.Sprintf("source %q is of type %s, not %s", src, typ, t.SourceType))
+			continue
+		}
+		p.setTable(t.ID, func(tp *TableProgress) { tp.State, tp.Step = store.JobRunning, "the source's own refresh" })
+		mine = append(mine, t)
+	}
+	if len(mine) == 0 {
+		return 0
+	}
+	p.publish(s.log)
+	if err := resync(ctx, src); err != nil {
+		s.log.Warn("source refresh failed", "source", src, "err", err)
+		for _, t := range mine {
+			fail(t, publicError(err))
+		}
+		return 0
+	}
+	return len(mine)
+}
+
 func firstError(ts []TableProgress) string {
 	for _, t := range ts {
 		if t.Error != "" {
@@ -164,6 +190,9 @@ func (s *Syncer) extractSource(ctx context.Context, p *progress, src string, tab
 			fail(t, fmt.Sprintf("no source named %q is configured", src))
 		}
 		return 0
+	}
+	if resync, ok := s.handovers[conn.Type()]; ok {
+		return s.resync(ctx, p, src, conn.Type(), tables, resync, fail)
 	}
 	w, err := extract.NewWriter(orchestrator.ExtractDir(s.dataDir, src))
 	if err != nil {

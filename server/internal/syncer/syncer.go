@@ -59,6 +59,22 @@ type Syncer struct {
 	log       *slog.Logger
 	now       func() time.Time
 	attempted attempts
+	handovers map[string]Resync // by connector type
+}
+
+// Resync refreshes a source's tables by the source's own means and returns
+// when that is done.
+type Resync func(ctx context.Context, source string) error
+
+// HandOver hands the syncs of every source of a connector type to resync
+// instead of an extract. Jira's tables are written by their webhooks, poll and
+// consistency check under the source's own lock: an extract beside them would
+// race those writes. Call before the runner starts.
+func (s *Syncer) HandOver(connectorType string, resync Resync) {
+	if s.handovers == nil {
+		s.handovers = map[string]Resync{}
+	}
+	s.handovers[connectorType] = resync
 }
 
 // New returns a Syncer for the given source instances and registers its job
