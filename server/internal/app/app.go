@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		return nil, fmt.Errorf("profiler: %w", err)
 	}
 	a.closers = append(a.closers, prof.Close)
-	a.Jobs = jobs.New(a.Store, jobs.Options{Node: cfg.Node, Log: log})
+	a.Jobs = jobs.New(a.Store, jobs.Options{Node: cfg.Node, Retention: cfg.JobRetention, Log: log})
 	a.Syncer = syncer.New(cfg.DataDir, a.Store, a.Analytics, prof, a.Jobs, log, instances...)
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)

@@ -71,6 +71,9 @@ type Config struct {
 	Sources map[string]map[string]any `yaml:"sources"`
 	// Node names this machine for job leases (AGNES_NODE_ID; default: the host name).
 	Node string `yaml:"node"`
+	// JobRetention is how long finished jobs are kept (AGNES_JOB_RETENTION;
+	// default 30 days; each kind's latest is kept regardless).
+	JobRetention time.Duration `yaml:"job_retention"`
 	// SchedulerToken is the scheduler sidecar's shared secret (SCHEDULER_API_TOKEN, at
 	// least 32 characters). It may call only the sync, job and health RPCs.
 	SchedulerToken Secret `yaml:"scheduler_token"`
@@ -344,6 +347,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		c.JWTSecret = connectors.NewSecret(v)
 	}
 	str("AGNES_NODE_ID", &c.Node)
+	duration("AGNES_JOB_RETENTION", &c.JobRetention)
 	str("AGNES_PUBLIC_URL", &c.PublicURL)
 	if v := getenv("AGNES_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = nil

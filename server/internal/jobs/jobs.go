@@ -56,7 +56,10 @@ type Options struct {
 	// Poll is how often the runner looks for due jobs it was not told about
 	// (created by another process, retries coming due; default 1 s).
 	Poll time.Duration
-	Log  *slog.Logger
+	// Retention is how long finished jobs are kept (default 30 days); each
+	// kind's latest is kept regardless. Checked hourly.
+	Retention time.Duration
+	Log       *slog.Logger
 }
 
 // Runner runs the jobs of its kinds.
@@ -89,6 +92,9 @@ func New(st store.Jobs, opts Options) *Runner {
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 30 * 24 * time.Hour
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -308,8 +314,13 @@ func (r *Runner) loop() {
 	defer r.wg.Done()
 	tick := time.NewTicker(r.opts.Poll)
 	defer tick.Stop()
+	var pruned time.Time
 	for {
 		for r.claimOne() {
+		}
+		if r.now().Sub(pruned) >= pruneEvery {
+			pruned = r.now()
+			r.prune()
 		}
 		select {
 		case <-r.ctx.Done():
@@ -317,6 +328,21 @@ func (r *Runner) loop() {
 		case <-r.wake:
 		case <-tick.C:
 		}
+	}
+}
+
+// pruneEvery is how often finished jobs past the retention are deleted.
+const pruneEvery = time.Hour
+
+// prune deletes finished jobs past the retention: without it the job table
+// grows by every sync, poll and check for ever.
+func (r *Runner) prune() {
+	n, err := r.store.PruneJobs(r.ctx, r.now().Add(-r.opts.Retention))
+	switch {
+	case err != nil && r.ctx.Err() == nil:
+		r.log.Error("prune finished jobs", "err", err)
+	case n > 0:
+		r.log.Info("finished jobs pruned", "jobs", n, "retention", r.opts.Retention.String())
 	}
 }
 

@@ -196,3 +196,29 @@ func TestRetryThenGiveUp(t *testing.T) {
 	require.Equal(t, "Jira answered 503", got.Error)
 	require.Equal(t, int32(3), attempts.Load())
 }
+
+// A runner deletes finished jobs past the retention when it starts (and then
+// hourly), keeping each kind's latest.
+func TestFinishedJobsArePruned(t *testing.T) {
+	st := openStore(t)
+	done := jobs.Kind{Name: "work", Run: func(context.Context, *jobs.Task) error { return nil }}
+	first := start(t, st, "n1", done)
+	var ids []string
+	for range 3 {
+		j, err := first.Submit(t.Context(), jobs.Spec{Kind: "work"})
+		require.NoError(t, err)
+		require.Equal(t, store.JobSucceeded, wait(t, first, j.ID).State)
+		ids = append(ids, j.ID)
+	}
+	first.Stop()
+	time.Sleep(10 * time.Millisecond)
+
+	second := jobs.New(st, jobs.Options{Node: "n2", Retention: time.Millisecond, Poll: 20 * time.Millisecond})
+	second.Register(done)
+	require.NoError(t, second.Start(t.Context()))
+	t.Cleanup(second.Stop)
+	require.Eventually(t, func() bool {
+		left, err := st.ListJobs(t.Context(), store.JobFilter{})
+		return err == nil && len(left) == 1 && left[0].ID == ids[2]
+	}, 10*time.Second, 20*time.Millisecond)
+}

@@ -102,4 +102,7 @@ type Jobs interface {
 	GetJob(ctx context.Context, id string) (*Job, error)
 	// ListJobs lists jobs, newest first.
 	ListJobs(ctx context.Context, f JobFilter) ([]*Job, error)
+	// PruneJobs deletes the jobs that finished before before, except each
+	// kind's latest (what a status page shows), and returns how many.
+	PruneJobs(ctx context.Context, before time.Time) (int, error)
 }

@@ -237,3 +237,18 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*store.Job, 
 	js, err := collect(rows, err, scanJob)
 	return js, op("list jobs", err)
 }
+
+// PruneJobs implements store.Jobs.
+func (s *Store) PruneJobs(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE finished_at < ? AND id NOT IN (
+			SELECT arg_max(id, finished_at) FROM jobs WHERE finished_at IS NOT NULL GROUP BY kind)`, before.UTC())
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), op("prune jobs", err)
+}

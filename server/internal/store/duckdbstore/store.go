@@ -191,7 +191,15 @@ func (s *Store) Migrate(ctx context.Context) error {
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// The transaction itself ignores ctx: the driver interrupts a BEGIN or a
+	// COMMIT cut short by it without knowing whether DuckDB ran it, and the
+	// pooled connection stayed inside a transaction, failing every later
+	// write on it. The statements in fn still end with ctx, and a failed one
+	// is rolled back here.
+	tx, err := s.db.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

@@ -13,6 +13,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,6 +67,8 @@ func Run(t *testing.T, b Backend) {
 		{"JobLeases", testJobLeases},
 		{"JobRetryAndCancel", testJobRetryAndCancel},
 		{"ListJobs", testListJobs},
+		{"PruneJobs", testPruneJobs},
+		{"CancelledWritesLeaveTheStoreUsable", testCancelledWrites},
 		{"WebhookEvents", testWebhookEvents},
 		{"NotFoundEverywhere", testNotFound},
 	}
@@ -817,6 +820,58 @@ func testListJobs(t *testing.T, b Backend) {
 	require.NoError(t, err)
 	require.Len(t, two, 2)
 	require.True(t, slices.Contains(ids, two[0].ID))
+}
+
+func testPruneJobs(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	finished := map[string][]string{}
+	for _, kind := range []string{"sync", "sync", "sync", "rebuild"} {
+		j := job(kind)
+		require.NoError(t, s.CreateJob(ctx, j))
+		claim(t, s, "w", kind)
+		require.NoError(t, s.FinishJob(ctx, j.ID, "w", store.JobSucceeded, "", nil))
+		finished[kind] = append(finished[kind], j.ID)
+		time.Sleep(2 * time.Millisecond) // distinct finish times
+	}
+	pending := job("sync")
+	require.NoError(t, s.CreateJob(ctx, pending))
+
+	n, err := s.PruneJobs(ctx, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing finished an hour ago")
+	n, err = s.PruneJobs(ctx, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "the two older syncs")
+	left, err := s.ListJobs(ctx, store.JobFilter{})
+	require.NoError(t, err)
+	var ids []string
+	for _, j := range left {
+		ids = append(ids, j.ID)
+	}
+	require.ElementsMatch(t, []string{pending.ID, finished["sync"][2], finished["rebuild"][0]}, ids,
+		"unfinished jobs and each kind's latest stay")
+	_, err = s.GetJob(ctx, finished["sync"][0])
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// A write whose context ends at any moment (a client gone, a server
+// stopping) fails or succeeds as a whole, and the store stays usable: no
+// connection is left inside a transaction.
+func testCancelledWrites(t *testing.T, b Backend) {
+	s := open(t, b)
+	for i := range 300 {
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			time.Sleep(time.Duration(i%30) * 10 * time.Microsecond)
+			cancel()
+		}()
+		_ = s.CreateJob(ctx, job("work"))
+		cancel()
+	}
+	for range 20 {
+		require.NoError(t, s.CreateJob(t.Context(), job("work")), "a write after the cancelled ones")
+	}
 }
 
 func testWebhookEvents(t *testing.T, b Backend) {
