@@ -3,6 +3,9 @@ package apitest
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
@@ -177,4 +180,80 @@ func waitJob(t *testing.T, c *ts.Clients, id string, want agnesv1.SyncJobState) 
 	states := watch(t, c, id)
 	last := states[len(states)-1]
 	require.Equal(t, want, last.GetState(), "%v", last)
+}
+
+// TestKillDuringANewUpload kills the server while the sync of a new table's
+// upload extracts it: the uploader never got an answer, so after the restart
+// the table is not registered, its file is gone, and the same upload can be
+// sent again.
+func TestKillDuringANewUpload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server process")
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	ctx := context.Background()
+	token := seedOfflineAdmin(t, dataDir)
+	csv := filepath.Join(t.TempDir(), "orders.csv")
+	writeCSV(t, csv, 3_000_000)
+
+	bin := buildServer(t)
+	srv := startServer(t, bin, dataDir)
+	sent := make(chan error, 1)
+	go func() { // the uploader: its answer never comes
+		f, err := os.Open(csv)
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer f.Close()
+		pr, pw := io.Pipe()
+		mw := multipart.NewWriter(pw)
+		go func() {
+			fw, err := mw.CreateFormFile("file", "orders.csv")
+			if err == nil {
+				_, err = io.Copy(fw, f)
+			}
+			if err == nil {
+				err = mw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
+		req, _ := http.NewRequest(http.MethodPost, srv.url+"/api/upload", pr)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+			err = fmt.Errorf("the upload was answered %d before the kill: make the CSV bigger", res.StatusCode)
+		}
+		sent <- err
+	}()
+	dataFolder := filepath.Join(dataDir, "extracts", "upload", "data")
+	require.Eventually(t, func() bool {
+		entries, _ := os.ReadDir(dataFolder)
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".tmp-") {
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 5*time.Millisecond, "no temp file appeared while the upload synced")
+	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGKILL))
+	_, _ = srv.cmd.Process.Wait()
+	require.Error(t, <-sent, "the uploader got no answer")
+
+	srv = startServer(t, bin, dataDir)
+	c := clientsFor(srv.url, token)
+	reg, err := c.Admin.ListRegistry(ctx, &agnesv1.ListRegistryRequest{})
+	require.NoError(t, err)
+	require.Empty(t, reg.GetTables(), "the new table of the unanswered upload is not registered")
+	entries, err := os.ReadDir(filepath.Join(dataDir, "uploads"))
+	require.NoError(t, err)
+	require.Empty(t, entries, "no file of the unanswered upload is left")
+
+	again := (&ts.Server{URL: srv.url}).Upload(t, token, "orders.csv", []byte("id,name\n1,ann\n"), nil)
+	require.Equal(t, http.StatusCreated, again.Status, "%s", again.Body)
+	res, err := c.Query.Query(ctx, &agnesv1.QueryRequest{Sql: "SELECT count(*) FROM orders"})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, res.GetRows()[0].GetValues()[0].GetNumberValue())
 }

@@ -196,7 +196,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 	if err := a.Syncer.Recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover sync state: %w", err)
 	}
-	if err := adminsvc.RecoverUploads(uploadDir(cfg)); err != nil {
+	abandoned, err := adminsvc.RecoverUploads(uploadDir(cfg))
+	if err != nil {
 		return nil, err
 	}
 	a.Jira, err = jiraserver.New(cfg.DataDir, a.Store, a.Analytics, a.Jobs, instances, jiraserver.Options{Log: log, Profile: a.Syncer.Profile})
@@ -209,6 +210,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err 
 		return nil, err
 	}
 	a.closers = append(a.closers, func() error { a.Jobs.Stop(); return nil })
+	a.unregisterAbandoned(ctx, abandoned, log)
 	if cfg.Demo {
 		if err := a.seedDemo(ctx); err != nil {
 			return nil, fmt.Errorf("demo data: %w", err)
@@ -553,4 +555,27 @@ func jwtSecret(cfg config.Config) ([]byte, error) {
 		return nil, fmt.Errorf("write JWT secret: %w", err)
 	}
 	return []byte(secret), nil
+}
+
+// unregisterAbandoned removes the tables of new uploads a crash cut short
+// before they were answered (RecoverUploads removed their files). The sync the
+// crash interrupted holds the source's key until the runner has ended it.
+func (a *App) unregisterAbandoned(ctx context.Context, ids []string, log *slog.Logger) {
+	for _, id := range ids {
+		for attempt := 1; ; attempt++ {
+			err := a.Syncer.Unregister(ctx, id, "recovery")
+			var busy *store.BusyError
+			switch {
+			case err == nil:
+				log.Warn("the table of an upload cut short by a crash was unregistered", "table", id)
+			case errors.Is(err, store.ErrNotFound): // cut short before it was registered
+			case errors.As(err, &busy) && attempt < 10:
+				_, _ = a.Jobs.Wait(ctx, busy.JobID)
+				continue
+			default:
+				log.Error("unregister the table of an upload cut short by a crash", "table", id, "err", err)
+			}
+			break
+		}
+	}
 }

@@ -113,6 +113,15 @@ func (u *Uploads) handle(r *http.Request) (*UploadResult, error) {
 		return nil, err
 	}
 	if existing == nil {
+		// Until the upload is answered, a marker says the table is new: a
+		// crash before then unregisters it at the next start (RecoverUploads).
+		marker := filepath.Join(u.dir, final+newUploadSuffix)
+		if err := os.WriteFile(marker, []byte(id), 0o600); err != nil {
+			restore()
+			return nil, err
+		}
+		undo, done := restore, commit
+		restore, commit = func() { undo(); _ = os.Remove(marker) }, func() { done(); _ = os.Remove(marker) }
 		if _, err := u.svc.Register(ctx, &store.RegisteredTable{Name: cmp.Or(f.name, id), SourceType: upload.Type,
 			SourceTable: final, Description: f.description}); err != nil {
 			restore()
@@ -232,6 +241,10 @@ func (u *Uploads) place(stored, final string, existing *store.RegisteredTable) (
 	return restore, commit, nil
 }
 
+// newUploadSuffix marks the file of a new table's upload until it is answered;
+// the marker holds the table's id.
+const newUploadSuffix = ".new-upload"
+
 // previousSuffix marks the file a replacing upload keeps until it has synced.
 // (Before it was committed, replaces kept "<file>.previous" for good: those are
 // left alone, since they may be older than the file in place.)
@@ -239,22 +252,36 @@ const previousSuffix = ".before-replace"
 
 // RecoverUploads undoes, at start, what uploads cut short by a crash left in the
 // upload folder dir: bodies that never finished (.upload-*.tmp), files stored but
-// never placed (upload_tmp_*), and replacements that never synced (a
-// <file>.before-replace is put back, and the new file of that table removed), so that
-// no later sync publishes an upload whose uploader never got an answer. It runs
-// before any sync can.
-func RecoverUploads(dir string) error {
+// never placed (upload_tmp_*), replacements that never synced (a
+// <file>.before-replace is put back, and the new file of that table removed), and
+// new tables never answered (<file>.new-upload: the file goes, and the table's id
+// is returned for the caller to unregister), so that no later sync publishes an
+// upload whose uploader never got an answer. It runs before any sync can.
+func RecoverUploads(dir string) (abandoned []string, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("recover uploads: %w", err)
+		return nil, fmt.Errorf("recover uploads: %w", err)
 	}
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
 		switch {
+		case strings.HasSuffix(name, newUploadSuffix):
+			marker := filepath.Join(dir, name)
+			id, err := os.ReadFile(marker)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := os.Remove(strings.TrimSuffix(marker, newUploadSuffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			abandoned = append(abandoned, string(id))
+			errs = append(errs, os.Remove(marker))
 		case strings.HasPrefix(name, ".upload-") && strings.HasSuffix(name, ".tmp"), strings.HasPrefix(name, uploadTempPrefix):
 			errs = append(errs, os.Remove(filepath.Join(dir, name)))
 		case strings.HasSuffix(name, previousSuffix):
@@ -269,9 +296,9 @@ func RecoverUploads(dir string) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("recover uploads: %w", err)
+		return abandoned, fmt.Errorf("recover uploads: %w", err)
 	}
-	return nil
+	return abandoned, nil
 }
 
 // sync runs the table's sync to its end and turns a failed extraction into the
