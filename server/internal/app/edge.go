@@ -211,6 +211,15 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// ReadFrom keeps the TCP connection's own ReadFrom reachable through the
+// wrapper: net/http sends a download with sendfile only through it.
+func (c *countedConn) ReadFrom(src io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, src)
+}
+
 // machineMemory is the memory this process may use: the machine's, or its
 // cgroup's limit when lower (containers). 0 when unknown.
 func machineMemory() int64 {

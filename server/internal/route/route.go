@@ -11,6 +11,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -141,5 +142,18 @@ func (s *started) Flush() {
 		f.Flush()
 	}
 }
+
+// ReadFrom keeps http.ServeContent's sendfile path open through the adapter
+// (downloads are copied by the kernel, not through user-space buffers).
+func (s *started) ReadFrom(src io.Reader) (int64, error) {
+	s.wrote = true
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(writerOnly{s.ResponseWriter}, src)
+}
+
+// writerOnly hides a writer's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }
 
 func (s *started) Unwrap() http.ResponseWriter { return s.ResponseWriter }
