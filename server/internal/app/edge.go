@@ -211,6 +211,15 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// CloseWrite lets net/http half-close the connection before it closes it
+// (the client then reads the last answer before a reset can discard it).
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // ReadFrom keeps the TCP connection's own ReadFrom reachable through the
 // wrapper: net/http sends a download with sendfile only through it.
 func (c *countedConn) ReadFrom(src io.Reader) (int64, error) {

@@ -51,3 +51,31 @@ func TestBodyDeadlineClosesAStalledBodyAfterClose(t *testing.T) {
 		t.Fatalf("answer %q, want the handler's 408", status)
 	}
 }
+
+// The per-address listener's connections keep what net/http looks for on a
+// TCP connection: ReadFrom (sendfile for downloads) and CloseWrite.
+func TestCountedConnKeepsTCPFastPaths(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := limitConnsPerIP(ln, 4, nil)
+	defer l.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			_, _ = io.Copy(io.Discard, c)
+		}
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(io.ReaderFrom); !ok {
+		t.Error("no ReadFrom: net/http cannot send files with sendfile")
+	}
+	if _, ok := c.(interface{ CloseWrite() error }); !ok {
+		t.Error("no CloseWrite: net/http cannot half-close before closing")
+	}
+}
