@@ -64,6 +64,24 @@ func startServer(t *testing.T, bin, dataDir string) *serverProcess {
 	}
 }
 
+// killWhileExtracting kills the server (SIGKILL) once an upload table's new
+// Parquet file is being written under its temp name.
+func (p *serverProcess) killWhileExtracting(t *testing.T, dataDir string) {
+	t.Helper()
+	dataFolder := filepath.Join(dataDir, "extracts", "upload", "data")
+	require.Eventually(t, func() bool {
+		entries, _ := os.ReadDir(dataFolder)
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".tmp-") {
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 5*time.Millisecond, "no temp file appeared while extracting")
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	_, _ = p.cmd.Process.Wait()
+}
+
 func writeCSV(t *testing.T, path string, rows int) {
 	t.Helper()
 	c, err := duckdb.NewConnector("", nil)
@@ -121,18 +139,7 @@ func TestKillDuringSync(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Kill while the new Parquet is half-written under its temp name.
-	dataFolder := filepath.Join(dataDir, "extracts", "upload", "data")
-	require.Eventually(t, func() bool {
-		entries, _ := os.ReadDir(dataFolder)
-		for _, e := range entries {
-			if strings.Contains(e.Name(), ".tmp-") {
-				return true
-			}
-		}
-		return false
-	}, 30*time.Second, 5*time.Millisecond, "no temp file appeared while extracting")
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGKILL))
-	_, _ = srv.cmd.Process.Wait()
+	srv.killWhileExtracting(t, dataDir)
 
 	// Restart: the killed job is marked cancelled, the old data is what is served.
 	srv = startServer(t, bin, dataDir)
@@ -228,18 +235,7 @@ func TestKillDuringANewUpload(t *testing.T) {
 		}
 		sent <- err
 	}()
-	dataFolder := filepath.Join(dataDir, "extracts", "upload", "data")
-	require.Eventually(t, func() bool {
-		entries, _ := os.ReadDir(dataFolder)
-		for _, e := range entries {
-			if strings.Contains(e.Name(), ".tmp-") {
-				return true
-			}
-		}
-		return false
-	}, 60*time.Second, 5*time.Millisecond, "no temp file appeared while the upload synced")
-	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGKILL))
-	_, _ = srv.cmd.Process.Wait()
+	srv.killWhileExtracting(t, dataDir)
 	require.Error(t, <-sent, "the uploader got no answer")
 
 	srv = startServer(t, bin, dataDir)
