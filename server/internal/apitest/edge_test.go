@@ -3,11 +3,13 @@ package apitest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,12 +39,19 @@ func TestRefusalsDoNotWaitForTheBody(t *testing.T) {
 		require.NoError(t, err)
 		start := time.Now()
 		require.NoError(t, conn.SetReadDeadline(time.Now().Add(20*time.Second)))
-		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		br := bufio.NewReader(conn)
+		res, err := http.ReadResponse(br, nil)
 		require.NoError(t, err, route.path)
+		_, _ = io.Copy(io.Discard, res.Body)
 		_ = res.Body.Close()
 		require.Equal(t, http.StatusUnauthorized, res.StatusCode, route.path)
 		require.Less(t, time.Since(start), 5*time.Second, "%s: answered only after the body deadline", route.path)
 		require.True(t, res.Close, "%s: the connection ends with the refusal", route.path)
+		_, err = io.Copy(io.Discard, br) // until the server closes
+		if !errors.Is(err, syscall.ECONNRESET) {
+			require.NoError(t, err, route.path)
+		}
+		require.Less(t, time.Since(start), 5*time.Second, "%s: the connection stayed open until the body deadline", route.path)
 		_ = conn.Close()
 	}
 }

@@ -54,6 +54,14 @@ func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 					b.closeUntilEOF = true
 				}
 				r.Body = b
+				defer func() {
+					if b.closeUntilEOF {
+						// Answered before the body's end (a refusal): nothing more
+						// of it is wanted, so net/http's drain of the rest ends
+						// now rather than at the deadline, and the connection with it.
+						_ = rc.SetReadDeadline(time.Now())
+					}
+				}()
 			}
 		}
 		next.ServeHTTP(w, r)

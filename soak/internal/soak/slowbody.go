@@ -18,14 +18,22 @@ import (
 	"github.com/agnesdata/agnes/internal/procfs"
 )
 
-// slowTarget is where a slow-body connection sends its request.
-type slowTarget struct{ name, path string }
+// slowTarget is where a slow-body connection sends its request. A public
+// method reads the body (and waits for it until the deadline); a protected
+// one refuses an anonymous caller before reading anything.
+type slowTarget struct {
+	name, path string
+	refused    bool // answered 401 at once, the connection closed
+}
 
 var slowTargets = []slowTarget{
-	{"REST sign-in (public)", "/auth/token"},
-	{"Connect sign-in (public)", "/agnes.v1.AuthService/CreateSessionToken"},
-	{"REST query (protected, no token)", "/api/query"},
+	{"REST sign-in (public)", "/auth/token", false},
+	{"Connect sign-in (public)", "/agnes.v1.AuthService/CreateSessionToken", false},
+	{"REST query (protected, no token)", "/api/query", true},
 }
+
+// refusedWithin bounds how soon a refused slow connection is answered and closed.
+const refusedWithin = 2 * time.Second
 
 // slowConn is one connection that sends its headers and a few body bytes,
 // then stalls.
@@ -108,8 +116,16 @@ limits:
 	// slow ones (still held) than the cap allows. Those beyond it are closed
 	// at once; the others wait for headers, and the harness closes them.
 	capSrc := fmt.Sprintf("127.0.0.%d", 2+(len(conns)-1)/z.SlowPerIP)
-	heldThere := len(conns) - (len(conns)-1)/z.SlowPerIP*z.SlowPerIP
+	heldThere := 0 // the public targets' connections from capSrc: held until the deadline
+	for i := (len(conns) - 1) / z.SlowPerIP * z.SlowPerIP; i < len(conns); i++ {
+		if !slowTargets[conns[i].target].refused {
+			heldThere++
+		}
+	}
 	extra := z.ConnCap - heldThere + 20
+	// The refused ones are answered at once, but net/http keeps a connection it
+	// has half-closed for another 500 ms before closing it: wait them out.
+	time.Sleep(750 * time.Millisecond)
 	refused, accepted, err := probeCap(ctx, capSrc, host, extra)
 	if err != nil {
 		return err
@@ -121,7 +137,7 @@ limits:
 
 	perTarget := e.sc.table(fmt.Sprintf("%d slow-body connections (%d per source address, Content-Length 4096, 5 bytes sent, then nothing)",
 		len(conns), z.SlowPerIP), "target", "connections", "answers", "closed after: min", "median", "max", "still open after "+giveUp.String())
-	var worst time.Duration
+	var worst, worstRefused time.Duration
 	var stillOpen, broken int
 	for ti, t := range slowTargets {
 		var took []time.Duration
@@ -141,6 +157,9 @@ limits:
 			default:
 				took = append(took, c.took)
 				worst = max(worst, c.took)
+				if t.refused {
+					worstRefused = max(worstRefused, c.took)
+				}
 			}
 			answers[cmp.Or(c.status, "(closed without an answer)")]++
 		}
@@ -151,6 +170,9 @@ limits:
 	e.sc.target("every slow connection closed by the body deadline", fmt.Sprintf("all closed within body_timeout %s + 3 s", z.BodyTimeout),
 		fmt.Sprintf("%d of %d closed, slowest after %s", len(conns)-stillOpen-broken, len(conns), ms(worst)),
 		stillOpen == 0 && broken == 0 && worst <= bound)
+	e.sc.target("refused before the body is read: answered and closed at once",
+		fmt.Sprintf("every anonymous request to a protected route: 401, closed within %s", refusedWithin),
+		fmt.Sprintf("slowest closed after %s", ms(worstRefused)), worstRefused <= refusedWithin && stillOpen == 0)
 	e.sc.target("per-IP connection cap visible", fmt.Sprintf("of %d more connections from %s (holding %d), those beyond max_conns_per_ip %d closed at once",
 		extra, capSrc, heldThere, z.ConnCap), fmt.Sprintf("%d closed at once, %d accepted", refused, accepted),
 		refused > 0 && accepted <= z.ConnCap-heldThere)
