@@ -68,6 +68,8 @@ func TestReadBodiesKeepTheConnection(t *testing.T) {
 		{"/api/query", `{"sql":"SELEC 1"}`},
 		{"/agnes.v1.QueryService/Query", `{"sql":"SELECT 1"}`},
 		{"/api/query", `{"sql":"SELECT 2"}`},
+		{"/api/query/stream", `{"sql":"SELECT 3"}`},
+		{"/api/query", `{"sql":"SELECT 4"}`},
 	} {
 		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace),
 			http.MethodPost, s.URL+call.path, strings.NewReader(call.body))
@@ -80,5 +82,5 @@ func TestReadBodiesKeepTheConnection(t *testing.T) {
 		_ = res.Body.Close()
 		require.False(t, res.Close, "%s %s: Connection: close", call.path, call.body)
 	}
-	require.Equal(t, []bool{false, true, true, true}, reused)
+	require.Equal(t, []bool{false, true, true, true, true, true}, reused)
 }
