@@ -72,7 +72,7 @@ type Config struct {
 	// Node names this machine for job leases (AGNES_NODE_ID; default: the host name).
 	Node string `yaml:"node"`
 	// JobRetention is how long finished jobs are kept (AGNES_JOB_RETENTION;
-	// default 30 days; each kind's latest is kept regardless).
+	// 0: 30 days; each kind's latest is kept regardless).
 	JobRetention time.Duration `yaml:"job_retention"`
 	// SchedulerToken is the scheduler sidecar's shared secret (SCHEDULER_API_TOKEN, at
 	// least 32 characters). It may call only the sync, job and health RPCs.
@@ -496,6 +496,9 @@ func (c Config) Validate() error {
 	}
 	if c.Query.RemoteMaxScanBytes < 0 || c.Query.RemoteDailyBytes < 0 {
 		errs = append(errs, errors.New("query.remote_max_scan_bytes and query.remote_daily_bytes must not be negative (0 turns them off)"))
+	}
+	if c.JobRetention < 0 {
+		errs = append(errs, errors.New("job_retention (AGNES_JOB_RETENTION) must not be negative (0: 30 days)"))
 	}
 	if !c.SchedulerToken.IsZero() && len(c.SchedulerToken.Reveal()) < 32 {
 		errs = append(errs, errors.New("scheduler_token (SCHEDULER_API_TOKEN) must be at least 32 characters"))

@@ -100,11 +100,12 @@ func TestSignInSettings(t *testing.T) {
 	bad := map[string]string{
 		"GOOGLE_CLIENT_ID": "only-the-id", "AGNES_GROUP_SYNC": "ldap", "SMTP_HOST": "smtp.example.com",
 		"SMTP_FROM": "nobody", "SMTP_TLS": "ssl", "SCHEDULER_API_TOKEN": "short", "AGNES_ALLOWED_DOMAINS": "a@b.com",
+		"AGNES_JOB_RETENTION": "-1h",
 	}
 	c, err = config.Load("", func(k string) string { return bad[k] })
 	require.NoError(t, err)
 	err = c.Validate()
-	for _, want := range []string{"GOOGLE_CLIENT_SECRET", "AGNES_GROUP_SYNC", "SMTP_FROM", "SMTP_TLS", "SCHEDULER_API_TOKEN", "AGNES_ALLOWED_DOMAINS"} {
+	for _, want := range []string{"GOOGLE_CLIENT_SECRET", "AGNES_GROUP_SYNC", "SMTP_FROM", "SMTP_TLS", "SCHEDULER_API_TOKEN", "AGNES_ALLOWED_DOMAINS", "AGNES_JOB_RETENTION"} {
 		require.ErrorContains(t, err, want)
 	}
 
