@@ -6,6 +6,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	agnesv1 "github.com/agnesdata/agnes/gen/agnes/v1"
 	"github.com/agnesdata/agnes/server/internal/ordered"
@@ -19,12 +20,15 @@ import (
 // message (framing, flush, write) off a big result's path.
 //
 // Groups are encoded by two workers while DuckDB computes the next ones, each
-// into a buffer of its own, and sent in order by one goroutine, through
-// connect's codec as any message. A schema with dictionary columns (DuckDB
-// ENUMs) is encoded by one stateful IPC writer instead, which also emits the
-// dictionary batches.
+// into a buffer of its own, and sent in order by one goroutine. For a
+// protobuf client the workers write the whole message (QueryStreamResponse
+// around the IPC bytes), which connect sends as it is (codec.go); for others
+// the group goes out as a message like any other. A schema with dictionary
+// columns (DuckDB ENUMs) is encoded by one stateful IPC writer instead, which
+// also emits the dictionary batches.
 type arrowStream struct {
-	send       func(*agnesv1.QueryStreamResponse) error
+	out        streamOut
+	wire       bool        // the workers write protobuf messages (out.frame() is frameProto)
 	w          *ipc.Writer // dictionary schemas only
 	pw         *payloads
 	bytes      int64
@@ -33,8 +37,11 @@ type arrowStream struct {
 	pipe       *ordered.Pipeline[[]arrow.RecordBatch, encodedBatch]
 }
 
+// encodedBatch is a group's IPC bytes after batchHeadroom bytes of room,
+// or the whole message when the stream sends wire messages.
 type encodedBatch struct {
-	ipc  []byte
+	buf  []byte
+	ipc  int // bytes of IPC
 	rows int64
 	err  error
 }
@@ -76,7 +83,8 @@ func hasDictionary(s *arrow.Schema) bool {
 
 // Schema implements engine.ArrowSink.
 func (a *arrowStream) Schema(s *arrow.Schema) error {
-	workers, encode := arrowEncoders, encodeGroup
+	a.wire = a.out.frame() == frameProto
+	workers, encode := arrowEncoders, a.encodeGroup
 	if hasDictionary(s) {
 		a.pw = &payloads{}
 		a.w = ipc.NewWriterWithPayloadWriter(a.pw, ipc.WithSchema(s), ipc.WithAllocator(memory.DefaultAllocator))
@@ -94,7 +102,7 @@ func (a *arrowStream) Schema(s *arrow.Schema) error {
 		out.Columns = append(out.Columns, &agnesv1.Column{Name: f.Name, Type: f.Type.String()})
 	}
 	a.bytes += int64(msg.Len())
-	return a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Schema{Schema: out}})
+	return a.out.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Schema{Schema: out}})
 }
 
 // Batch implements engine.ArrowSink: the batch is kept (Retain) until encoded.
@@ -130,9 +138,9 @@ func release(g []arrow.RecordBatch) {
 
 // encodeGroup writes a group's record batches as consecutive IPC messages
 // into one buffer, and releases them.
-func encodeGroup(g []arrow.RecordBatch) encodedBatch {
+func (a *arrowStream) encodeGroup(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	buf := bytes.NewBuffer(make([]byte, 0, groupSize(g)))
+	buf := newGroupBuffer(g)
 	var rows int64
 	for _, rec := range g {
 		pl, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(memory.DefaultAllocator))
@@ -146,12 +154,12 @@ func encodeGroup(g []arrow.RecordBatch) encodedBatch {
 		}
 		rows += rec.NumRows()
 	}
-	return encodedBatch{ipc: buf.Bytes(), rows: rows}
+	return a.finish(buf.Bytes(), rows)
 }
 
 func (a *arrowStream) encodeWithDictionaries(g []arrow.RecordBatch) encodedBatch {
 	defer release(g)
-	a.pw.buf = bytes.NewBuffer(make([]byte, 0, groupSize(g)))
+	a.pw.buf = newGroupBuffer(g)
 	var rows int64
 	for _, rec := range g {
 		if err := a.w.Write(rec); err != nil {
@@ -159,7 +167,52 @@ func (a *arrowStream) encodeWithDictionaries(g []arrow.RecordBatch) encodedBatch
 		}
 		rows += rec.NumRows()
 	}
-	return encodedBatch{ipc: a.pw.buf.Bytes(), rows: rows}
+	return a.finish(a.pw.buf.Bytes(), rows)
+}
+
+// newGroupBuffer is a group's buffer, freshly allocated (it is handed over
+// and never written again), with batchHeadroom bytes of room first.
+func newGroupBuffer(g []arrow.RecordBatch) *bytes.Buffer {
+	return bytes.NewBuffer(make([]byte, batchHeadroom, batchHeadroom+groupSize(g)+16))
+}
+
+// finish makes a group's buffer (batchHeadroom, then the IPC bytes) what the
+// stream sends: the whole message in place, or the IPC bytes.
+func (a *arrowStream) finish(buf []byte, rows int64) encodedBatch {
+	b := encodedBatch{ipc: len(buf) - batchHeadroom, rows: rows}
+	if a.wire {
+		b.buf = frameArrowBatch(buf, rows)
+	} else {
+		b.buf = buf[batchHeadroom:]
+	}
+	return b
+}
+
+// batchHeadroom is room for the tags and lengths of QueryStreamResponse.batch
+// and QueryBatch.arrow_batch (at most 2 × (1 + 10) bytes).
+const batchHeadroom = 24
+
+// frameArrowBatch turns buf (batchHeadroom bytes, then a group's IPC bytes)
+// into the protobuf encoding of QueryStreamResponse{batch: {arrow_batch,
+// row_count}}, as proto.Marshal writes it, without moving the IPC bytes.
+func frameArrowBatch(buf []byte, rows int64) []byte {
+	n := len(buf) - batchHeadroom
+	if rows != 0 {
+		buf = protowire.AppendTag(buf, 3, protowire.VarintType) // QueryBatch.row_count
+		buf = protowire.AppendVarint(buf, uint64(rows))
+	}
+	var head []byte
+	if n > 0 {
+		head = protowire.AppendTag(head, 1, protowire.BytesType) // QueryBatch.arrow_batch
+		head = protowire.AppendVarint(head, uint64(n))
+	}
+	batch := len(head) + len(buf) - batchHeadroom
+	outer := protowire.AppendTag(nil, 2, protowire.BytesType) // QueryStreamResponse.batch
+	outer = protowire.AppendVarint(outer, uint64(batch))
+	head = append(outer, head...)
+	at := batchHeadroom - len(head)
+	copy(buf[at:], head)
+	return buf[at:]
 }
 
 // groupSize estimates a group's IPC size (its buffers, plus framing), to
@@ -177,9 +230,12 @@ func (a *arrowStream) emit(b encodedBatch) error {
 	if b.err != nil {
 		return b.err
 	}
-	a.bytes += int64(len(b.ipc))
-	return a.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
-		ArrowBatch: b.ipc, RowCount: b.rows,
+	a.bytes += int64(b.ipc)
+	if a.wire {
+		return a.out.sendEncoded(b.buf)
+	}
+	return a.out.send(&agnesv1.QueryStreamResponse{Event: &agnesv1.QueryStreamResponse_Batch{Batch: &agnesv1.QueryBatch{
+		ArrowBatch: b.buf, RowCount: b.rows,
 	}}})
 }
 

@@ -16,13 +16,14 @@ import (
 
 // Rows leave in their wire form. The Query service's handlers send a
 // message: either a protobuf message, which the service's codecs marshal
-// exactly as connect's own would, or rows the service has already encoded
-// (a whole unary answer, or one JSON-format batch of a stream) in the form
-// the client reads, which the codec hands to connect as they are. The form
-// comes from the request's Content-Type; a codec refuses an encoding of the
-// other form with an error rather than send it. Every encoded answer is a
+// exactly as connect's own would, or what the service has already encoded (a
+// whole unary answer, a batch of JSON rows, a group of Arrow batches) in the
+// form the client reads, which the codec hands to connect as it is: no copy.
+// The form comes from the request's Content-Type; a codec refuses an encoding
+// of the other form with an error rather than send it. Every encoding is a
 // slice of its own, freshly allocated and never written again once handed
-// over, so nothing depends on what connect does with it afterwards.
+// over, so nothing depends on what connect does with it afterwards (it may
+// keep it in its buffer pool).
 
 // message is what the Query service's handlers send.
 type message struct {
@@ -45,7 +46,7 @@ func formOf(h http.Header) form {
 
 // codec is connect's protobuf or JSON codec (same options, same errors),
 // except for a message the service encoded itself. It has no MarshalAppend:
-// connect would copy a whole answer into a buffer of its own.
+// connect would copy every encoding into a buffer of its own.
 type codec struct {
 	name string
 	form form
@@ -108,24 +109,6 @@ func (c codec) Unmarshal(data []byte, m any) error {
 	return nil
 }
 
-// appendingCodec is the stream's: like connect's codecs it marshals into
-// connect's reused buffers (MarshalAppend), so an Arrow batch is copied
-// once, as with connect's own codec; an encoded JSON batch is copied too.
-type appendingCodec struct{ codec }
-
-func (c appendingCodec) MarshalAppend(dst []byte, m any) ([]byte, error) {
-	pm, wire, err := c.unwrap(m)
-	switch {
-	case err != nil:
-		return nil, err
-	case pm == nil:
-		return append(dst, wire...), nil
-	case c.form == formJSON:
-		return protojson.MarshalOptions{}.MarshalAppend(dst, pm)
-	}
-	return proto.MarshalOptions{}.MarshalAppend(dst, pm)
-}
-
 // codecs are connect's codec names, with the form each reads.
 var codecs = []codec{{"proto", formProto}, {"json", formJSON}, {"json; charset=utf-8", formJSON}}
 
@@ -134,21 +117,14 @@ var codecs = []codec{{"proto", formProto}, {"json", formJSON}, {"json; charset=u
 // does, with the service's codecs and message type).
 func (s *Service) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
 	methods := agnesv1.File_agnes_v1_query_proto.Services().ByName("QueryService").Methods()
-	with := func(appending bool) []connect.HandlerOption {
-		out := append([]connect.HandlerOption{}, opts...)
-		for _, c := range codecs {
-			if appending {
-				out = append(out, connect.WithCodec(appendingCodec{c}))
-			} else {
-				out = append(out, connect.WithCodec(c))
-			}
-		}
-		return out
+	with := append([]connect.HandlerOption{}, opts...)
+	for _, c := range codecs {
+		with = append(with, connect.WithCodec(c))
 	}
 	query := connect.NewUnaryHandler(agnesv1connect.QueryServiceQueryProcedure, s.queryRPC,
-		connect.WithSchema(methods.ByName("Query")), connect.WithHandlerOptions(with(false)...))
+		connect.WithSchema(methods.ByName("Query")), connect.WithHandlerOptions(with...))
 	stream := connect.NewServerStreamHandler(agnesv1connect.QueryServiceQueryStreamProcedure, s.queryStreamRPC,
-		connect.WithSchema(methods.ByName("QueryStream")), connect.WithHandlerOptions(with(true)...))
+		connect.WithSchema(methods.ByName("QueryStream")), connect.WithHandlerOptions(with...))
 	return "/agnes.v1.QueryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case agnesv1connect.QueryServiceQueryProcedure:

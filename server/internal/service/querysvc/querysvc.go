@@ -286,7 +286,8 @@ func (s *Service) queryStreamRPC(ctx context.Context, req *connect.Request[agnes
 type streamOut interface {
 	// send sends a message as it is (schema, Arrow batches, summary).
 	send(*agnesv1.QueryStreamResponse) error
-	// frame is how a batch of JSON-format rows is framed; sendEncoded sends one.
+	// frame is how a batch is framed (JSON-format rows; Arrow batches too when
+	// it is frameProto); sendEncoded sends one.
 	frame() batchFrame
 	sendEncoded([]byte) error
 }
@@ -338,7 +339,7 @@ func (s *Service) stream(ctx context.Context, req *agnesv1.QueryStreamRequest, o
 			format = agnesv1.ResultFormat_RESULT_FORMAT_JSON
 		}
 	}
-	var sink streamSink = &arrowStream{send: out.send}
+	var sink streamSink = &arrowStream{out: out}
 	if format != agnesv1.ResultFormat_RESULT_FORMAT_ARROW {
 		rows := int(req.GetBatchRows())
 		if rows == 0 {
