@@ -45,6 +45,13 @@ func appendString[S string | []byte](buf []byte, s S) []byte {
 	buf = append(buf, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight plain ASCII bytes at a time: most text (names, codes, the
+		// formatted dates and numbers) needs no escaping at all.
+		if i+8 <= len(s) && !needsEscape(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
+			uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+			i += 8
+			continue
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -80,6 +87,17 @@ func appendString[S string | []byte](buf []byte, s S) []byte {
 	}
 	buf = append(buf, s[start:]...)
 	return append(buf, '"')
+}
+
+// needsEscape reports whether one of the eight bytes of w is a control
+// character, '"', '\\' or not ASCII (the bit tricks of "Bit Twiddling Hacks":
+// a byte below n, for n ≤ 128, and a zero byte after an XOR).
+func needsEscape(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := (w - ones*0x20) & ^w & highs
+	quote := (w ^ ones*'"' - ones) & ^(w ^ ones*'"') & highs
+	backslash := (w ^ ones*'\\' - ones) & ^(w ^ ones*'\\') & highs
+	return below|quote|backslash|w&highs != 0
 }
 
 // google.protobuf.Value's fields (struct.proto): the oneof kind.
