@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -103,4 +104,24 @@ func TestResourceRoutesNeedAGrantOnTheirWildcard(t *testing.T) {
 	rec, _ := serve(a, rt, tok)
 	require.Equal(t, http.StatusForbidden, rec.Code)
 	require.Contains(t, rec.Body.String(), "access denied to table 'x'")
+}
+
+// A route's handler writes through a writer that keeps ReadFrom (net/http's
+// sendfile path for http.ServeContent) and still notes that the response began.
+func TestRouteWriterKeepsReadFrom(t *testing.T) {
+	a, tok := adapter(t)
+	rt := route.Route{Pattern: "GET /r/{id}", Name: "r", Policy: route.Authenticated,
+		Handler: func(w http.ResponseWriter, _ *http.Request) error {
+			rf, ok := w.(io.ReaderFrom)
+			if !ok {
+				return errors.New("the route's writer has no ReadFrom")
+			}
+			if _, err := rf.ReadFrom(strings.NewReader("file bytes")); err != nil {
+				return err
+			}
+			return errors.New("failed after the response began")
+		}}
+	rec, _ := serve(a, rt, tok)
+	require.Equal(t, http.StatusOK, rec.Code, "an error after ReadFrom began the response is not written over it")
+	require.Equal(t, "file bytes", rec.Body.String())
 }
