@@ -135,7 +135,7 @@ func (r *run) runDist(ctx context.Context) error {
 			return err
 		}
 		if !srv.Alive() {
-			return fmt.Errorf("the distribution server exited; last lines of %s:\n%s", srv.LogPath, tail(srv.LogPath, 20))
+			return fmt.Errorf("the distribution server exited; last lines of %s:\n%s", srv.LogPath, srv.Tail(20))
 		}
 		if _, ok := waitCPUQuiet(srv.Pid, 300*time.Millisecond, 1, 20*time.Second); !ok {
 			r.logf("note: distribution server CPU not quiet after 20 s, going on")

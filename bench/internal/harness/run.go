@@ -243,7 +243,7 @@ func (r *run) runMain(ctx context.Context) (err error) {
 			return err
 		}
 		if !r.main.Alive() {
-			return fmt.Errorf("the server exited; last lines of %s:\n%s", r.main.LogPath, tail(r.main.LogPath, 20))
+			return fmt.Errorf("the server exited; last lines of %s:\n%s", r.main.LogPath, r.main.Tail(20))
 		}
 		r.settle()
 		if err := r.scenario(ctx, s.fn, s.names...); err != nil {

@@ -2,20 +2,12 @@ package soak
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/agnesdata/agnes/internal/procfs"
+	"github.com/agnesdata/agnes/internal/childproc"
 )
 
 // Server is agnes-server running as a child process: the real binary, its
@@ -29,34 +21,13 @@ type Server struct {
 	URL     string // http://127.0.0.1:<port>
 	Addr    string
 
-	bin     string
-	starts  int
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
-	waitErr error
-}
-
-// children are the servers still running, for cleanup on exit or a signal.
-var children struct {
-	sync.Mutex
-	m map[*Server]bool
+	bin    string
+	starts int
+	proc   *childproc.Proc // the current process; nil before the first start
 }
 
 // StopAll stops every server the harness started and has not stopped.
-func StopAll() {
-	children.Lock()
-	list := make([]*Server, 0, len(children.m))
-	for s := range children.m {
-		list = append(list, s)
-	}
-	children.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range list {
-		wg.Go(func() { _ = s.Stop() })
-	}
-	wg.Wait()
-}
+func StopAll() { childproc.StopAll() }
 
 // StartServer writes config (YAML) to dir/config.yaml and starts bin serve
 // with a fresh dir/data. It returns once /api/health answers 200.
@@ -85,43 +56,14 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.Alive() {
 		return fmt.Errorf("%s is already running", s.Name)
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
 	s.starts++
-	s.Addr, s.URL = addr, "http://"+addr
-	s.logPath = filepath.Join(s.Dir, fmt.Sprintf("server-%d.log", s.starts))
-	logf, err := os.Create(s.logPath)
+	p, err := childproc.Start(ctx, childproc.Spec{Name: s.Name, Bin: s.bin,
+		Args: []string{"serve", "--config", s.Config, "--data-dir", s.DataDir, "--addr", "{addr}"}, Env: serverEnv(),
+		LogPath: filepath.Join(s.Dir, fmt.Sprintf("server-%d.log", s.starts)), Health: "/api/health", Timeout: 3 * time.Minute})
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin, "serve", "--config", s.Config, "--data-dir", s.DataDir, "--addr", addr)
-	cmd.Env = serverEnv()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group (a Ctrl-C reaches the harness, which stops it),
-	// and killed when the harness dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return fmt.Errorf("start %s: %w", s.Name, err)
-	}
-	s.cmd, s.exited = cmd, make(chan struct{})
-	go func() {
-		s.waitErr = cmd.Wait()
-		_ = logf.Close()
-		close(s.exited)
-	}()
-	children.Lock()
-	if children.m == nil {
-		children.m = map[*Server]bool{}
-	}
-	children.m[s] = true
-	children.Unlock()
-	if err := s.waitHealthy(ctx, 3*time.Minute); err != nil {
-		_ = s.Kill()
-		return err
-	}
+	s.proc, s.Addr, s.URL = p, p.Addr, p.URL
 	return nil
 }
 
@@ -138,72 +80,21 @@ func serverEnv() []string {
 	return env
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
-func (s *Server) waitHealthy(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case <-s.exited:
-			return fmt.Errorf("%s exited during startup (%w); last lines of %s:\n%s", s.Name, s.waitErr, s.logPath, tail(s.logPath, 20))
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		if res, err := client.Get(s.URL + "/api/health"); err == nil {
-			_, _ = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not become healthy within %s; last lines of %s:\n%s", s.Name, timeout, s.logPath, tail(s.logPath, 20))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // Alive reports whether the server process runs.
-func (s *Server) Alive() bool {
-	if s.exited == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Alive() bool { return s.proc != nil && s.proc.Alive() }
 
 // Pid is the server's process id.
-func (s *Server) Pid() int { return s.cmd.Process.Pid }
+func (s *Server) Pid() int { return s.proc.Pid }
 
 // RSS is the server's resident set size in bytes.
-func (s *Server) RSS() (int64, error) { return procfs.RSS(s.Pid()) }
+func (s *Server) RSS() (int64, error) { return s.proc.RSS() }
 
 // Kill ends the server with SIGKILL, as a crash or the OOM killer would.
 func (s *Server) Kill() error {
 	if !s.Alive() {
 		return nil
 	}
-	children.Lock()
-	delete(children.m, s)
-	children.Unlock()
-	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	<-s.exited
-	return nil
+	return s.proc.Kill()
 }
 
 // Stop asks the server to exit (SIGTERM) and kills it after 20 s.
@@ -211,31 +102,8 @@ func (s *Server) Stop() error {
 	if !s.Alive() {
 		return nil
 	}
-	children.Lock()
-	delete(children.m, s)
-	children.Unlock()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(20 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("%s did not stop within 20 s of SIGTERM", s.Name)
-	}
+	return s.proc.Stop()
 }
 
 // LogTail is the end of the current log, for error messages.
-func (s *Server) LogTail(n int) string { return tail(s.logPath, n) }
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  " + strings.Join(lines, "\n  ")
-}
+func (s *Server) LogTail(n int) string { return s.proc.Tail(n) }
