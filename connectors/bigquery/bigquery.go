@@ -344,13 +344,15 @@ type OverCapError struct {
 
 func (e *OverCapError) Error() string {
 	return fmt.Sprintf("BigQuery would process %s (%d bytes) for %s, over the cap of %s (%d bytes)",
-		humanBytes(e.Estimate), e.Estimate, e.What, humanBytes(e.Cap), e.Cap)
+		HumanBytes(e.Estimate), e.Estimate, e.What, HumanBytes(e.Cap), e.Cap)
 }
 
 // PublicMessage implements connectors.PublicError.
 func (e *OverCapError) PublicMessage() string { return e.Error() }
 
-func humanBytes(n int64) string {
+// HumanBytes is a byte count in binary units ("1.5 GiB"), as the cap and
+// quota messages write it.
+func HumanBytes(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
 	f, i := float64(n), 0
 	for f >= 1024 && i < len(units)-1 {

@@ -227,8 +227,8 @@ type QuotaError struct {
 
 func (e *QuotaError) Error() string {
 	return fmt.Sprintf("daily BigQuery quota exceeded: this query would scan %s (%d bytes), and %s (%d bytes) of your "+
-		"%s (%d bytes) per UTC day are used; it resets at %s", human(e.Estimate), e.Estimate, human(e.Used), e.Used,
-		human(e.Quota), e.Quota, e.Reset.Format(time.RFC3339))
+		"%s (%d bytes) per UTC day are used; it resets at %s", bigquery.HumanBytes(e.Estimate), e.Estimate, bigquery.HumanBytes(e.Used), e.Used,
+		bigquery.HumanBytes(e.Quota), e.Quota, e.Reset.Format(time.RFC3339))
 }
 
 // UpstreamError is BigQuery failing for another reason than the query
@@ -354,17 +354,4 @@ func (q *quota) refund(user, day string, bytes int64) {
 	if q.day == day {
 		q.used[user] = max(0, q.used[user]-bytes)
 	}
-}
-
-func human(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB"}
-	f, i := float64(n), 0
-	for f >= 1024 && i < len(units)-1 {
-		f /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	return fmt.Sprintf("%.1f %s", f, units[i])
 }
