@@ -3,6 +3,7 @@ package querysvc
 import (
 	"errors"
 	"io"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 
@@ -244,6 +245,12 @@ func (a *answer) encoded() []byte {
 	out := make([]byte, 0, n)
 	for _, p := range parts {
 		out = append(out, p...)
+		// A copy onto fresh pages cannot be preempted, and a garbage
+		// collection waiting to scan this goroutine would signal it every
+		// few microseconds, interrupting the page faults (measured: a fifth
+		// of a fresh server's CPU during a 100 MB answer). Yielding after
+		// each chunk lets it in.
+		runtime.Gosched()
 	}
 	a.chunks = nil
 	return out

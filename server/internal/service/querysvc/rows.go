@@ -1,6 +1,7 @@
 package querysvc
 
 import (
+	"encoding/binary"
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -38,15 +39,16 @@ var (
 // rowEncoder writes rows of one record batch in one form, straight from the
 // Arrow columns: each column's reader is chosen once per batch.
 type rowEncoder struct {
-	form  form
-	cols  []cellReader
-	cells []value // one row's cells and their sizes (protobuf needs them first)
-	sizes []int
+	form form
+	cols []cellReader
+	// lenRoom is the room kept for a protobuf row's length: the size of the
+	// previous row's, so that rows of similar sizes are written in one pass.
+	lenRoom int
 }
 
 func newRowEncoder(rec arrow.RecordBatch, types []string, f form) *rowEncoder {
 	n := int(rec.NumCols())
-	e := &rowEncoder{form: f, cols: make([]cellReader, n), cells: make([]value, n), sizes: make([]int, n)}
+	e := &rowEncoder{form: f, cols: make([]cellReader, n), lenRoom: 1}
 	for c := range e.cols {
 		typ := ""
 		if c < len(types) {
@@ -70,19 +72,39 @@ func (e *rowEncoder) appendRow(buf []byte, i int) []byte {
 		}
 		return append(buf, ']')
 	}
-	size := 0
-	for c, read := range e.cols {
-		v := protoValue(read(i))
-		n := protoValueSize(v)
-		e.cells[c], e.sizes[c] = v, n
-		size += 1 + protowire.SizeVarint(uint64(n)) + n // ListValue.values (field 1)
+	// The values are written after room for the row's length, and moved if
+	// the length turns out to need more or less room than kept.
+	buf = append(buf, tagRows)
+	at := len(buf)
+	buf = append(buf, lenPad[:e.lenRoom]...)
+	for _, read := range e.cols {
+		buf = appendProtoCell(buf, read(i))
 	}
-	buf = appendVarint(append(buf, tagRows), size)
-	for c, v := range e.cells {
-		buf = appendVarint(append(buf, tagListValues), e.sizes[c])
-		buf = appendProtoValue(buf, v)
+	n := len(buf) - at - e.lenRoom
+	if need := protowire.SizeVarint(uint64(n)); need != e.lenRoom {
+		body := at + e.lenRoom
+		if need > e.lenRoom {
+			buf = append(buf, lenPad[:need-e.lenRoom]...)
+		}
+		copy(buf[at+need:], buf[body:body+n])
+		buf = buf[:at+need+n]
+		e.lenRoom = need
 	}
+	putVarint(buf[at:at+e.lenRoom], n)
 	return buf
+}
+
+// lenPad is room for a varint.
+var lenPad [binary.MaxVarintLen64]byte
+
+// putVarint writes n as a varint that fills b exactly.
+func putVarint(b []byte, n int) {
+	last := len(b) - 1
+	for k := range last {
+		b[k] = byte(n) | 0x80
+		n >>= 7
+	}
+	b[last] = byte(n)
 }
 
 // appendRows writes rows [from, to): JSON arrays separated by commas (one

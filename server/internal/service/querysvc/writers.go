@@ -108,24 +108,27 @@ const (
 	fieldBoolValue   = 4 // bool
 )
 
-// protoValue makes v fit for protobuf: a string field must be valid UTF-8,
-// so invalid bytes are replaced, as JSON does.
-func protoValue(v value) value {
-	if v.kind == kindText && !utf8.Valid(v.text) {
-		v.text = bytes.ToValidUTF8(v.text, []byte("\uFFFD"))
-	}
-	return v
-}
-
-// protoValueSize is the size of v's google.protobuf.Value encoding.
-func protoValueSize(v value) int {
+// appendProtoCell writes v as one entry of a google.protobuf.ListValue's
+// values (field 1): tag, length and the Value. A string field must be valid
+// UTF-8, so invalid bytes are replaced, as JSON does.
+func appendProtoCell(buf []byte, v value) []byte {
 	switch v.kind {
-	case kindNull, kindBool:
-		return 2
-	case kindInt, kindFloat:
-		return 1 + 8
+	case kindNull:
+		return append(buf, tagListValues, 2, tagNull, 0)
+	case kindBool:
+		return append(buf, tagListValues, 2, tagBool, byte(v.n))
+	case kindInt:
+		return appendDouble(append(buf, tagListValues, 9), float64(v.n))
+	case kindFloat:
+		return appendDouble(append(buf, tagListValues, 9), v.f)
 	}
-	return 1 + protowire.SizeVarint(uint64(len(v.text))) + len(v.text)
+	text := v.text
+	if !utf8.Valid(text) {
+		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
+	}
+	n := len(text)
+	buf = appendVarint(append(buf, tagListValues), 1+protowire.SizeVarint(uint64(n))+n)
+	return append(appendVarint(append(buf, tagString), n), text...)
 }
 
 // Tags of google.protobuf.Value's fields, as written.
@@ -135,22 +138,6 @@ var (
 	tagString = byte(protowire.EncodeTag(fieldStringValue, protowire.BytesType))
 	tagBool   = byte(protowire.EncodeTag(fieldBoolValue, protowire.VarintType))
 )
-
-// appendProtoValue writes v (through protoValue) as a
-// google.protobuf.Value: its fields, without a length.
-func appendProtoValue(buf []byte, v value) []byte {
-	switch v.kind {
-	case kindNull:
-		return append(buf, tagNull, 0)
-	case kindBool:
-		return append(buf, tagBool, byte(v.n))
-	case kindInt:
-		return appendDouble(buf, float64(v.n))
-	case kindFloat:
-		return appendDouble(buf, v.f)
-	}
-	return append(appendVarint(append(buf, tagString), len(v.text)), v.text...)
-}
 
 func appendDouble(buf []byte, f float64) []byte {
 	return binary.LittleEndian.AppendUint64(append(buf, tagNumber), math.Float64bits(f))
