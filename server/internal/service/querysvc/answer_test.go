@@ -11,6 +11,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -311,5 +312,45 @@ func TestProtoRowLengths(t *testing.T) {
 	e := newRowEncoder(rec, []string{"VARCHAR", "BIGINT"}, formProto)
 	if got := e.appendRows(nil, 0, len(lengths), false); !bytes.Equal(got, want) {
 		t.Fatalf("rows differ from proto.Marshal's (%d bytes, want %d)", len(got), len(want))
+	}
+}
+
+// BenchmarkAnswerScenarioK encodes a batch of the nine column types of
+// make bench's scenario K (BIGINT, DECIMAL(38,2), VARCHAR, TIMESTAMP, DATE).
+func BenchmarkAnswerScenarioK(b *testing.B) {
+	dec := &arrow.Decimal128Type{Precision: 38, Scale: 2}
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64}, {Name: "customer_id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "amount", Type: dec}, {Name: "category", Type: arrow.BinaryTypes.String},
+		{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Microsecond}}, {Name: "id2", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "amount2", Type: dec}, {Name: "category_upper", Type: arrow.BinaryTypes.String},
+		{Name: "day", Type: arrow.FixedWidthTypes.Date32},
+	}, nil)
+	bl := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer bl.Release()
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 2048 {
+		bl.Field(0).(*array.Int64Builder).Append(int64(i))
+		bl.Field(1).(*array.Int64Builder).Append(int64(i % 1000))
+		bl.Field(2).(*array.Decimal128Builder).Append(decimal128.FromI64(int64(i * 137 % 100000)))
+		bl.Field(3).(*array.StringBuilder).Append("category-" + string(rune('a'+i%10)))
+		bl.Field(4).(*array.TimestampBuilder).Append(arrow.Timestamp(base.Add(time.Duration(i) * time.Minute).UnixMicro()))
+		bl.Field(5).(*array.Int64Builder).Append(int64(i * 2))
+		bl.Field(6).(*array.Decimal128Builder).Append(decimal128.FromI64(int64(i * 274 % 100000)))
+		bl.Field(7).(*array.StringBuilder).Append("CATEGORY-" + string(rune('A'+i%10)))
+		bl.Field(8).(*array.Date32Builder).Append(arrow.Date32FromTime(base.AddDate(0, 0, i%365)))
+	}
+	rec := bl.NewRecordBatch()
+	defer rec.Release()
+	types := []string{"BIGINT", "BIGINT", "DECIMAL(38,2)", "VARCHAR", "TIMESTAMP", "BIGINT", "DECIMAL(38,2)", "VARCHAR", "DATE"}
+	for _, f := range []form{formJSON, formProto} {
+		b.Run(strings.ToLower(f.String()), func(b *testing.B) {
+			a := &answer{form: f, types: types}
+			for b.Loop() {
+				rec.Retain()
+				a.encode(rec)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*int(rec.NumRows())), "ns/row")
+		})
 	}
 }

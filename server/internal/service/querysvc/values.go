@@ -39,7 +39,7 @@ type value struct {
 	kind kind
 	n    int64   // kindInt; kindBool (0 or 1)
 	f    float64 // kindFloat: finite
-	// text (kindText) is valid until the column reads its next cell.
+	// text (kindText, kindPlain) is valid until the column reads its next cell.
 	text []byte
 }
 
@@ -51,6 +51,10 @@ const (
 	kindInt
 	kindFloat
 	kindText
+	// kindPlain is text of printable ASCII, no quote or backslash (decimals,
+	// dates and times as this file writes them): valid UTF-8 and a JSON
+	// string's content as it is, so the writers skip those checks.
+	kindPlain
 )
 
 // cellReader reads cell i of one Arrow column. Each column has its own, used
@@ -110,7 +114,13 @@ func valueReader(col arrow.Array, typ string) cellReader {
 	case *array.Int32:
 		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
 	case *array.Int64:
-		return func(i int) value { return integer(a.Value(i)) }
+		values := a.Int64Values()
+		return func(i int) value {
+			if v := values[i]; v <= maxExactInt && v >= -maxExactInt {
+				return value{kind: kindInt, n: v}
+			}
+			return integer(a.Value(i))
+		}
 	case *array.Uint8:
 		return func(i int) value { return value{kind: kindInt, n: int64(a.Value(i))} }
 	case *array.Uint16:
@@ -158,7 +168,8 @@ func valueReader(col arrow.Array, typ string) cellReader {
 		}
 		return func(i int) value {
 			if v := a.Value(i); fitsInt64(v) { // no big.Int
-				return text(appendDecimal(scratch[:0], int64(v.LowBits()), int(scale)))
+				scratch = appendDecimal(scratch[:0], int64(v.LowBits()), int(scale))
+				return value{kind: kindPlain, text: scratch}
 			}
 			return text(appendBigDecimal(scratch[:0], a.Value(i).BigInt(), int(scale)))
 		}
@@ -173,7 +184,8 @@ func valueReader(col arrow.Array, typ string) cellReader {
 		return func(i int) value { return text(appendDecimal(scratch[:0], int64(a.Value(i)), scale)) }
 	case *array.Date32:
 		return func(i int) value {
-			return text(appendDate(scratch[:0], int64(a.Value(i)), func() time.Time { return a.Value(i).ToTime() }))
+			scratch = appendDate(scratch[:0], int64(a.Value(i)), func() time.Time { return a.Value(i).ToTime() })
+			return value{kind: kindPlain, text: scratch}
 		}
 	case *array.Date64:
 		return func(i int) value { return text(a.Value(i).ToTime().UTC().AppendFormat(scratch[:0], time.DateOnly)) }
@@ -189,7 +201,8 @@ func valueReader(col arrow.Array, typ string) cellReader {
 			if v > math.MaxInt64/perMicro || v < math.MinInt64/perMicro {
 				return text(append(scratch[:0], a.ValueStr(i)...))
 			}
-			return text(appendTimestamp(scratch[:0], v*perMicro, zone))
+			scratch = appendTimestamp(scratch[:0], v*perMicro, zone)
+			return value{kind: kindPlain, text: scratch}
 		}
 	case *array.Time64:
 		unit := a.DataType().(*arrow.Time64Type).Unit
@@ -341,7 +354,7 @@ func mapReader(m *array.Map, text func([]byte) value, scratch *[]byte) cellReade
 				b = append(b, ',')
 			}
 			k := keys(int(j))
-			if k.kind == kindText {
+			if k.kind == kindText || k.kind == kindPlain {
 				b = appendString(b, k.text)
 			} else {
 				b = appendString(b, appendJSON(nil, k))

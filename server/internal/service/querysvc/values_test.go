@@ -119,6 +119,11 @@ func TestValueConventions(t *testing.T) {
 			b.KeyBuilder().(*array.StringBuilder).Append("a")
 			b.ItemBuilder().(*array.Int64Builder).Append(1)
 		}), "MAP(VARCHAR, BIGINT)", []string{`"{\"a\":1}"`}},
+		{"map with date keys", column(t, array.NewMapBuilder(mem, arrow.FixedWidthTypes.Date32, arrow.PrimitiveTypes.Int64, false), func(b *array.MapBuilder) {
+			b.Append(true)
+			b.KeyBuilder().(*array.Date32Builder).Append(0)
+			b.ItemBuilder().(*array.Int64Builder).Append(1)
+		}), "MAP(DATE, BIGINT)", []string{`"{\"1970-01-01\":1}"`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			read := newReader(c.col, c.typ)
@@ -137,6 +142,13 @@ func TestValueConventions(t *testing.T) {
 // for the value the JSON writer wrote.
 func checkProto(t *testing.T, v value) {
 	t.Helper()
+	if v.kind == kindPlain {
+		for _, c := range v.text {
+			if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				t.Fatalf("plain text %q holds %q", v.text, c)
+			}
+		}
+	}
 	var decoded any
 	if err := json.Unmarshal(appendJSON(nil, v), &decoded); err != nil {
 		t.Fatal(err)

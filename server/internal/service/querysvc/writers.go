@@ -24,6 +24,8 @@ func appendJSON(buf []byte, v value) []byte {
 		return strconv.AppendInt(buf, v.n, 10)
 	case kindFloat:
 		return appendFloat(buf, v.f)
+	case kindPlain:
+		return append(append(append(buf, '"'), v.text...), '"')
 	}
 	return appendString(buf, v.text)
 }
@@ -123,7 +125,7 @@ func appendProtoCell(buf []byte, v value) []byte {
 		return appendDouble(append(buf, tagListValues, 9), v.f)
 	}
 	text := v.text
-	if !utf8.Valid(text) {
+	if v.kind == kindText && !utf8.Valid(text) {
 		text = bytes.ToValidUTF8(text, []byte("\uFFFD"))
 	}
 	n := len(text)
