@@ -36,6 +36,11 @@ type Store struct {
 	identityVersion atomic.Uint64
 	dataVersion     atomic.Uint64
 
+	// The webhook inbox's group commit (AddWebhookEvent).
+	inboxMu    sync.Mutex // guards inbox
+	inbox      []*inboxAdd
+	inboxWrite sync.Mutex // held by the caller writing the queued rows
+
 	auditMu   sync.RWMutex // guards audits against Close
 	audits    chan auditRow
 	auditDone chan struct{}

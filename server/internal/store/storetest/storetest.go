@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ func Run(t *testing.T, b Backend) {
 		{"PruneJobs", testPruneJobs},
 		{"CancelledWritesLeaveTheStoreUsable", testCancelledWrites},
 		{"WebhookEvents", testWebhookEvents},
+		{"ConcurrentWebhookEvents", testConcurrentWebhookEvents},
 		{"NotFoundEverywhere", testNotFound},
 	}
 	for _, tc := range tests {
@@ -945,6 +947,50 @@ func testWebhookEvents(t *testing.T, b Backend) {
 	st, err = s.WebhookEventStats(ctx, "jira_eng")
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Pending, "other sources untouched")
+}
+
+// testConcurrentWebhookEvents adds deliveries from many goroutines at once,
+// each id several times (as concurrent redeliveries would): every id is
+// stored once, exactly one of its adds succeeds and the others are
+// ErrAlreadyExists, including ids the table had before.
+func testConcurrentWebhookEvents(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	at := time.Now().UTC().Add(-time.Hour)
+	ev := func(id string) *store.WebhookEvent {
+		return &store.WebhookEvent{Source: "jira", DeliveryID: id, Event: "jira:issue_updated", IssueKey: "SUP-1",
+			Body: []byte(id), ReceivedAt: at}
+	}
+	require.NoError(t, s.AddWebhookEvent(ctx, ev("d-7")), "an id stored before the burst")
+	const ids, copies = 60, 3
+	errs := make([]error, ids*copies)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.AddWebhookEvent(ctx, ev(fmt.Sprintf("d-%d", i%ids))) })
+	}
+	wg.Wait()
+	for id := range ids {
+		ok := 0
+		for c := range copies {
+			err := errs[c*ids+id]
+			if err == nil {
+				ok++
+				continue
+			}
+			require.ErrorIs(t, err, store.ErrAlreadyExists, "d-%d", id)
+		}
+		want := 1
+		if id == 7 {
+			want = 0
+		}
+		require.Equal(t, want, ok, "successful adds of d-%d", id)
+	}
+	due, err := s.DueWebhookEvents(ctx, "jira", time.Now(), 1000)
+	require.NoError(t, err)
+	require.Len(t, due, ids, "each delivery stored once")
+	for _, e := range due {
+		require.Equal(t, e.DeliveryID, string(e.Body))
+	}
 }
 
 func testNotFound(t *testing.T, b Backend) {
