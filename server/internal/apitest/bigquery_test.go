@@ -39,13 +39,13 @@ func bigQueryFake(t *testing.T) *bqfake.Server {
 	return f
 }
 
-func bigQueryServer(t *testing.T, f *bqfake.Server) *ts.Server {
+func bigQueryServer(t *testing.T, f *bqfake.Server, opts ...ts.Option) *ts.Server {
 	t.Helper()
-	return ts.New(t, ts.WithConfig(func(c *configT) {
+	return ts.New(t, append([]ts.Option{ts.WithConfig(func(c *configT) {
 		c.Sources = map[string]map[string]any{"bq": {"type": "bigquery", "project": "test-proj", "endpoint": f.URL()}}
 		c.Query.RemoteMaxScanBytes = 4000
 		c.Query.RemoteDailyBytes = 10000
-	}))
+	})}, opts...)...)
 }
 
 // jobsQueries are the SQL texts the fake ran (not dry runs).
@@ -204,6 +204,32 @@ func TestBigQueryRemoteAndMaterialized(t *testing.T) {
 	_, err = admin.Query.Query(ctx, &agnesv1.QueryRequest{Sql: `SELECT id FROM orders`})
 	require.Equal(t, connect.CodeInvalidArgument, connect.CodeOf(err))
 	require.Contains(t, err.Error(), "unknown table")
+}
+
+// TestBigQueryQuotaSurvivesRestart: the daily quota's counts are in the
+// state store, so a restart does not hand a user today's bytes again.
+func TestBigQueryQuotaSurvivesRestart(t *testing.T) {
+	f := bigQueryFake(t)
+	s := bigQueryServer(t, f)
+	register(t, s, map[string]any{"name": "orders", "source": "bq", "bucket": "sales", "source_table": "orders", "query_mode": "remote"})
+	s.Grant(t, "orders")
+	query := func(s *ts.Server) *ts.RESTResponse {
+		return s.REST(t, http.MethodPost, "/api/query", s.UserToken, map[string]any{"sql": `SELECT id FROM orders`})
+	}
+	for range 3 { // 3 × 3,000 of the 10,000 bytes a day
+		res := query(s)
+		require.Equal(t, http.StatusOK, res.Status, "%s", res.Body)
+	}
+	require.Equal(t, http.StatusTooManyRequests, query(s).Status)
+	s.Stop()
+
+	s = bigQueryServer(t, f, ts.WithDataDir(s.DataDir))
+	res := query(s)
+	require.Equal(t, http.StatusTooManyRequests, res.Status, "%s", res.Body)
+	detail, _ := res.Error(t)
+	require.Contains(t, detail, "8.8 KiB (9000 bytes) of your 9.8 KiB (10000 bytes)")
+	res = s.REST(t, http.MethodPost, "/api/query", s.AdminToken, map[string]any{"sql": `SELECT id FROM orders`})
+	require.Equal(t, http.StatusOK, res.Status, "another user's count is their own: %s", res.Body)
 }
 
 // TestBigQueryUpstreamFailures: BigQuery refusing a remote query is a 503 with

@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"sort"
 	"strings"
@@ -27,13 +28,18 @@ import (
 	"github.com/agnesdata/agnes/server/internal/store"
 )
 
+// refundTimeout bounds giving a failed query's bytes back to the quota.
+const refundTimeout = 10 * time.Second
+
 // ModeRemote is the registry's query_mode of remote tables.
 const ModeRemote = "remote"
 
-// Store is what pushdown reads: the registry, re-read only when it changed.
+// Store is what pushdown uses: the registry, re-read only when it changed,
+// and the users' daily byte counts.
 type Store interface {
 	store.Registry
 	store.Versions
+	store.RemoteQuotas
 }
 
 // Sources finds source instances (the syncer is one).
@@ -64,7 +70,6 @@ type Pushdown struct {
 	sources Sources
 	parser  *sql.DB // a DuckDB that only parses (Translate)
 	limits  Limits
-	quota   quota
 	now     func() time.Time
 
 	mu   sync.Mutex
@@ -79,8 +84,7 @@ type snapshot struct {
 // New returns a Pushdown. parser is a DuckDB used for parsing only (the
 // sandbox's own is fine).
 func New(st Store, sources Sources, parser *sql.DB, limits Limits) *Pushdown {
-	return &Pushdown{store: st, sources: sources, parser: parser, limits: limits, now: time.Now,
-		quota: quota{used: map[string]int64{}}}
+	return &Pushdown{store: st, sources: sources, parser: parser, limits: limits, now: time.Now}
 }
 
 // Limits returns the limits.
@@ -286,12 +290,22 @@ func (p *Pushdown) Prepare(ctx context.Context, user, query string, tables []Tab
 	plan := &Plan{Source: src, SQL: bqSQL, Estimate: estimate, remote: remote, refund: func() {}}
 	if p.limits.DailyBytes > 0 {
 		now := p.now().UTC()
-		day, used, ok := p.quota.reserve(user, estimate, p.limits.DailyBytes, now)
+		used, ok, err := p.store.ReserveRemoteBytes(ctx, user, now, estimate, p.limits.DailyBytes)
+		if err != nil {
+			return nil, err
+		}
 		if !ok {
 			reset := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
 			return nil, &QuotaError{Used: used, Estimate: estimate, Quota: p.limits.DailyBytes, Reset: reset}
 		}
-		plan.refund = func() { p.quota.refund(user, day, estimate) }
+		plan.refund = func() {
+			// The query's own context may be what ended it.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refundTimeout)
+			defer cancel()
+			if err := p.store.RefundRemoteBytes(ctx, user, now, estimate); err != nil {
+				slog.WarnContext(ctx, "pushdown: give back reserved bytes", "user", user, "bytes", estimate, "err", err)
+			}
+		}
 	}
 	return plan, nil
 }
@@ -321,37 +335,4 @@ func upstream(err error) error {
 		return &UpstreamError{Msg: pub.PublicMessage(), err: err}
 	}
 	return &UpstreamError{Msg: "BigQuery could not run the query (see the server log)", err: err}
-}
-
-// quota counts the bytes each user's remote queries scan per UTC day, in
-// memory: a restart forgets today's counts (see ADR 0019).
-type quota struct {
-	mu   sync.Mutex
-	day  string
-	used map[string]int64
-}
-
-// reserve adds bytes to user's count of now's day unless that would pass
-// limit; it returns the day and the count before.
-func (q *quota) reserve(user string, bytes, limit int64, now time.Time) (string, int64, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	day := now.Format(time.DateOnly)
-	if q.day != day {
-		q.day, q.used = day, map[string]int64{}
-	}
-	used := q.used[user]
-	if used+bytes > limit {
-		return day, used, false
-	}
-	q.used[user] = used + bytes
-	return day, used, true
-}
-
-func (q *quota) refund(user, day string, bytes int64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.day == day {
-		q.used[user] = max(0, q.used[user]-bytes)
-	}
 }

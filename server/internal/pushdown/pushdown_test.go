@@ -3,7 +3,6 @@ package pushdown
 import (
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/agnesdata/agnes/connectors"
 	"github.com/agnesdata/agnes/server/internal/store"
@@ -54,27 +53,5 @@ func TestSplit(t *testing.T) {
 	}
 	if _, missing, _ := Split([]string{"gone"}, remote, local); missing != "gone" {
 		t.Errorf("missing = %q", missing)
-	}
-}
-
-func TestQuota(t *testing.T) {
-	q := quota{used: map[string]int64{}}
-	day1 := time.Date(2026, 1, 1, 23, 0, 0, 0, time.UTC)
-	if _, _, ok := q.reserve("ann", 60, 100, day1); !ok {
-		t.Fatal("first reservation refused")
-	}
-	d, used, ok := q.reserve("ann", 60, 100, day1)
-	if ok || used != 60 {
-		t.Fatalf("over the quota: ok %v used %d", ok, used)
-	}
-	if _, _, ok := q.reserve("bob", 60, 100, day1); !ok {
-		t.Fatal("another user's quota is their own")
-	}
-	q.refund("ann", d, 60)
-	if _, _, ok := q.reserve("ann", 100, 100, day1); !ok {
-		t.Fatal("a refund gives the bytes back")
-	}
-	if _, used, ok := q.reserve("ann", 100, 100, day1.Add(2*time.Hour)); !ok || used != 0 {
-		t.Fatalf("a new UTC day starts over: ok %v used %d", ok, used)
 	}
 }

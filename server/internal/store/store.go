@@ -51,6 +51,7 @@ type Store interface {
 	Settings
 	Jobs
 	WebhookEvents
+	RemoteQuotas
 	Audit
 	Versions
 	Schema

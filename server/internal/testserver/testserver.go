@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,14 +40,17 @@ type Server struct {
 
 	AdminID, UserID       string
 	AdminToken, UserToken string
+
+	stop func()
 }
 
 // Option adjusts the server before start.
 type Option func(*setup)
 
 type setup struct {
-	cfg config.Config
-	log io.Writer // the server log as JSON lines; nil: discarded (or the test log with -v)
+	cfg     config.Config
+	log     io.Writer // the server log as JSON lines; nil: discarded (or the test log with -v)
+	dataDir string    // an earlier server's (WithDataDir); "": a fresh one
 }
 
 // WithRateLimit turns the sign-in rate limits on (off by default in tests).
@@ -57,6 +61,10 @@ func WithDemo() Option { return func(s *setup) { s.cfg.Demo = true } }
 
 // WithConfig applies an arbitrary change.
 func WithConfig(f func(*config.Config)) Option { return func(s *setup) { f(&s.cfg) } }
+
+// WithDataDir starts the server on an earlier server's data directory (after
+// its Stop), as a restart does: its admin and user are found, not created.
+func WithDataDir(dir string) Option { return func(s *setup) { s.dataDir = dir } }
 
 // WithLog sends the server's log, as JSON lines, to w.
 func WithLog(w io.Writer) Option { return func(s *setup) { s.log = w } }
@@ -77,6 +85,9 @@ func New(t testing.TB, opts ...Option) *Server {
 		o(set)
 	}
 	cfg = set.cfg
+	if set.dataDir != "" {
+		cfg.DataDir = set.dataDir
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if set.log != nil {
 		log = slog.New(slog.NewJSONHandler(set.log, nil))
@@ -90,27 +101,43 @@ func New(t testing.TB, opts ...Option) *Server {
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Logf("server stopped: %v", err)
-		}
-		_ = a.Close()
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Logf("server stopped: %v", err)
+			}
+			_ = a.Close()
+		})
+	}
+	t.Cleanup(stop)
 	issuer, err := auth.NewIssuer([]byte(Secret))
 	require.NoError(t, err)
-	s := &Server{URL: "http://" + ln.Addr().String(), DataDir: cfg.DataDir, App: a, Issuer: issuer}
+	s := &Server{URL: "http://" + ln.Addr().String(), DataDir: cfg.DataDir, App: a, Issuer: issuer, stop: stop}
 
-	hash, err := auth.HashPassword("password123")
-	require.NoError(t, err)
-	admin, err := a.Store.Bootstrap(ctx, "admin@example.com", "Admin", hash)
-	require.NoError(t, err)
-	user, err := a.Store.CreateUser(ctx, store.NewUser{Email: "user@example.com", Name: "User", PasswordHash: hash})
-	require.NoError(t, err)
-	s.AdminID, s.UserID = admin.ID, user.ID
-	s.AdminToken, s.UserToken = s.Session(t, admin.ID, admin.Email), s.Session(t, user.ID, user.Email)
+	const adminEmail, userEmail = "admin@example.com", "user@example.com"
+	if set.dataDir != "" {
+		s.AdminID, err = a.Store.UserIDByEmail(ctx, adminEmail)
+		require.NoError(t, err)
+		s.UserID, err = a.Store.UserIDByEmail(ctx, userEmail)
+		require.NoError(t, err)
+	} else {
+		hash, err := auth.HashPassword("password123")
+		require.NoError(t, err)
+		admin, err := a.Store.Bootstrap(ctx, adminEmail, "Admin", hash)
+		require.NoError(t, err)
+		user, err := a.Store.CreateUser(ctx, store.NewUser{Email: userEmail, Name: "User", PasswordHash: hash})
+		require.NoError(t, err)
+		s.AdminID, s.UserID = admin.ID, user.ID
+	}
+	s.AdminToken, s.UserToken = s.Session(t, s.AdminID, adminEmail), s.Session(t, s.UserID, userEmail)
 	return s
 }
+
+// Stop stops the server and releases its data directory (a test's cleanup
+// does it otherwise).
+func (s *Server) Stop() { s.stop() }
 
 type testWriter struct{ t testing.TB }
 

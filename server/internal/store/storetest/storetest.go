@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +73,7 @@ func Run(t *testing.T, b Backend) {
 		{"CancelledWritesLeaveTheStoreUsable", testCancelledWrites},
 		{"WebhookEvents", testWebhookEvents},
 		{"ConcurrentWebhookEvents", testConcurrentWebhookEvents},
+		{"RemoteQuotas", testRemoteQuotas},
 		{"NotFoundEverywhere", testNotFound},
 	}
 	for _, tc := range tests {
@@ -991,6 +993,63 @@ func testConcurrentWebhookEvents(t *testing.T, b Backend) {
 	for _, e := range due {
 		require.Equal(t, e.DeliveryID, string(e.Body))
 	}
+}
+
+// testRemoteQuotas: a user's daily count grows up to its limit and no
+// further, per user and per UTC day, survives a reopen, and concurrent
+// reservations never pass the limit together.
+func testRemoteQuotas(t *testing.T, b Backend) {
+	s := open(t, b)
+	ctx := t.Context()
+	day := time.Date(2026, 1, 1, 23, 30, 0, 0, time.UTC)
+	reserve := func(user string, at time.Time, bytes int64) (int64, bool) {
+		t.Helper()
+		used, ok, err := s.ReserveRemoteBytes(ctx, user, at, bytes, 100)
+		require.NoError(t, err)
+		return used, ok
+	}
+	used, ok := reserve("ann", day, 60)
+	require.True(t, ok)
+	require.Zero(t, used)
+	used, ok = reserve("ann", day, 60)
+	require.False(t, ok, "over the limit")
+	require.EqualValues(t, 60, used)
+	used, ok = reserve("ann", day, 40)
+	require.True(t, ok, "up to the limit exactly")
+	require.EqualValues(t, 60, used, "a refused reservation added nothing")
+	_, ok = reserve("bob", day, 100)
+	require.True(t, ok, "another user's count is their own")
+	used, ok = reserve("ann", day.Add(time.Hour), 100)
+	require.True(t, ok, "the next UTC day starts over")
+	require.Zero(t, used)
+	inBerlin := time.Date(2026, 1, 2, 0, 15, 0, 0, time.FixedZone("CET", 3600)) // 23:15 UTC on the 1st
+	used, ok = reserve("ann", inBerlin, 1)
+	require.False(t, ok, "days are UTC days")
+	require.EqualValues(t, 100, used)
+
+	require.NoError(t, s.RefundRemoteBytes(ctx, "ann", day, 30))
+	s = reopen(t, b, s)
+	used, ok = reserve("ann", day, 30)
+	require.True(t, ok, "a refund gives bytes back, and the counts survive a reopen")
+	require.EqualValues(t, 70, used)
+	require.NoError(t, s.RefundRemoteBytes(ctx, "ann", day, 1000))
+	used, _ = reserve("ann", day, 0)
+	require.Zero(t, used, "never below zero")
+	require.NoError(t, s.RefundRemoteBytes(ctx, "nobody", day, 10), "refunding an unknown count is a no-op")
+	_, _, err := s.ReserveRemoteBytes(ctx, "", day, 1, 100)
+	require.Error(t, err, "a user is required")
+
+	var granted atomic.Int64
+	var wg sync.WaitGroup
+	for range 25 {
+		wg.Go(func() {
+			if _, ok, err := s.ReserveRemoteBytes(ctx, "cy", day, 10, 100); err == nil && ok {
+				granted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 10, granted.Load(), "concurrent reservations stop at the limit")
 }
 
 func testNotFound(t *testing.T, b Backend) {
