@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/agnesdata/agnes/server/internal/store"
 )
 
 // ReserveRemoteBytes implements store.RemoteQuotas. The read and the add are
@@ -27,8 +29,14 @@ func (s *Store) ReserveRemoteBytes(ctx context.Context, userID string, day time.
 			return nil
 		}
 		ok = true
-		_, err = tx.ExecContext(ctx, `INSERT INTO remote_usage (user_id, day, bytes) VALUES (?, ?, ?)
-			ON CONFLICT (user_id, day) DO UPDATE SET bytes = remote_usage.bytes + excluded.bytes`, userID, date, bytes)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO remote_usage (user_id, day, bytes) VALUES (?, ?, ?)
+			ON CONFLICT (user_id, day) DO UPDATE SET bytes = remote_usage.bytes + excluded.bytes`, userID, date, bytes); err != nil {
+			return err
+		}
+		if s.quotaPruned.Swap(date) == date { // the first reservation of a day drops counts past keeping
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM remote_usage WHERE day < ?`, utcDate(day.Add(-store.RemoteQuotaKeep)))
 		return err
 	})
 	if err != nil {

@@ -41,6 +41,8 @@ type Store struct {
 	inbox      []*inboxAdd
 	inboxWrite sync.Mutex // held by the caller writing the queued rows
 
+	quotaPruned atomic.Value // string: the UTC date of the last pruning of remote_usage
+
 	auditMu   sync.RWMutex // guards audits against Close
 	audits    chan auditRow
 	auditDone chan struct{}
