@@ -108,7 +108,7 @@ func (s *Store) addWebhookEvents(batch []*inboxAdd) {
 	}
 }
 
-// insertWebhookEvents inserts rows in one transaction.
+// insertWebhookEvents inserts rows in one statement (one transaction).
 func (s *Store) insertWebhookEvents(rows []*inboxAdd) error {
 	args := make([]any, 0, 6*len(rows))
 	for _, c := range rows {
@@ -120,12 +120,8 @@ func (s *Store) insertWebhookEvents(rows []*inboxAdd) error {
 	}
 	values := strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?), ", len(rows)), ", ")
 	// The batch is every waiting caller's: no one caller's context ends it.
-	ctx := context.Background()
-	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO webhook_events (source, delivery_id, event, issue_key, body, received_at)
-			VALUES `+values, args...)
-		return err
-	})
+	return s.writeStatement(context.Background(), `INSERT INTO webhook_events (source, delivery_id, event, issue_key,
+		body, received_at) VALUES `+values, args...)
 }
 
 // DueWebhookEvents implements store.WebhookEvents.
