@@ -115,6 +115,15 @@ type Contents struct {
 	Remotes []RemoteAttach
 }
 
+// clone is a copy of c that shares nothing c's owner could change.
+func (c Contents) clone() Contents {
+	out := Contents{Tables: slices.Clone(c.Tables), Remotes: slices.Clone(c.Remotes)}
+	for i := range out.Tables {
+		out.Tables[i].Parts = slices.Clone(out.Tables[i].Parts)
+	}
+	return out
+}
+
 // Conn is what the helpers need from a DuckDB handle; *sql.DB, *sql.Conn and
 // *sql.Tx satisfy it.
 type Conn interface {

@@ -6,7 +6,9 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -197,6 +199,53 @@ func TestUpdateRewritesOnlyOneTable(t *testing.T) {
 	if !os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime()) {
 		t.Error("customers.parquet was rewritten by an update of orders")
 	}
+}
+
+// A Writer's Update starts from what it committed last, unless another
+// writer has replaced extract.duckdb since: then from the file.
+func TestUpdateAfterAnotherWriter(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "shop")
+	update := func(w *extract.Writer, table string, rows int) {
+		t.Helper()
+		f, err := w.WriteQuery(ctx, table, fmt.Sprintf("SELECT * FROM range(%d) t(id)", rows))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Update(ctx, extract.Table{Meta: f.Meta(table)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tables := func() map[string]int64 {
+		t.Helper()
+		c, err := extract.Read(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, tb := range c.Tables {
+			out[tb.TableName] = tb.Rows
+		}
+		return out
+	}
+	w1, w2 := mustNewWriter(t, dir), mustNewWriter(t, dir)
+	update(w1, "a", 1)
+	update(w1, "b", 2) // from w1's own commit
+	update(w2, "c", 3) // w2 has committed nothing: from the file
+	update(w1, "a", 4) // w2 replaced the file w1 wrote: from the file again
+	if got, want := tables(), map[string]int64{"a": 4, "b": 2, "c": 3}; !maps.Equal(got, want) {
+		t.Fatalf("tables after updates by two writers = %v, want %v", got, want)
+	}
+}
+
+func mustNewWriter(t *testing.T, dir string) *extract.Writer {
+	t.Helper()
+	w, err := extract.NewWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
 }
 
 func TestRemoteTables(t *testing.T) {

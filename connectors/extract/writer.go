@@ -35,6 +35,17 @@ type Writer struct {
 	// partitioned says, per table written, whether its last write was a
 	// part (true) or the single file (false): the form Commit publishes.
 	partitioned map[string]bool
+	// committed is what this Writer last wrote to extract.duckdb, with the
+	// file it wrote: Update starts from it rather than reading the file
+	// back, as long as the file is still that one (a source updated in
+	// small steps, e.g. Jira's, would otherwise open and read it each time).
+	committed *committed
+}
+
+// committed is an extract.duckdb this Writer wrote, and what it holds.
+type committed struct {
+	file     os.FileInfo
+	contents Contents
 }
 
 // File is one Parquet file written by a Writer.
@@ -386,7 +397,7 @@ func partsByTable(tables []Table) map[string][]Part {
 // added or replacing the row of the same name. Other tables and the
 // _remote_attach rows stay as they are; nothing in data/ is touched.
 func (w *Writer) Update(ctx context.Context, tables ...Table) error {
-	cur, err := Read(ctx, w.dir)
+	cur, err := w.current(ctx)
 	if err != nil && !notExist(err) {
 		return err
 	}
@@ -454,8 +465,25 @@ func (w *Writer) commit(ctx context.Context, c Contents, recorded map[string][]P
 	if err := syncFile(w.dir); err != nil {
 		return fmt.Errorf("commit extract %s: %w", w.dir, err)
 	}
+	w.committed = nil
+	if fi, err := os.Stat(final); err == nil {
+		w.committed = &committed{file: fi, contents: c.clone()}
+	}
 	w.removeSuperseded(c.Tables)
 	return nil
+}
+
+// current is what extract.duckdb holds: what this Writer committed last if
+// the file is still the one it wrote (same file, size and modification
+// time; every commit renames a new file into place), else what Read finds.
+func (w *Writer) current(ctx context.Context) (Contents, error) {
+	if c := w.committed; c != nil {
+		fi, err := os.Stat(filepath.Join(w.dir, DBFile))
+		if err == nil && os.SameFile(fi, c.file) && fi.Size() == c.file.Size() && fi.ModTime().Equal(c.file.ModTime()) {
+			return c.contents.clone(), nil
+		}
+	}
+	return Read(ctx, w.dir)
 }
 
 // localTable settles the form of a local table and, when partitioned, its

@@ -37,7 +37,7 @@ const (
 // the server wires them: verify, parse, dedup, then refetch and Apply in
 // one batch and publish with one Update.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	fake   *jirafake.Fake
 	src    *jira.Source
@@ -60,7 +60,7 @@ func settingsFor(f *jirafake.Fake) jira.Settings {
 	}
 }
 
-func newEnv(t *testing.T, edit ...func(*jira.Settings)) *env {
+func newEnv(t testing.TB, edit ...func(*jira.Settings)) *env {
 	t.Helper()
 	e := &env{t: t, ctx: context.Background(), seen: map[string]bool{}}
 	e.fake = jirafake.New(t, jirafake.Options{})
@@ -177,7 +177,7 @@ func (e *env) apply(changes []jira.Change) jira.Result {
 
 // query runs SQL against the published extract (its views), as the
 // master database would see it.
-func query(t *testing.T, dir, q string, args ...any) [][]any {
+func query(t testing.TB, dir, q string, args ...any) [][]any {
 	t.Helper()
 	db, err := sql.Open("duckdb", "")
 	require.NoError(t, err)
