@@ -35,6 +35,8 @@ type Store struct {
 	dir string
 	db  *sql.DB // a private in-memory DuckDB that reads the partitions
 	mu  sync.Mutex
+	// index is which issues each partition holds (index.go); mu guards it.
+	index partIndex
 }
 
 // OpenStore opens the store of the extract directory dir
@@ -388,56 +390,6 @@ type located struct {
 	months [numTables]map[string][]string // key → months holding its rows, per table
 	synced map[string]time.Time           // key → issues._synced_at
 	ids    map[string]string              // key → issue_id
-}
-
-func (st *Store) locate(ctx context.Context, keys []string) (located, error) {
-	loc := located{synced: map[string]time.Time{}, ids: map[string]string{}}
-	list := make([]string, len(keys))
-	for i, k := range keys {
-		list[i] = quoteString(k)
-	}
-	in := "(" + strings.Join(list, ", ") + ")"
-	for t := range numTables {
-		loc.months[t] = map[string][]string{}
-		from, err := st.readAll(t)
-		if err != nil || from == "" {
-			if err != nil {
-				return loc, err
-			}
-			continue
-		}
-		extra := ", NULL, NULL"
-		if t == tIssues {
-			extra = ", max(_synced_at), max(issue_id)"
-		}
-		q := "SELECT issue_key, _part_file" + extra + " FROM " + from + " WHERE issue_key IN " + in + " GROUP BY ALL ORDER BY ALL"
-		rows, err := st.db.QueryContext(ctx, q)
-		if err != nil {
-			return loc, fmt.Errorf("read %s: %w", Tables[t], err)
-		}
-		for rows.Next() {
-			var key, file string
-			var synced, id sql.NullString
-			if err := rows.Scan(&key, &file, &synced, &id); err != nil {
-				_ = rows.Close()
-				return loc, fmt.Errorf("read %s: %w", Tables[t], err)
-			}
-			m := strings.TrimSuffix(filepath.Base(file), ".parquet")
-			loc.months[t][key] = append(loc.months[t][key], m)
-			if synced.Valid {
-				if at, err := parseSyncedAt(synced.String); err == nil && at.After(loc.synced[key]) {
-					loc.synced[key] = at
-				}
-			}
-			if id.Valid {
-				loc.ids[key] = id.String
-			}
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return loc, fmt.Errorf("read %s: %w", Tables[t], err)
-		}
-	}
-	return loc, nil
 }
 
 // tombstone records that Jira said an issue is gone; it is kept for audit

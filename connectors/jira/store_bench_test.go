@@ -16,7 +16,7 @@ import (
 // history, so what grows with the months is what Apply reads to find
 // where the issue's rows are.
 func BenchmarkApplyOneIssue(b *testing.B) {
-	for _, months := range []int{1, 12, 36} {
+	for _, months := range []int{1, 12, 36, 120} {
 		b.Run(fmt.Sprintf("months=%d", months), func(b *testing.B) {
 			e := newEnv(b)
 			var last string
