@@ -473,13 +473,19 @@ func (w *Writer) commit(ctx context.Context, c Contents, recorded map[string][]P
 	return nil
 }
 
+// SameFile reports whether now is still the file was: the same file, size
+// and modification time. A Writer replaces a Parquet file or extract.duckdb
+// by renaming a new file into place, so a rewrite is another file.
+func SameFile(was, now os.FileInfo) bool {
+	return os.SameFile(was, now) && was.Size() == now.Size() && was.ModTime().Equal(now.ModTime())
+}
+
 // current is what extract.duckdb holds: what this Writer committed last if
-// the file is still the one it wrote (same file, size and modification
-// time; every commit renames a new file into place), else what Read finds.
+// the file is still the one it wrote (SameFile), else what Read finds.
 func (w *Writer) current(ctx context.Context) (Contents, error) {
 	if c := w.committed; c != nil {
 		fi, err := os.Stat(filepath.Join(w.dir, DBFile))
-		if err == nil && os.SameFile(fi, c.file) && fi.Size() == c.file.Size() && fi.ModTime().Equal(c.file.ModTime()) {
+		if err == nil && SameFile(c.file, fi) {
 			return c.contents.clone(), nil
 		}
 	}

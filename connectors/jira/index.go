@@ -8,15 +8,17 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/agnesdata/agnes/connectors/extract"
 )
 
-// partIndex remembers which issues each partition file holds, by the
-// file's identity (same file, size and modification time: every write
-// replaces a partition with a new file), so that finding where a batch's
-// issues have rows reads only the partitions written since the last look,
-// not the whole history. Any writer may have replaced a file (Apply, a full
-// sync through the connector): a file that is not the one indexed is read
-// again. Guarded by the Store's mutex.
+// partIndex remembers which issues each partition file holds, by the file's
+// identity (extract.SameFile: every write replaces a partition with a new
+// file), so that finding where a batch's issues have rows reads only the
+// partitions written since the last look, not the whole history. Any writer
+// may have replaced a file (Apply, a full sync through the connector): a
+// file that is not the one indexed is read again. Guarded by the Store's
+// mutex.
 type partIndex map[string]*indexedPart // partition path → what it holds
 
 type indexedPart struct {
@@ -84,7 +86,7 @@ func (st *Store) indexPart(ctx context.Context, t int, path string) (*indexedPar
 		}
 		return nil, err
 	}
-	if p := st.index[path]; p != nil && os.SameFile(p.file, fi) && p.file.Size() == fi.Size() && p.file.ModTime().Equal(fi.ModTime()) {
+	if p := st.index[path]; p != nil && extract.SameFile(p.file, fi) {
 		return p, nil
 	}
 	q := "SELECT issue_key, NULL, NULL FROM read_parquet(" + quoteString(path) + ") GROUP BY ALL"
