@@ -379,13 +379,24 @@ func appendHex(buf, b []byte) []byte {
 
 // appendDecimal writes an unscaled int64 with exactly scale fractional digits.
 func appendDecimal(buf []byte, v int64, scale int) []byte {
-	var digits [24]byte
-	d := strconv.AppendUint(digits[:0], abs(v), 10)
+	u := abs(v)
 	if v < 0 {
 		buf = append(buf, '-')
 	}
-	return appendScaled(buf, d, scale)
+	if scale <= 0 || scale >= len(pow10) {
+		var digits [24]byte
+		return appendScaled(buf, strconv.AppendUint(digits[:0], u, 10), scale)
+	}
+	whole, frac := u/pow10[scale], u%pow10[scale]
+	buf = append(strconv.AppendUint(buf, whole, 10), '.')
+	for p := pow10[scale-1]; p > frac && p > 1; p /= 10 {
+		buf = append(buf, '0')
+	}
+	return strconv.AppendUint(buf, frac, 10)
 }
+
+// pow10[i] is 10^i.
+var pow10 = [...]uint64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
 
 func appendBigDecimal(buf []byte, v *big.Int, scale int) []byte {
 	if v.Sign() < 0 {
@@ -418,35 +429,40 @@ func abs(v int64) uint64 {
 	return uint64(v)
 }
 
-// appendDate writes days since 1970-01-01 as YYYY-MM-DD (civil-from-days, as
-// in Howard Hinnant's date algorithms); years outside 0..9999 take time's
-// formatter (slow gives the time).
+// appendDate writes days since 1970-01-01 as YYYY-MM-DD, with Neri and
+// Schneider's civil-from-days ("Euclidean affine functions and their
+// application to calendar algorithms", 2022): unsigned 32-bit arithmetic,
+// no division but by constants. Dates outside 0000-03-01..9999-12-31 take
+// time's formatter (slow gives the time).
 func appendDate(buf []byte, days int64, slow func() time.Time) []byte {
-	z := days + 719468
-	era := z
-	if era < 0 {
-		era -= 146096
-	}
-	era /= 146097
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	y := yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d := doy - (153*mp+2)/5 + 1
-	m := mp + 3
-	if mp >= 10 {
-		m = mp - 9
-	}
-	if m <= 2 {
-		y++
-	}
-	if y < 0 || y > 9999 {
+	const fromMarch0 = 719468 // days from 0000-03-01 to 1970-01-01
+	if days < -fromMarch0 || days > maxDateDays {
 		return slow().UTC().AppendFormat(buf, time.DateOnly)
 	}
-	return append(buf, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-',
-		byte('0'+m/10), byte('0'+m%10), '-', byte('0'+d/10), byte('0'+d%10))
+	n1 := 4*uint32(days+fromMarch0) + 3
+	century, ofCentury := n1/146097, n1%146097/4
+	p := 2939745 * uint64(4*ofCentury+3)
+	y, ofYear := 100*century+uint32(p>>32), uint32(p)/2939745/4
+	md := 2141*ofYear + 197913
+	m, d := md>>16, (md&0xffff)/2141+1
+	if ofYear >= 306 { // January and February count in the next year
+		y, m = y+1, m-12
+	}
+	buf = appendPair(appendPair(buf, y/100), y%100)
+	return appendPair(append(appendPair(append(buf, '-'), m), '-'), d)
 }
+
+// maxDateDays is 9999-12-31, in days since 1970-01-01.
+const maxDateDays = 2932896
+
+// appendPair writes v (0..99) as two digits.
+func appendPair(buf []byte, v uint32) []byte {
+	return append(buf, digitPairs[2*v], digitPairs[2*v+1])
+}
+
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
 
 const microsPerDay = 86400 * 1e6
 
@@ -469,10 +485,12 @@ func appendTimestamp(buf []byte, micros int64, zone bool) []byte {
 // appendClock writes a time of day given in microseconds as
 // "hh:mm:ss[.ffffff]" (trailing zeros trimmed).
 func appendClock(buf []byte, micros int64) []byte {
-	secs, frac := micros/1e6, micros%1e6
-	h, mi, sec := secs/3600, secs/60%60, secs%60
-	buf = append(buf, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':',
-		byte('0'+sec/10), byte('0'+sec%10))
+	if micros < 0 || micros >= 100*3600*1e6 { // not a time of day (DuckDB's TIME ends at 24:00:00): written plainly
+		return fmt.Appendf(buf, "%02d:%02d:%02d.%06d", micros/3.6e9, micros/6e7%60, micros/1e6%60, micros%1e6)
+	}
+	u := uint64(micros)
+	secs, frac := u/1e6, u%1e6
+	buf = appendPair(append(appendPair(append(appendPair(buf, uint32(secs/3600)), ':'), uint32(secs/60%60)), ':'), uint32(secs%60))
 	if frac == 0 {
 		return buf
 	}

@@ -3,6 +3,7 @@ package querysvc
 import (
 	"encoding/json"
 	"math"
+	"math/big"
 	"testing"
 	"time"
 
@@ -188,6 +189,44 @@ func TestFastTimeFormatsMatchTime(t *testing.T) {
 		ts := time.Unix(days*86400, 0).UTC()
 		if got, want := string(appendDate(nil, days, func() time.Time { return ts })), ts.Format(time.DateOnly); got != want {
 			t.Fatalf("day %d: got %s, want %s", days, got, want)
+		}
+	}
+}
+
+// Every day DuckDB prints as YYYY-MM-DD, each as time prints it.
+func TestAppendDateEveryDay(t *testing.T) {
+	first := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	last := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	var buf []byte
+	for days := first - 2; days <= last+2; days++ {
+		ts := time.Unix(days*86400, 0).UTC()
+		buf = appendDate(buf[:0], days, func() time.Time { return ts })
+		if want := ts.Format(time.DateOnly); string(buf) != want {
+			t.Fatalf("day %d: got %s, want %s", days, buf, want)
+		}
+	}
+}
+
+// Decimals are written as big.Int and a decimal point would write them.
+func TestAppendDecimal(t *testing.T) {
+	values := []int64{0, 1, -1, 5, 9, 10, 99, 100, 101, 1234, -1234, 100000, 7000000001, math.MaxInt64, math.MinInt64 + 1, -5}
+	for scale := range 20 {
+		for _, v := range values {
+			want := string(appendBigDecimal(nil, big.NewInt(v), scale))
+			if got := string(appendDecimal(nil, v, scale)); got != want {
+				t.Errorf("%d scale %d: got %s, want %s", v, scale, got, want)
+			}
+		}
+	}
+}
+
+func TestAppendClock(t *testing.T) {
+	for _, c := range []struct {
+		micros int64
+		want   string
+	}{{0, "00:00:00"}, {1, "00:00:00.000001"}, {86_400_000_000, "24:00:00"}, {45_296_500_000, "12:34:56.5"}, {3_599_999_999, "00:59:59.999999"}} {
+		if got := string(appendClock(nil, c.micros)); got != c.want {
+			t.Errorf("%d: got %s, want %s", c.micros, got, c.want)
 		}
 	}
 }
