@@ -175,6 +175,23 @@ func (e *env) apply(changes []jira.Change) jira.Result {
 	return res
 }
 
+// fullSync extracts every table of the source through the Connector (as a
+// sync without the server's hand-over would) into dir with a Writer of its
+// own, and publishes them with one Update.
+func (e *env) fullSync(dir string) {
+	e.t.Helper()
+	w := mustWriter(e.t, dir)
+	found, err := e.src.Discover(e.ctx)
+	require.NoError(e.t, err)
+	var tables []extractTable
+	for _, d := range found {
+		tbl, err := e.src.Extract(e.ctx, specOf(d), w)
+		require.NoError(e.t, err, d.ID)
+		tables = append(tables, tbl)
+	}
+	require.NoError(e.t, w.Update(e.ctx, tables...))
+}
+
 // query runs SQL against the published extract (its views), as the
 // master database would see it.
 func query(t testing.TB, dir, q string, args ...any) [][]any {
@@ -246,7 +263,7 @@ func dump(t *testing.T, dir string) map[string][]string {
 
 type extractTable = extract.Table
 
-func mustWriter(t *testing.T, dir string) *extract.Writer {
+func mustWriter(t testing.TB, dir string) *extract.Writer {
 	t.Helper()
 	w, err := extract.NewWriter(dir)
 	require.NoError(t, err)

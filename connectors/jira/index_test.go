@@ -22,16 +22,7 @@ func TestApplyAfterFullSync(t *testing.T) {
 	e.fake.AddComment(b, jirafake.Agent, "a comment", true)
 	e.fake.Deliveries() // lost webhooks
 
-	w := mustWriter(t, e.dir)
-	found, err := e.src.Discover(e.ctx)
-	require.NoError(t, err)
-	var tables []extractTable
-	for _, d := range found {
-		tbl, err := e.src.Extract(e.ctx, specOf(d), w)
-		require.NoError(t, err, d.ID)
-		tables = append(tables, tbl)
-	}
-	require.NoError(t, w.Update(e.ctx, tables...))
+	e.fullSync(e.dir)
 	require.EqualValues(t, 1, e.count("SELECT count(*) FROM comments WHERE issue_key = ?", b))
 
 	e.fake.Advance(time.Minute)
