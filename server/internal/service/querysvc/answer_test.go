@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
@@ -133,13 +135,17 @@ func TestAnswerForms(t *testing.T) {
 // The byte limit counts the encoded rows held: the answer stops at the last
 // whole row within it, marked truncated.
 func TestAnswerByteLimit(t *testing.T) {
-	for _, f := range []form{formJSON, formProto} {
+	for _, c := range []struct {
+		f        form
+		oneSlice bool
+	}{{formJSON, false}, {formProto, false}, {formJSON, true}, {formProto, true}} {
+		f := c.f
 		full := &answer{form: f, maxBytes: 1 << 40}
 		fill(t, full, 1, 1000)
 		limit := full.bytes / 3
-		a := &answer{form: f, maxBytes: limit}
-		fill(t, a, 10, 1000)
-		if !a.truncated || a.rows == 0 || a.rows >= 1000 {
+		a := &answer{form: f, maxBytes: limit, rowCap: 1 << 20, oneSlice: c.oneSlice}
+		fill(t, a, 10, 100)
+		if !a.truncated || a.rows == 0 || a.rows >= 1000 || c.oneSlice != (a.whole != nil) {
 			t.Fatalf("%s: %d rows, truncated %v", f, a.rows, a.truncated)
 		}
 		if a.bytes > limit || a.bytes < limit-200 {
@@ -157,6 +163,50 @@ func TestAnswerByteLimit(t *testing.T) {
 		}
 		if last := res.GetRows()[a.rows-1].GetValues()[0].GetNumberValue(); last != float64(a.rows-1) {
 			t.Fatalf("%s: last row has id %v", f, last)
+		}
+	}
+}
+
+// An answer handed over as one slice is gathered into one buffer as its rows
+// come, sized for the row limit: the same bytes as gathering its chunks at
+// the end, whether the rows fit the buffer, spill beyond it, or the server's
+// budget has no room for it; every byte of the budget comes back.
+func TestAnswerOneSlice(t *testing.T) {
+	const batches, rows = 5, 1000
+	for _, f := range []form{formJSON, formProto} {
+		ref := &answer{form: f, maxBytes: 1 << 40}
+		fill(t, ref, batches, rows)
+		want := ref.encoded()
+		for _, c := range []struct {
+			name         string
+			rowCap       int64
+			budget       int64
+			whole, spill bool
+		}{
+			{"fits", batches * rows, 1 << 30, true, false},
+			{"spills", 2 * rows, 1 << 30, true, true},
+			{"no budget for the buffer", batches * rows, int64(len(want)), false, true},
+		} {
+			mem := semaphore.NewWeighted(c.budget)
+			a := &answer{form: f, maxBytes: 1 << 40, rowCap: c.rowCap, oneSlice: true, memory: mem}
+			fill(t, a, batches, rows)
+			if (a.whole != nil) != c.whole || (len(a.chunks) > 0) != c.spill {
+				t.Fatalf("%s, %s: buffer %v, %d chunks", f, c.name, a.whole != nil, len(a.chunks))
+			}
+			held := int64(cap(a.whole))
+			for _, ch := range a.chunks {
+				held += int64(len(ch))
+			}
+			if a.held != held {
+				t.Fatalf("%s, %s: counts %d bytes against the budget, holds %d", f, c.name, a.held, held)
+			}
+			if got := a.encoded(); !bytes.Equal(got, want) {
+				t.Fatalf("%s, %s: the answer differs from its chunks gathered (%d bytes, want %d)", f, c.name, len(got), len(want))
+			}
+			a.free()
+			if !mem.TryAcquire(c.budget) {
+				t.Fatalf("%s, %s: the budget did not get all its bytes back", f, c.name)
+			}
 		}
 	}
 }

@@ -222,8 +222,9 @@ func retryAfter(err error, d time.Duration) error {
 	return err
 }
 
-// query runs a unary Query into an answer in the given form.
-func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form) (*answer, error) {
+// query runs a unary Query into an answer in the given form; oneSlice says
+// it is handed over as one slice (see answer).
+func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form, oneSlice bool) (*answer, error) {
 	if req.GetLimit() < 0 {
 		return nil, apierr.InvalidArgument("limit must not be negative, got %d", req.GetLimit())
 	}
@@ -244,7 +245,7 @@ func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form) 
 		return nil, s.queryError(err)
 	}
 	opts.Admitted = true
-	a := &answer{form: f, maxBytes: s.limits.MaxBytes, memory: s.answers}
+	a := &answer{form: f, maxBytes: s.limits.MaxBytes, rowCap: opts.MaxRows, oneSlice: oneSlice, memory: s.answers}
 	done := func() { a.free(); release() }
 	if !reqctx.From(ctx).AfterResponse(done) {
 		defer done()
@@ -270,7 +271,7 @@ func (s *Service) query(ctx context.Context, req *agnesv1.QueryRequest, f form) 
 // the request's Content-Type asks for.
 func (s *Service) queryRPC(ctx context.Context, req *connect.Request[agnesv1.QueryRequest]) (*connect.Response[message], error) {
 	f := formOf(req.Header())
-	a, err := s.query(ctx, req.Msg, f)
+	a, err := s.query(ctx, req.Msg, f, true)
 	if err != nil {
 		return nil, err
 	}

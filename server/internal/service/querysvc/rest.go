@@ -37,7 +37,7 @@ func (s *Service) QueryREST(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(w, r, s.json, s.limits.MaxBodyBytes, req); err != nil {
 		return err
 	}
-	a, err := s.query(ctx, req, formJSON)
+	a, err := s.query(ctx, req, formJSON, false) // written chunk by chunk
 	if err != nil {
 		return err
 	}
