@@ -157,22 +157,38 @@ func (a *answer) hold(rows []byte) error {
 // sized for the rest of the rows (see answer). Without room in the server's
 // budget, the rows stay chunks.
 func (a *answer) gather() {
-	first := a.chunks[0]
-	per := a.bytes/a.rows + 1
-	rows := min(a.bytes+min(a.rowCap-a.rows, a.maxBytes/per)*per*17/16, a.maxBytes)
-	head := a.head()
-	// The tail grows by at most the row count's digits and "true".
-	size := int64(len(head)) + rows + int64(len(a.tail())) + 32
-	if !a.take(size) {
+	size := a.gatherSize()
+	if size == 0 || !a.take(size) {
 		return
 	}
+	first := a.chunks[0]
 	a.give(int64(len(first)))
 	if a.form == formJSON {
 		first = first[1:]
 	}
-	a.whole = append(append(make([]byte, 0, size), head...), first...)
+	a.whole = append(append(make([]byte, 0, size), a.head()...), first...)
 	a.chunks = nil
 }
+
+// gatherSize is the size of the answer's one buffer: the head, the rows so
+// far, the rest of the row limit at the rows' size so far plus a sixteenth
+// (within the byte limit and maxGather), and the tail; 0 if there is no room.
+func (a *answer) gatherSize() int64 {
+	room := min(a.maxBytes, maxGather) - a.bytes
+	if room <= 0 || a.rows == 0 {
+		return 0
+	}
+	per := a.bytes/a.rows + 1
+	est := max(0, min(a.rowCap-a.rows, room/per)) * per
+	est += min(est/16, room-est)
+	// The tail grows by at most the row count's digits and "true".
+	return int64(len(a.head())) + a.bytes + est + int64(len(a.tail())) + 32
+}
+
+// maxGather is the most room for rows an answer's one buffer is made with
+// (1 GiB, the default byte limit): a larger answer goes on in chunks. It
+// bounds what a wrong estimate reserves on a server with no answer budget.
+const maxGather = 1 << 30
 
 // take counts n more bytes against the server's budget, if it has them.
 func (a *answer) take(n int64) bool {

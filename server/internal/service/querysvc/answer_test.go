@@ -211,6 +211,34 @@ func TestAnswerOneSlice(t *testing.T) {
 	}
 }
 
+// The one buffer is sized for the row limit at the rows' size so far, never
+// beyond the byte limit or maxGather.
+func TestAnswerGatherSize(t *testing.T) {
+	a := &answer{form: formProto, maxBytes: 1 << 40, rowCap: 1_000_000, bytes: 1000, rows: 10}
+	a.columns, a.types = []string{"id"}, []string{"BIGINT"}
+	over := int64(len(a.head())+len(a.tail())) + 32 + a.bytes
+	for _, c := range []struct {
+		name          string
+		rowCap, limit int64
+		min, max      int64
+	}{
+		{"the row limit", 1_000_000, 1 << 40, 101 * (1_000_000 - 10), 101 * (1_000_000 - 10) * 17 / 16},
+		{"the byte limit", 1_000_000, 50_000, 48_000, 50_000},
+		{"maxGather", 1 << 40, 1 << 40, maxGather * 15 / 16, maxGather},
+		{"rows as many as the limit already", 10, 1 << 40, 0, 0},
+	} {
+		a.rowCap, a.maxBytes = c.rowCap, c.limit
+		rows := a.gatherSize() - over
+		if rows < c.min || rows > c.max {
+			t.Errorf("%s: room for %d bytes of rows, want %d–%d", c.name, rows, c.min, c.max)
+		}
+	}
+	a.maxBytes = a.bytes
+	if n := a.gatherSize(); n != 0 {
+		t.Errorf("no room under the byte limit: size %d, want 0", n)
+	}
+}
+
 // A stream's JSON-format batch reads as the QueryStreamResponse it stands
 // for, in each framing.
 func TestBatchFrames(t *testing.T) {
